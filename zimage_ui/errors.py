@@ -1,0 +1,74 @@
+"""A small error hierarchy whose messages say what happened and what to do.
+
+Only the UI turns these into `gr.Error`; the CLI prints them. No message ever
+contains a key: provider code builds messages from fixed text and the API's
+own error text, never from request headers.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class ZImageError(Exception):
+    """Base class: `str(error)` is a complete, user-facing message."""
+
+
+class InvalidParams(ZImageError):
+    """Input that can't be sent anywhere; `fields` maps each field to its problem."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = fields
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in fields.items()))
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError) -> InvalidParams:
+        fields: dict[str, str] = {}
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "input"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown field; remove it"
+            fields.setdefault(name, message)
+        return cls(fields)
+
+
+class ProviderError(ZImageError):
+    """A provider could not produce the image; the message names the provider."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        self.provider = provider
+        self.detail = message
+        super().__init__(f"{provider}: {message}")
+
+
+class ProviderUnavailable(ProviderError):
+    """Not usable here (missing key, no GPU, missing package): nothing was sent."""
+
+
+class AuthError(ProviderError):
+    """The provider refused the key."""
+
+
+class NoCredit(ProviderError):
+    """The account has no credit or balance left."""
+
+
+class RateLimited(ProviderError):
+    """429 after every retry."""
+
+
+class JobFailed(ProviderError):
+    """The provider ran the job and reported a failure."""
+
+
+class ProviderTimeout(ProviderError):
+    """No result within the overall deadline."""
+
+
+class MalformedResponse(ProviderError):
+    """The provider answered with something we can't read."""
+
+
+class Cancelled(ProviderError):
+    """Stopped by the user."""

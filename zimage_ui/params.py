@@ -1,0 +1,137 @@
+"""The one validated set of canonical generation parameters.
+
+Names follow diffusers. Everything that reaches a provider passes through
+`GenerationParams` first, so bad input is a clear error before any work starts.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from zimage_ui.errors import InvalidParams
+
+MAX_SEED = 2_147_483_647
+MAX_PROMPT_CHARS = 4000
+MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 256, 2048, 16
+TURBO_STEPS = 8
+TURBO_SHIFT = 3.0
+MODEL_NAME = "Z-Image-Turbo"
+
+
+class ProviderOptions(BaseModel):
+    """Switches only some providers have; each is sent where the API takes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt_expansion: bool = Field(
+        False, description="Let the provider rewrite the prompt (AIML). Off for fair comparisons."
+    )
+    safety_checker: bool = Field(True, description="Provider-side safety checker, where offered.")
+
+
+class GenerationParams(BaseModel):
+    """Canonical parameters for one Z-Image-Turbo generation (Turbo defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(description="What to draw.")
+    negative_prompt: str = Field("", description="What to avoid; only used when guidance > 0.")
+    width: int = Field(1024, description="Image width in pixels, a multiple of 16 in 256..2048.")
+    height: int = Field(1024, description="Image height in pixels, a multiple of 16 in 256..2048.")
+    num_inference_steps: int = Field(TURBO_STEPS, description="Network passes, 1..50 (Turbo: 8).")
+    guidance_scale: float = Field(0.0, description="Classifier-free guidance, 0..20 (Turbo: 0).")
+    seed: int | None = Field(None, description="0..2147483647, or None for a random seed.")
+    shift: float = Field(TURBO_SHIFT, description="Flow-matching scheduler shift, 1..10 (Turbo: 3).")
+    num_images: int = Field(1, description="Images per request, 1..4.")
+    output_format: Literal["png", "jpeg", "webp"] = Field("png", description="Requested format.")
+    options: ProviderOptions = Field(default_factory=ProviderOptions)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the prompt is empty: describe the image you want")
+        if len(value) > MAX_PROMPT_CHARS:
+            raise ValueError(
+                f"the prompt has {len(value)} characters; shorten it to {MAX_PROMPT_CHARS} or fewer"
+            )
+        return value
+
+    @field_validator("width", "height")
+    @classmethod
+    def _side(cls, value: int) -> int:
+        if not MIN_SIDE <= value <= MAX_SIDE:
+            raise ValueError(f"{value} is outside {MIN_SIDE}..{MAX_SIDE} pixels")
+        if value % SIDE_MULTIPLE:
+            lower = value - value % SIDE_MULTIPLE
+            raise ValueError(
+                f"{value} is not a multiple of {SIDE_MULTIPLE}; use {lower} or {lower + SIDE_MULTIPLE}"
+            )
+        return value
+
+    @field_validator("num_inference_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if not 1 <= value <= 50:
+            raise ValueError(f"{value} steps is outside 1..50 (Turbo needs 8)")
+        return value
+
+    @field_validator("guidance_scale")
+    @classmethod
+    def _guidance(cls, value: float) -> float:
+        if not 0.0 <= value <= 20.0:
+            raise ValueError(f"guidance {value} is outside 0..20 (Turbo uses 0)")
+        return value
+
+    @field_validator("shift")
+    @classmethod
+    def _shift(cls, value: float) -> float:
+        if not 1.0 <= value <= 10.0:
+            raise ValueError(f"shift {value} is outside 1..10 (Turbo uses 3)")
+        return value
+
+    @field_validator("num_images")
+    @classmethod
+    def _num_images(cls, value: int) -> int:
+        if not 1 <= value <= 4:
+            raise ValueError(f"{value} images is outside 1..4")
+        return value
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError("the seed must be a whole number in 0..2147483647, or empty for random")
+        try:
+            number = int(value)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a whole number: use 0..{MAX_SEED}, or leave empty for random"
+            ) from None
+        if not 0 <= number <= MAX_SEED:
+            raise ValueError(f"{number} is outside 0..{MAX_SEED}")
+        return number
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    def with_concrete_seed(self, rng: random.Random | None = None) -> GenerationParams:
+        """Return a copy whose seed is set: the app draws random seeds itself (1..MAX_SEED)."""
+        if self.seed is not None:
+            return self
+        draw = (rng or random.SystemRandom()).randint(1, MAX_SEED)
+        return self.model_copy(update={"seed": draw})
+
+
+def parse_params(**values: object) -> GenerationParams:
+    """Build params from loose input (UI, CLI, presets); raise InvalidParams naming each field."""
+    try:
+        return GenerationParams.model_validate(values)
+    except ValidationError as exc:
+        raise InvalidParams.from_validation(exc) from None

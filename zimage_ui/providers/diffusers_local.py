@@ -1,0 +1,309 @@
+"""In-process `diffusers.ZImagePipeline`: the real checkpoint, or the tiny offline model.
+
+torch and diffusers are imported lazily, inside the functions that need them,
+so a hosted-only instance starts fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zimage_ui.errors import Cancelled, JobFailed, ProviderUnavailable
+from zimage_ui.params import GenerationParams
+from zimage_ui.providers.base import (
+    Availability,
+    CancelToken,
+    Capabilities,
+    KeyRing,
+    PreparedRequest,
+    Progress,
+    ProgressFn,
+    Provider,
+    RunResult,
+    SentValues,
+    ignore_progress,
+)
+
+if TYPE_CHECKING:
+    from diffusers import ZImagePipeline
+
+DEFAULT_MODEL_ID = "Tongyi-MAI/Z-Image-Turbo"
+MIN_CPU_RAM_GIB = 32  # bf16 weights of the 6B transformer + 4B text encoder, with headroom
+
+LOCAL_CAPABILITIES = Capabilities(
+    size_rule="multiples of 16, 256..2048",
+    steps_range=(1, 50),
+    shift=True,
+    negative_prompt=True,
+    guidance=True,
+    max_images=4,
+    local_gpu=True,
+)
+
+
+def model_id() -> str:
+    return os.environ.get("ZIMAGE_MODEL_ID", "").strip() or DEFAULT_MODEL_ID
+
+
+@functools.cache
+def cuda_available() -> bool:
+    """True when torch sees a CUDA GPU; skips importing torch on machines with no driver."""
+    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidia0").exists()):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def on_zero_gpu() -> bool:
+    """A Hugging Face ZeroGPU Space: the GPU is attached per call through `spaces.GPU`."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in {"1", "true"}
+
+
+def gpu_available() -> bool:
+    return on_zero_gpu() or cuda_available()
+
+
+def _total_ram_gib() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
+def _gpu_wrapper(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`spaces.GPU` on a ZeroGPU Space; the function itself elsewhere."""
+    if not on_zero_gpu():
+        return function
+    try:
+        import spaces
+    except ImportError:
+        return function
+    return spaces.GPU(duration=120)(function)
+
+
+class _PipelineSlot:
+    """One pipeline per process, built on first use and shared; one call at a time."""
+
+    def __init__(self, build: Callable[[], ZImagePipeline]) -> None:
+        self._build = build
+        self._pipeline: ZImagePipeline | None = None
+        self._build_lock = threading.Lock()
+        self.run_lock = threading.Lock()
+
+    def get(self) -> ZImagePipeline:
+        with self._build_lock:
+            if self._pipeline is None:
+                self._pipeline = self._build()
+            return self._pipeline
+
+    @property
+    def loaded(self) -> bool:
+        return self._pipeline is not None
+
+
+def _load_checkpoint() -> ZImagePipeline:
+    """Load the real checkpoint (hub id or local folder) with the opt-in speed options."""
+    import torch
+    from diffusers import ZImagePipeline
+
+    source = model_id()
+    on_gpu = gpu_available()
+    dtype = torch.bfloat16
+    try:
+        pipeline = ZImagePipeline.from_pretrained(source, torch_dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise ProviderUnavailable(
+            "diffusers",
+            f"could not load the checkpoint {source!r} ({type(exc).__name__}). "
+            "Set ZIMAGE_MODEL_ID to a local folder holding the pipeline, or allow the download.",
+        ) from None
+    if on_gpu and os.environ.get("ZIMAGE_CPU_OFFLOAD") == "1":
+        pipeline.enable_model_cpu_offload()
+    elif on_gpu:
+        pipeline.to("cuda")
+    backend = os.environ.get("ZIMAGE_ATTENTION_BACKEND", "").strip()
+    if backend:
+        pipeline.transformer.set_attention_backend(backend)
+    if os.environ.get("ZIMAGE_COMPILE") == "1":
+        pipeline.transformer.compile(fullgraph=False, dynamic=False)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _build_tiny() -> ZImagePipeline:
+    from zimage_ui.providers.tiny_model import build_tiny_pipeline
+
+    return build_tiny_pipeline()
+
+
+def _pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
+    """The exact keyword arguments the pipeline gets (Turbo's values always explicit)."""
+    kwargs: dict[str, Any] = {
+        "prompt": params.prompt,
+        "height": params.height,
+        "width": params.width,
+        "num_inference_steps": params.num_inference_steps,
+        "guidance_scale": params.guidance_scale,
+        "num_images_per_prompt": params.num_images,
+        "generator": f"torch.Generator('cpu').manual_seed({params.seed})",
+        "scheduler": f"FlowMatchEulerDiscreteScheduler(shift={params.shift})",
+    }
+    if params.guidance_scale > 0 and params.negative_prompt.strip():
+        kwargs["negative_prompt"] = params.negative_prompt
+    return kwargs
+
+
+class _LocalPipelineProvider(Provider):
+    capabilities = LOCAL_CAPABILITIES
+
+    def __init__(self, slot: _PipelineSlot) -> None:
+        self._slot = slot
+
+    def _target(self) -> str:
+        raise NotImplementedError
+
+    def prepare(self, params: GenerationParams) -> PreparedRequest:
+        params = params.with_concrete_seed()
+        assert params.seed is not None
+        notes: list[str] = []
+        if params.negative_prompt.strip() and params.guidance_scale == 0:
+            notes.append("negative prompt not used: it only applies when guidance is above 0")
+        return PreparedRequest(
+            provider=self.id,
+            params=params,
+            sent=SentValues(
+                width=params.width,
+                height=params.height,
+                steps=params.num_inference_steps,
+                seed=params.seed,
+                shift=params.shift,
+            ),
+            method="CALL",
+            url=self._target(),
+            body=_pipeline_kwargs(params),
+            notes=tuple(notes),
+        )
+
+    async def run(
+        self,
+        prepared: PreparedRequest,
+        *,
+        keys: KeyRing,
+        progress: ProgressFn = ignore_progress,
+        cancel: CancelToken | None = None,
+    ) -> RunResult:
+        loop = asyncio.get_running_loop()
+
+        def report(update: Progress) -> None:  # called from the worker thread
+            loop.call_soon_threadsafe(progress, update)
+
+        started = time.perf_counter()
+        images = await asyncio.to_thread(self._generate, prepared, report, cancel or CancelToken())
+        return RunResult(
+            provider=self.id,
+            images=images,
+            seed=prepared.sent.seed,
+            sent=prepared.sent,
+            elapsed_s=time.perf_counter() - started,
+            notes=list(prepared.notes),
+        )
+
+    def _generate(self, prepared: PreparedRequest, report: ProgressFn, cancel: CancelToken) -> list:
+        if cancel.cancelled:
+            raise Cancelled(self.id, "stopped before it started")
+        if not self._slot.loaded:
+            report(Progress(None, "loading the model (first use in this process)"))
+        pipeline = self._slot.get()
+        with self._slot.run_lock:
+            return _gpu_wrapper(_call_pipeline)(self.id, pipeline, prepared, report, cancel)
+
+
+def _call_pipeline(
+    provider_id: str,
+    pipeline: ZImagePipeline,
+    prepared: PreparedRequest,
+    report: ProgressFn,
+    cancel: CancelToken,
+) -> list:
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    params = prepared.params
+    total = params.num_inference_steps
+    pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+        pipeline.scheduler.config, shift=params.shift, use_dynamic_shifting=False
+    )
+
+    def on_step_end(pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if cancel.cancelled:
+            pipe._interrupt = True  # the pipeline skips the remaining steps
+        report(Progress((step + 1) / total, f"step {step + 1}/{total}", step + 1, total))
+        return tensors
+
+    kwargs = {k: v for k, v in _pipeline_kwargs(params).items() if k not in {"generator", "scheduler"}}
+    report(Progress(0.0, f"step 0/{total}", 0, total))
+    try:
+        output = pipeline(
+            **kwargs,
+            generator=torch.Generator("cpu").manual_seed(params.seed or 0),
+            callback_on_step_end=on_step_end,
+        )
+    except torch.cuda.OutOfMemoryError:
+        raise JobFailed(
+            provider_id, "the GPU ran out of memory: try a smaller size or fewer images"
+        ) from None
+    if cancel.cancelled:
+        raise Cancelled(provider_id, "stopped")
+    return list(output.images)
+
+
+_TINY_SLOT = _PipelineSlot(_build_tiny)
+_CHECKPOINT_SLOT = _PipelineSlot(_load_checkpoint)
+
+
+class TinyDiffusersProvider(_LocalPipelineProvider):
+    id = "diffusers-tiny"
+    label = "Local tiny test model (noise, no download)"
+
+    def __init__(self) -> None:
+        super().__init__(_TINY_SLOT)
+
+    def _target(self) -> str:
+        return "ZImagePipeline(tiny random weights, CPU)"
+
+    def availability(self, keys: KeyRing) -> Availability:
+        return Availability(True, "images are noise from an untrained test model")
+
+
+class DiffusersProvider(_LocalPipelineProvider):
+    id = "diffusers"
+    label = "Local GPU (diffusers)"
+
+    def __init__(self) -> None:
+        super().__init__(_CHECKPOINT_SLOT)
+
+    def _target(self) -> str:
+        device = "cuda, bf16" if gpu_available() else "CPU, bf16: slow"
+        return f"ZImagePipeline.from_pretrained({model_id()!r}) on {device}"
+
+    def availability(self, keys: KeyRing) -> Availability:
+        if gpu_available():
+            return Availability(True)
+        ram = _total_ram_gib()
+        if ram < MIN_CPU_RAM_GIB:
+            return Availability(
+                False,
+                f"no CUDA GPU, and {ram:.0f} GiB of RAM is too little for the 6B model on the CPU "
+                f"(needs about {MIN_CPU_RAM_GIB} GiB); use diffusers-tiny or a hosted provider",
+            )
+        return Availability(True, "no CUDA GPU: runs on the CPU, minutes per image")

@@ -1,0 +1,128 @@
+"""The tiny offline model: the real `ZImagePipeline` class with tiny random weights.
+
+No download, runs on a CPU in about a second at 256x256. Its images are noise
+from an untrained test model; it exists so tests, CI and demos exercise the
+real pipeline code on machines with no weights. Building it is deterministic:
+the same process-independent seeds give the same weights, so the same
+parameters give the same pixels in any process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from diffusers import ZImagePipeline
+
+# Same shape of chat template as Qwen3's (the pipeline calls apply_chat_template).
+_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+_WEIGHT_SEED = 0
+
+
+def _byte_level_alphabet() -> list[str]:
+    """The 256 printable stand-ins GPT-2 style byte-level BPE uses for raw bytes."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(code) for code in codes]
+
+
+def build_tokenizer():  # -> transformers.Qwen2Tokenizer
+    from transformers import Qwen2Tokenizer
+
+    vocab = {token: index for index, token in enumerate(_SPECIAL_TOKENS)}
+    for symbol in _byte_level_alphabet():
+        vocab.setdefault(symbol, len(vocab))
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], additional_special_tokens=list(_SPECIAL_TOKENS[1:]))
+    tokenizer.chat_template = _CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_pipeline() -> ZImagePipeline:
+    """Build the tiny pipeline on the CPU in float32 (deterministic weights)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        ZImagePipeline,
+        ZImageTransformer2DModel,
+    )
+    from transformers import Qwen3Config, Qwen3Model
+
+    tokenizer = build_tokenizer()
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(_WEIGHT_SEED)
+        transformer = ZImageTransformer2DModel(
+            all_patch_size=(2,),
+            all_f_patch_size=(1,),
+            in_channels=16,
+            dim=32,
+            n_layers=2,
+            n_refiner_layers=1,
+            n_heads=2,
+            n_kv_heads=2,
+            norm_eps=1e-5,
+            qk_norm=True,
+            cap_feat_dim=16,
+            rope_theta=256.0,
+            t_scale=1000.0,
+            axes_dims=[8, 4, 4],
+            # Must cover the largest size allowed (2048 px -> 128 patches a side).
+            axes_lens=[1024, 512, 512],
+        )
+        with torch.no_grad():  # created with torch.empty: fix them so no NaN slips in
+            transformer.x_pad_token.copy_(torch.ones_like(transformer.x_pad_token))
+            transformer.cap_pad_token.copy_(torch.ones_like(transformer.cap_pad_token))
+        torch.manual_seed(_WEIGHT_SEED)
+        # Four blocks: downsamples by 8 like the real VAE, so token counts match real sizes.
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=["DownEncoderBlock2D"] * 4,
+            up_block_types=["UpDecoderBlock2D"] * 4,
+            block_out_channels=[8, 16, 16, 16],
+            layers_per_block=1,
+            latent_channels=16,
+            norm_num_groups=8,
+            sample_size=32,
+            scaling_factor=0.3611,
+            shift_factor=0.1159,
+        )
+        torch.manual_seed(_WEIGHT_SEED)
+        text_encoder = Qwen3Model(
+            Qwen3Config(
+                hidden_size=16,
+                intermediate_size=16,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                vocab_size=len(tokenizer),
+                max_position_embeddings=1024,
+            )
+        )
+    finally:
+        torch.random.set_rng_state(generator_state)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=False)
+    pipeline = ZImagePipeline(
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
