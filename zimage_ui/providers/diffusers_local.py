@@ -92,7 +92,7 @@ def _gpu_wrapper(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _PipelineSlot:
-    """One pipeline per process, built on first use and shared; one call at a time."""
+    """One pipeline per process, built on first use and shared; `run_lock`: one call at a time."""
 
     def __init__(self, build: Callable[[], ZImagePipeline]) -> None:
         self._build = build
@@ -207,8 +207,13 @@ class _LocalPipelineProvider(Provider):
         def report(update: Progress) -> None:  # called from the worker thread
             loop.call_soon_threadsafe(progress, update)
 
+        cancel = cancel or CancelToken()
         started = time.perf_counter()
-        images = await asyncio.to_thread(self._generate, prepared, report, cancel or CancelToken())
+        await self._wait_for_gpu(progress, cancel)
+        try:
+            images = await asyncio.to_thread(self._generate, prepared, report, cancel)
+        finally:
+            self._slot.run_lock.release()
         return RunResult(
             provider=self.id,
             images=images,
@@ -218,14 +223,23 @@ class _LocalPipelineProvider(Provider):
             notes=list(prepared.notes),
         )
 
+    async def _wait_for_gpu(self, progress: ProgressFn, cancel: CancelToken) -> None:
+        """One generation at a time on the device; waiting costs no thread."""
+        if self._slot.run_lock.acquire(blocking=False):
+            return
+        progress(Progress(None, "waiting for the GPU: another generation is running"))
+        while not self._slot.run_lock.acquire(blocking=False):
+            if cancel.cancelled:
+                raise Cancelled(self.id, "stopped while waiting for the GPU")
+            await asyncio.sleep(0.05)
+
     def _generate(self, prepared: PreparedRequest, report: ProgressFn, cancel: CancelToken) -> list:
         if cancel.cancelled:
             raise Cancelled(self.id, "stopped before it started")
         if not self._slot.loaded:
             report(Progress(None, "loading the model (first use in this process)"))
         pipeline = self._slot.get()
-        with self._slot.run_lock:
-            return _gpu_wrapper(_call_pipeline)(self.id, pipeline, prepared, report, cancel)
+        return _gpu_wrapper(_call_pipeline)(self.id, pipeline, prepared, report, cancel)
 
 
 def _call_pipeline(

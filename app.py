@@ -1,0 +1,33 @@
+"""Serve the Z-Image-Turbo playground: `python app.py [--host HOST] [--port PORT]`.
+
+Also the Hugging Face Space's app_file. Host and port default to Gradio's own
+GRADIO_SERVER_NAME / GRADIO_SERVER_PORT variables, then 127.0.0.1:7860.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from zimage_ui.ui import build_demo
+from zimage_ui.ui.handlers import output_dir
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Serve the Z-Image-Turbo playground.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    folder = output_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    build_demo().queue(default_concurrency_limit=None).launch(
+        server_name=args.host, server_port=args.port, allowed_paths=[str(folder)]
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Provenance in every PNG: an AUTOMATIC1111-style `parameters` chunk and a `zimage` JSON chunk.
+
+Neither ever holds a key: they are built from `GenerationParams` and the values sent,
+which carry none.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from zimage_ui.params import MODEL_NAME, GenerationParams
+from zimage_ui.providers.base import SentValues
+
+PARAMETERS_KEY = "parameters"
+ZIMAGE_KEY = "zimage"
+ZIMAGE_SCHEMA = 1
+
+
+def a1111_quote(value: object) -> str:
+    """Quote a value the way AUTOMATIC1111's webui does in its infotext line."""
+    text = str(value)
+    if "," not in text and "\n" not in text and ":" not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def infotext(params: GenerationParams, sent: SentValues, provider: str) -> str:
+    """`prompt`, optional `Negative prompt: ...`, then one `Key: value, ...` line."""
+    fields: dict[str, object] = {"Steps": sent.steps_label, "Seed": sent.seed}
+    if params.guidance_scale > 0:
+        fields["CFG scale"] = params.guidance_scale
+    fields["Size"] = f"{sent.width}x{sent.height}"
+    if sent.shift is not None:
+        fields["Shift"] = sent.shift
+    fields["Model"] = MODEL_NAME
+    fields["Provider"] = provider
+    lines = [params.prompt]
+    if params.negative_prompt.strip():
+        lines.append(f"Negative prompt: {params.negative_prompt}")
+    lines.append(", ".join(f"{key}: {a1111_quote(value)}" for key, value in fields.items()))
+    return "\n".join(lines)
+
+
+def provenance(params: GenerationParams, sent: SentValues, provider: str) -> dict[str, Any]:
+    return {
+        "schema": ZIMAGE_SCHEMA,
+        "model": MODEL_NAME,
+        "provider": provider,
+        "params": params.model_dump(mode="json"),
+        "sent": {
+            "width": sent.width,
+            "height": sent.height,
+            "steps": sent.steps,
+            "seed": sent.seed,
+            "shift": sent.shift,
+        },
+    }
+
+
+def png_bytes(image: Image.Image, params: GenerationParams, sent: SentValues, provider: str) -> bytes:
+    """Encode as PNG with both text chunks (international text, so any prompt survives)."""
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(PARAMETERS_KEY, infotext(params, sent, provider))
+    info.add_itxt(ZIMAGE_KEY, json.dumps(provenance(params, sent, provider), ensure_ascii=False))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def read_text_chunks(data: bytes) -> dict[str, str]:
+    """The PNG's text chunks (tEXt, zTXt and iTXt)."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return {str(k): str(v) for k, v in getattr(image, "text", {}).items()}
+
+
+def read_provenance(data: bytes) -> dict[str, Any] | None:
+    raw = read_text_chunks(data).get(ZIMAGE_KEY)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,47 @@
+"""Size presets, grouped as the official Z-Image-Turbo Space groups them."""
+
+from __future__ import annotations
+
+from math import gcd
+
+SIZE_FAMILIES: dict[str, tuple[tuple[int, int], ...]] = {
+    "1024": (
+        (1024, 1024), (1152, 896), (896, 1152), (1152, 864), (864, 1152), (1248, 832),
+        (832, 1248), (1280, 720), (720, 1280), (1344, 576), (576, 1344),
+    ),
+    "1280": (
+        (1280, 1280), (1440, 1120), (1120, 1440), (1472, 1104), (1104, 1472), (1536, 1024),
+        (1024, 1536), (1536, 864), (864, 1536), (1680, 720), (720, 1680),
+    ),
+    "1536": (
+        (1536, 1536), (1728, 1344), (1344, 1728), (1728, 1296), (1296, 1728), (1872, 1248),
+        (1248, 1872), (2048, 1152), (1152, 2048), (2016, 864), (864, 2016),
+    ),
+}  # fmt: skip
+
+# Ratios as the official Space names them (some sizes are close to, not exactly, the ratio).
+_NAMED_RATIOS = ((1, 1), (9, 7), (7, 9), (4, 3), (3, 4), (3, 2), (2, 3), (16, 9), (9, 16), (21, 9), (9, 21))
+
+
+def aspect_label(width: int, height: int) -> str:
+    """The nearest common ratio, e.g. 1152x896 -> "9:7", 1344x576 -> "21:9"."""
+    exact = gcd(width, height)
+    if (width // exact, height // exact) in _NAMED_RATIOS:
+        return f"{width // exact}:{height // exact}"
+    ratio = width / height
+    w, h = min(_NAMED_RATIOS, key=lambda pair: abs(pair[0] / pair[1] - ratio))
+    return f"{w}:{h}"
+
+
+def size_label(width: int, height: int) -> str:
+    return f"{width}x{height} ({aspect_label(width, height)})"
+
+
+def family_choices(family: str) -> list[tuple[str, str]]:
+    """Dropdown (label, value) pairs for one family; value is "WxH"."""
+    return [(size_label(w, h), f"{w}x{h}") for w, h in SIZE_FAMILIES[family]]
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    width, _, height = value.partition("x")
+    return int(width), int(height)

@@ -1,0 +1,209 @@
+"""Thin, named event handlers: turn component values into calls on `zimage_ui` and back."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from zimage_ui.errors import InvalidParams, ZImageError
+from zimage_ui.params import GenerationParams, parse_params
+from zimage_ui.providers import get_provider
+from zimage_ui.providers.base import CancelToken, Capabilities, KeyRing, Progress
+from zimage_ui.runner import Outcome, generate_one, save_outcome
+from zimage_ui.sizes import family_choices, parse_size
+from zimage_ui.ui.layout import NEGATIVE_PROMPT_OFF, provider_choices
+
+# Stop buttons reach the running generation through the session's token.
+ACTIVE: dict[str, CancelToken] = {}
+
+
+def output_dir() -> Path:
+    from os import environ
+
+    configured = environ.get("ZIMAGE_OUTPUT_DIR")
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / "zimage-ui"
+
+
+def capabilities_text(caps: Capabilities) -> str:
+    steps = f"{caps.steps_range[0]}..{caps.steps_range[1]}" if caps.steps_range else "chosen by the provider"
+    parts = [f"Sizes: {caps.size_rule}", f"Steps: {steps}", f"Images per run: up to {caps.max_images}"]
+    if caps.cost_reporting:
+        parts.append("reports cost")
+    return " · ".join(parts)
+
+
+def on_provider_change(provider_id: str, guidance: float) -> tuple[Any, ...]:
+    caps = get_provider(provider_id).capabilities
+    steps = (
+        gr.update(interactive=True, minimum=caps.steps_range[0], maximum=caps.steps_range[1], info=None)
+        if caps.steps_range
+        else gr.update(interactive=False, info="this provider picks its own steps")
+    )
+    return (
+        gr.update(visible=provider_id == "diffusers-tiny"),
+        steps,
+        gr.update(interactive=caps.shift, info=None if caps.shift else "not adjustable on this provider"),
+        gr.update(interactive=caps.guidance, info="Turbo: 0" if caps.guidance else "fixed by this provider"),
+        negative_prompt_update(provider_id, guidance),
+        gr.update(maximum=caps.max_images, interactive=caps.max_images > 1),
+        capabilities_text(caps),
+    )
+
+
+def negative_prompt_update(provider_id: str, guidance: float) -> Any:
+    caps = get_provider(provider_id).capabilities
+    if not caps.negative_prompt:
+        return gr.update(interactive=False, info="this provider takes no negative prompt")
+    if not guidance:
+        return gr.update(interactive=False, info=NEGATIVE_PROMPT_OFF)
+    return gr.update(interactive=True, info="used because Guidance is above 0")
+
+
+def on_family_change(family: str) -> Any:
+    choices = family_choices(family)
+    return gr.update(choices=choices, value=choices[0][1])
+
+
+def on_size_change(size: str | None) -> tuple[Any, Any]:
+    if not size:
+        return gr.update(), gr.update()
+    width, height = parse_size(size)
+    return width, height
+
+
+def on_random_toggle(random_seed: bool) -> Any:
+    return gr.update(interactive=not random_seed, value=None if random_seed else gr.skip())
+
+
+def on_reuse_seed(last_seed: int | None) -> tuple[Any, Any]:
+    if last_seed is None:
+        gr.Info("No image yet: generate once, then reuse its seed.")
+        return gr.skip(), gr.skip()
+    return gr.update(value=last_seed, interactive=True), False
+
+
+def on_keys_change(*values: str) -> tuple[dict[str, str], Any]:
+    from zimage_ui.ui.layout import all_key_names
+
+    keys = {name: value for name, value in zip(all_key_names(), values, strict=True) if value}
+    return keys, gr.update(choices=provider_choices(KeyRing(keys)))
+
+
+def read_params(
+    prompt: str,
+    negative_prompt: str,
+    width: float | None,
+    height: float | None,
+    seed: float | None,
+    random_seed: bool,
+    steps: float,
+    guidance: float,
+    shift: float,
+    num_images: float,
+) -> GenerationParams:
+    """Form values -> validated params; raises gr.Error naming each wrong field."""
+    try:
+        return parse_params(
+            prompt=prompt or "",
+            negative_prompt=negative_prompt or "",
+            width=_whole(width, "width"),
+            height=_whole(height, "height"),
+            seed=None if random_seed else _whole(seed, "seed"),
+            num_inference_steps=int(steps),
+            guidance_scale=float(guidance),
+            shift=float(shift),
+            num_images=int(num_images),
+        )
+    except InvalidParams as exc:
+        raise gr.Error(f"Check the form: {exc}", title="Invalid settings") from None
+
+
+def _whole(value: float | None, name: str) -> int:
+    if value is None:
+        raise InvalidParams({name: "empty: enter a number" if name != "seed" else
+                             "empty: enter a seed or tick Random seed"})
+    return int(value)
+
+
+def outcome_status(outcome: Outcome) -> str:
+    if not outcome.ok or outcome.result is None or outcome.prepared is None:
+        return f"**Failed.** {outcome.error}"
+    result, sent = outcome.result, outcome.prepared.sent
+    facts = [
+        f"**Done** in {outcome.elapsed_s:.2f} s",
+        f"{sent.width}x{sent.height}",
+        f"steps {sent.steps_label}",
+        f"seed {sent.seed}",
+    ]
+    if result.queue_s is not None:
+        facts.append(f"queue {result.queue_s:.2f} s")
+    if result.run_s is not None:
+        facts.append(f"run {result.run_s:.2f} s")
+    if result.cost is not None:
+        facts.append(f"cost {result.cost}")
+    notes = "".join(f"\n- {note}" for note in outcome.prepared.notes)
+    return " · ".join(facts) + notes
+
+
+async def generate(
+    provider_id: str,
+    prompt: str,
+    negative_prompt: str,
+    width: float | None,
+    height: float | None,
+    seed: float | None,
+    random_seed: bool,
+    steps: float,
+    guidance: float,
+    shift: float,
+    num_images: float,
+    session_keys: dict[str, str] | None,
+    request: gr.Request,
+) -> AsyncIterator[tuple[Any, ...]]:
+    """Generate on one provider, yielding step progress, then the images and the seed used."""
+    params = read_params(prompt, negative_prompt, width, height, seed, random_seed, steps, guidance,
+                         shift, num_images).with_concrete_seed()
+    token = CancelToken()
+    session = request.session_hash or "anonymous"
+    ACTIVE[session] = token
+    updates: asyncio.Queue[Progress] = asyncio.Queue()
+    task = asyncio.create_task(
+        generate_one(provider_id, params, keys=KeyRing(session_keys), progress=updates.put_nowait,
+                     cancel=token)
+    )
+    yield gr.skip(), str(params.seed), f"Starting on **{provider_id}** with seed {params.seed}…", gr.skip(), \
+        gr.skip()
+    try:
+        while not task.done():
+            try:
+                update = await asyncio.wait_for(updates.get(), timeout=0.2)
+            except asyncio.TimeoutError:
+                continue
+            yield gr.skip(), gr.skip(), f"**{provider_id}**: {update.message}", gr.skip(), gr.skip()
+        outcome = task.result()
+    finally:
+        if ACTIVE.get(session) is token:
+            del ACTIVE[session]
+    sent = outcome.prepared.display() if outcome.prepared else None
+    if not outcome.ok:
+        yield gr.skip(), str(params.seed), outcome_status(outcome), sent, gr.skip()
+        raise gr.Error(outcome.error or "failed", title=f"{provider_id} failed")
+    paths = save_outcome(outcome, output_dir())
+    yield [str(path) for path in paths], str(outcome.seed), outcome_status(outcome), sent, outcome.seed
+
+
+def stop(request: gr.Request) -> str:
+    token = ACTIVE.get(request.session_hash or "anonymous")
+    if token is None:
+        return "Nothing is running."
+    token.cancel()
+    return "Stopping…"
+
+
+def format_error(exc: ZImageError) -> gr.Error:
+    return gr.Error(str(exc))
