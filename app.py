@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from zimage_ui.providers import default_provider_id, get_provider
 from zimage_ui.ui import build_demo
 from zimage_ui.ui.handlers import output_dir
 
@@ -22,6 +23,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # Build the default local pipeline in the background so the first click is quick.
+    get_provider(default_provider_id()).warm_up()
     folder = output_dir()
     folder.mkdir(parents=True, exist_ok=True)
     build_demo().queue(default_concurrency_limit=None).launch(

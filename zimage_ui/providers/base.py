@@ -179,6 +179,9 @@ class Provider(abc.ABC):
             return Availability(False, f"set {' and '.join(missing)} or enter the key on the page")
         return Availability(True)
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook, most providers need none
+        """Start any slow one-time set-up in the background (no-op for hosted APIs)."""
+
     @abc.abstractmethod
     def prepare(self, params: GenerationParams) -> PreparedRequest:
         """Pure: map canonical params (with a concrete seed) to what will be sent."""

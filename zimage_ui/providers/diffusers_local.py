@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import threading
 import time
@@ -33,6 +34,8 @@ from zimage_ui.providers.base import (
 
 if TYPE_CHECKING:
     from diffusers import ZImagePipeline
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ID = "Tongyi-MAI/Z-Image-Turbo"
 MIN_CPU_RAM_GIB = 32  # bf16 weights of the 6B transformer + 4B text encoder, with headroom
@@ -110,6 +113,15 @@ class _PipelineSlot:
     def loaded(self) -> bool:
         return self._pipeline is not None
 
+    def warm_up(self) -> None:
+        threading.Thread(target=self._warm, name="pipeline-warm-up", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            self.get()
+        except Exception:  # the first real call reports the error properly
+            log.warning("warming up the pipeline failed; the first generation will retry", exc_info=True)
+
 
 def _load_checkpoint() -> ZImagePipeline:
     """Load the real checkpoint (hub id or local folder) with the opt-in speed options."""
@@ -171,6 +183,9 @@ class _LocalPipelineProvider(Provider):
 
     def _target(self) -> str:
         raise NotImplementedError
+
+    def warm_up(self) -> None:
+        self._slot.warm_up()
 
     def prepare(self, params: GenerationParams) -> PreparedRequest:
         params = params.with_concrete_seed()

@@ -34,44 +34,96 @@ def build_demo() -> gr.Blocks:
                 output = build_output_panel()
 
         provider_outputs = [
-            prompt_panel.tiny_notice, settings.steps, settings.shift, settings.guidance,
-            prompt_panel.negative_prompt, settings.num_images, settings.capabilities,
+            prompt_panel.tiny_notice,
+            settings.steps,
+            settings.shift,
+            settings.guidance,
+            prompt_panel.negative_prompt,
+            settings.num_images,
+            settings.capabilities,
         ]
         prompt_panel.provider.change(
-            handlers.on_provider_change, [prompt_panel.provider, settings.guidance], provider_outputs,
-            queue=False, api_visibility="private",
+            handlers.on_provider_change,
+            [prompt_panel.provider, settings.guidance],
+            provider_outputs,
+            queue=False,
+            api_visibility="private",
         )
         demo.load(
-            handlers.on_provider_change, [prompt_panel.provider, settings.guidance], provider_outputs,
-            queue=False, api_visibility="private",
+            handlers.on_provider_change,
+            [prompt_panel.provider, settings.guidance],
+            provider_outputs,
+            queue=False,
+            api_visibility="private",
         )
         settings.guidance.change(
-            handlers.negative_prompt_update, [prompt_panel.provider, settings.guidance],
-            prompt_panel.negative_prompt, queue=False, api_visibility="private",
+            handlers.negative_prompt_update,
+            [prompt_panel.provider, settings.guidance],
+            prompt_panel.negative_prompt,
+            queue=False,
+            api_visibility="private",
         )
-        settings.size_family.change(handlers.on_family_change, settings.size_family, settings.size,
-                                    queue=False, api_visibility="private")
-        settings.size.change(handlers.on_size_change, settings.size, [settings.width, settings.height],
-                             queue=False, api_visibility="private")
-        settings.random_seed.change(handlers.on_random_toggle, settings.random_seed, settings.seed,
-                                    queue=False, api_visibility="private")
-        settings.reuse_seed.click(handlers.on_reuse_seed, last_seed, [settings.seed, settings.random_seed],
-                                  queue=False, api_visibility="private")
+        settings.size_family.change(
+            handlers.on_family_change,
+            settings.size_family,
+            settings.size,
+            queue=False,
+            api_visibility="private",
+        )
+        settings.size.change(
+            handlers.on_size_change,
+            settings.size,
+            [settings.width, settings.height],
+            queue=False,
+            api_visibility="private",
+        )
+        settings.random_seed.change(
+            handlers.on_random_toggle,
+            settings.random_seed,
+            settings.seed,
+            queue=False,
+            api_visibility="private",
+        )
+        settings.reuse_seed.click(
+            handlers.on_reuse_seed,
+            last_seed,
+            [settings.seed, settings.random_seed],
+            queue=False,
+            api_visibility="private",
+        )
         for box in keys.boxes.values():
-            box.change(handlers.on_keys_change, list(keys.boxes.values()),
-                       [session_keys, prompt_panel.provider], queue=False, api_visibility="private")
+            box.change(
+                handlers.on_keys_change,
+                list(keys.boxes.values()),
+                [session_keys, prompt_panel.provider],
+                queue=False,
+                api_visibility="private",
+            )
 
         generate_inputs = [
-            prompt_panel.provider, prompt_panel.prompt, prompt_panel.negative_prompt, settings.width,
-            settings.height, settings.seed, settings.random_seed, settings.steps, settings.guidance,
-            settings.shift, settings.num_images, session_keys,
+            prompt_panel.provider,
+            prompt_panel.prompt,
+            prompt_panel.negative_prompt,
+            settings.width,
+            settings.height,
+            settings.seed,
+            settings.random_seed,
+            settings.steps,
+            settings.guidance,
+            settings.shift,
+            settings.num_images,
+            session_keys,
         ]
         generate_outputs = [output.gallery, output.seed_used, output.status, output.sent, last_seed]
         # Hosted calls are I/O and must not queue behind one another: no concurrency limit here.
         # Local GPU generations are serialised by the provider itself (one device, one run).
         gr.on(
-            [generate_button.click, prompt_panel.prompt.submit], handlers.generate, generate_inputs,
-            generate_outputs, api_name="generate", concurrency_limit=None,
+            [generate_button.click, prompt_panel.prompt.submit],
+            handlers.generate,
+            generate_inputs,
+            generate_outputs,
+            api_name="generate",
+            concurrency_limit=None,
         )
         stop_button.click(handlers.stop, None, output.status, queue=False, api_visibility="private")
     return demo

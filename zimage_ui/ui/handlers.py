@@ -125,8 +125,9 @@ def read_params(
 
 def _whole(value: float | None, name: str) -> int:
     if value is None:
-        raise InvalidParams({name: "empty: enter a number" if name != "seed" else
-                             "empty: enter a seed or tick Random seed"})
+        raise InvalidParams(
+            {name: "empty: enter a number" if name != "seed" else "empty: enter a seed or tick Random seed"}
+        )
     return int(value)
 
 
@@ -166,18 +167,25 @@ async def generate(
     request: gr.Request,
 ) -> AsyncIterator[tuple[Any, ...]]:
     """Generate on one provider, yielding step progress, then the images and the seed used."""
-    params = read_params(prompt, negative_prompt, width, height, seed, random_seed, steps, guidance,
-                         shift, num_images).with_concrete_seed()
+    params = read_params(
+        prompt, negative_prompt, width, height, seed, random_seed, steps, guidance, shift, num_images
+    ).with_concrete_seed()
     token = CancelToken()
     session = request.session_hash or "anonymous"
     ACTIVE[session] = token
     updates: asyncio.Queue[Progress] = asyncio.Queue()
     task = asyncio.create_task(
-        generate_one(provider_id, params, keys=KeyRing(session_keys), progress=updates.put_nowait,
-                     cancel=token)
+        generate_one(
+            provider_id, params, keys=KeyRing(session_keys), progress=updates.put_nowait, cancel=token
+        )
     )
-    yield gr.skip(), str(params.seed), f"Starting on **{provider_id}** with seed {params.seed}…", gr.skip(), \
-        gr.skip()
+    yield (
+        gr.skip(),
+        str(params.seed),
+        f"Starting on **{provider_id}** with seed {params.seed}…",
+        gr.skip(),
+        gr.skip(),
+    )
     try:
         while not task.done():
             try:

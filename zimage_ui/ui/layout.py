@@ -11,7 +11,9 @@ from zimage_ui.providers import PROVIDERS, availability, choice_label
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.sizes import SIZE_FAMILIES, family_choices
 
-NEGATIVE_PROMPT_OFF = "Turbo runs without guidance (0), so a negative prompt has no effect. Raise Guidance to use it."
+NEGATIVE_PROMPT_OFF = (
+    "Turbo runs without guidance (0), so a negative prompt has no effect. Raise Guidance to use it."
+)
 TINY_NOTICE = (
     "**diffusers-tiny** runs the real Z-Image pipeline code with tiny *untrained* weights: "
     "its images are noise. It needs no download and no GPU; pick a hosted provider, or run "
@@ -49,11 +51,18 @@ def build_prompt_panel(default_provider: str) -> PromptPanel:
     )
     tiny_notice = gr.Markdown(TINY_NOTICE, visible=default_provider == "diffusers-tiny")
     prompt = gr.Textbox(
-        label="Prompt", lines=3, max_lines=12, placeholder="a red fox in fresh snow, morning light",
+        label="Prompt",
+        lines=3,
+        max_lines=12,
+        placeholder="a red fox in fresh snow, morning light",
         elem_id="prompt",
     )
     negative_prompt = gr.Textbox(
-        label="Negative prompt", lines=1, interactive=False, info=NEGATIVE_PROMPT_OFF, elem_id="negative-prompt"
+        label="Negative prompt",
+        lines=1,
+        interactive=False,
+        info=NEGATIVE_PROMPT_OFF,
+        elem_id="negative-prompt",
     )
     return PromptPanel(provider, tiny_notice, prompt, negative_prompt)
 
@@ -77,33 +86,54 @@ class SettingsPanel:
 def build_settings_panel() -> SettingsPanel:
     with gr.Group():
         with gr.Row():
-            size_family = gr.Radio(
-                label="Size family", choices=list(SIZE_FAMILIES), value="1024", scale=1
-            )
+            size_family = gr.Radio(label="Size family", choices=list(SIZE_FAMILIES), value="1024", scale=1)
             size = gr.Dropdown(
                 label="Size", choices=family_choices("1024"), value="1024x1024", scale=2, elem_id="size"
             )
         with gr.Row():
-            width = gr.Number(label="Width", value=1024, precision=0, step=16, minimum=256, maximum=2048,
-                              elem_id="width")
-            height = gr.Number(label="Height", value=1024, precision=0, step=16, minimum=256, maximum=2048,
-                               elem_id="height")
-    with gr.Group():
-        with gr.Row(equal_height=True):
-            seed = gr.Number(label="Seed", value=None, precision=0, minimum=0, maximum=MAX_SEED, scale=3,
-                             interactive=False, elem_id="seed")
-            random_seed = gr.Checkbox(label="Random seed", value=True, scale=1, elem_id="random-seed")
-            reuse_seed = gr.Button("Reuse last seed", scale=1, size="sm", elem_id="reuse-seed")
+            width = gr.Number(
+                label="Width", value=1024, precision=0, step=16, minimum=256, maximum=2048, elem_id="width"
+            )
+            height = gr.Number(
+                label="Height", value=1024, precision=0, step=16, minimum=256, maximum=2048, elem_id="height"
+            )
+    with gr.Group(), gr.Row(equal_height=True):
+        seed = gr.Number(
+            label="Seed",
+            value=None,
+            precision=0,
+            minimum=0,
+            maximum=MAX_SEED,
+            scale=3,
+            interactive=False,
+            placeholder="random: a new seed each run",
+            elem_id="seed",
+        )
+        random_seed = gr.Checkbox(label="Random seed", value=True, scale=1, elem_id="random-seed")
+        reuse_seed = gr.Button("Reuse last seed", scale=1, size="sm", elem_id="reuse-seed")
     with gr.Row():
         steps = gr.Slider(label="Steps", minimum=1, maximum=50, step=1, value=TURBO_STEPS, elem_id="steps")
         shift = gr.Slider(label="Shift", minimum=1.0, maximum=10.0, step=0.1, value=TURBO_SHIFT)
     with gr.Row():
-        guidance = gr.Slider(label="Guidance", minimum=0.0, maximum=10.0, step=0.5, value=0.0,
-                             info="Turbo: 0")
+        guidance = gr.Slider(
+            label="Guidance", minimum=0.0, maximum=10.0, step=0.5, value=0.0, info="Turbo: 0"
+        )
         num_images = gr.Slider(label="Number of images", minimum=1, maximum=4, step=1, value=1)
     capabilities = gr.Markdown(elem_id="capabilities")
-    return SettingsPanel(size_family, size, width, height, seed, random_seed, reuse_seed, steps, guidance,
-                         shift, num_images, capabilities)
+    return SettingsPanel(
+        size_family,
+        size,
+        width,
+        height,
+        seed,
+        random_seed,
+        reuse_seed,
+        steps,
+        guidance,
+        shift,
+        num_images,
+        capabilities,
+    )
 
 
 @dataclass
@@ -134,7 +164,12 @@ class OutputPanel:
 
 def build_output_panel() -> OutputPanel:
     gallery = gr.Gallery(
-        label="Images", format="png", columns=2, height=560, object_fit="contain", elem_id="gallery",
+        label="Images",
+        format="png",
+        columns=2,
+        height=560,
+        object_fit="contain",
+        elem_id="gallery",
         interactive=False,
     )
     seed_used = gr.Textbox(label="Seed used", interactive=False, elem_id="seed-used")

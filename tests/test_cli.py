@@ -1,0 +1,91 @@
+"""`python -m zimage_ui` as scripts use it: exit codes, JSON lines, PNG provenance."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from zimage_ui.metadata import read_provenance, read_text_chunks
+
+FOX = ["--provider", "diffusers-tiny", "--prompt", "a red fox", "--seed", "7", "--width", "256",
+       "--height", "256"]
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "zimage_ui", *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_generate_writes_png_with_provenance_and_json_line(tmp_path: Path):
+    run = cli("generate", *FOX, "--out", str(tmp_path), "--json")
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(records) == 1
+    record = records[0]
+    assert record["provider"] == "diffusers-tiny"
+    assert record["seed"] == 7
+    assert record["error"] is None
+    assert record["elapsed_s"] > 0
+    image_path = Path(record["images"][0])
+    data = image_path.read_bytes()
+    parameters = read_text_chunks(data)["parameters"]
+    assert parameters.splitlines()[0] == "a red fox"
+    assert "Seed: 7" in parameters and "Size: 256x256" in parameters
+    assert read_provenance(data)["params"]["seed"] == 7
+
+
+def test_same_command_twice_gives_identical_pixels(tmp_path: Path):
+    paths = []
+    for name in ("one", "two"):
+        run = cli("generate", *FOX, "--out", str(tmp_path / name), "--json")
+        assert run.returncode == 0, run.stderr
+        paths.append(json.loads(run.stdout)["images"][0])
+    first, second = (np.asarray(Image.open(p)) for p in paths)
+    assert first.shape == (256, 256, 3)
+    assert np.array_equal(first, second)
+
+
+def test_invalid_width_exits_2_naming_the_field(tmp_path: Path):
+    run = cli("generate", "--provider", "diffusers-tiny", "--prompt", "fox", "--width", "1000",
+              "--out", str(tmp_path))
+    assert run.returncode == 2
+    assert "width" in run.stderr and "multiple of 16" in run.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_empty_prompt_exits_2_naming_the_field(tmp_path: Path):
+    run = cli("generate", "--provider", "diffusers-tiny", "--prompt", " ", "--out", str(tmp_path))
+    assert run.returncode == 2
+    assert "prompt" in run.stderr and "empty" in run.stderr
+
+
+def test_unknown_provider_exits_2(tmp_path: Path):
+    run = cli("generate", "--provider", "dall-e", "--prompt", "fox", "--out", str(tmp_path))
+    assert run.returncode == 2
+    assert "unknown provider" in run.stderr
+
+
+def test_one_failing_provider_exits_1_and_the_other_still_writes(tmp_path: Path):
+    # `diffusers` can't run on this CPU-only, small-memory test machine: it fails cleanly.
+    run = cli("generate", *FOX, "--provider", "diffusers", "--out", str(tmp_path), "--json",
+              env={"PATH": "", "ZIMAGE_MODEL_ID": str(tmp_path / "missing-checkpoint")})
+    records = {r["provider"]: r for r in map(json.loads, run.stdout.splitlines())}
+    assert run.returncode == 1
+    assert records["diffusers-tiny"]["error"] is None
+    assert Path(records["diffusers-tiny"]["images"][0]).exists()
+    assert records["diffusers"]["images"] == []
+    assert records["diffusers"]["error"].startswith("diffusers:")
+    assert "Traceback" not in run.stderr
+
+
+def test_providers_lists_every_id_with_usability():
+    run = cli("providers", "--json")
+    assert run.returncode == 0
+    rows = {r["provider"]: r for r in map(json.loads, run.stdout.splitlines())}
+    assert {"diffusers", "diffusers-tiny"} <= set(rows)
+    assert rows["diffusers-tiny"]["usable"] is True
+    for row in rows.values():
+        assert row["usable"] or row["reason"]
