@@ -1,0 +1,295 @@
+"""What the hosted providers share: keys, base URLs, the run template, and pure mapping helpers."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from PIL import Image
+
+from zimage_ui.errors import (
+    Cancelled,
+    JobFailed,
+    MalformedResponse,
+    NoCredit,
+    ProviderError,
+    ProviderUnavailable,
+)
+from zimage_ui.params import TURBO_SHIFT, TURBO_STEPS, GenerationParams
+from zimage_ui.providers.base import (
+    REDACTED,
+    CancelToken,
+    Capabilities,
+    KeyRing,
+    PreparedRequest,
+    Progress,
+    ProgressFn,
+    Provider,
+    RunResult,
+    SentValues,
+    ignore_progress,
+)
+from zimage_ui.providers.http import HttpEngine, HttpSession, Unexpected, redact, scrub
+
+T = TypeVar("T")
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+def snap_side(value: float, multiple: int, low: int, high: int) -> int:
+    """Nearest multiple of `multiple` (halves round up), kept inside low..high."""
+    lowest = math.ceil(low / multiple) * multiple
+    highest = high // multiple * multiple
+    nearest = math.floor(value / multiple + 0.5) * multiple
+    return min(max(nearest, lowest), highest)
+
+
+def fit_size(width: int, height: int, *, low: int, high: int, multiple: int) -> tuple[int, int]:
+    """Scale into the low..high box keeping the aspect ratio where possible, then snap each side."""
+    scale = 1.0
+    if min(width, height) < low:
+        scale = low / min(width, height)
+    if max(width, height) * scale > high:
+        scale = high / max(width, height)
+    return (
+        snap_side(width * scale, multiple, low, high),
+        snap_side(height * scale, multiple, low, high),
+    )
+
+
+def nearest_listed(width: int, height: int, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The listed size closest in aspect ratio, then in area."""
+
+    def distance(size: tuple[int, int]) -> tuple[float, float]:
+        ratio = abs(math.log(width / height) - math.log(size[0] / size[1]))
+        area = abs(math.log(width * height) - math.log(size[0] * size[1]))
+        return round(ratio, 6), area
+
+    return min(sizes, key=distance)
+
+
+def size_note(asked: tuple[int, int], sent: tuple[int, int], rule: str) -> list[str]:
+    if asked == sent:
+        return []
+    return [f"sent {sent[0]}x{sent[1]} instead of {asked[0]}x{asked[1]}: {rule}"]
+
+
+def seed_at_least_one(seed: int, label: str) -> tuple[int, list[str]]:
+    """Scenario, AIML and EvoLink accept seeds from 1: seed 0 is sent as 1, and said so."""
+    if seed >= 1:
+        return seed, []
+    return 1, [f"sent seed 1 instead of 0: {label} accepts seeds from 1"]
+
+
+def steps_sent(
+    params: GenerationParams, capabilities: Capabilities, label: str
+) -> tuple[int | None, list[str]]:
+    """The steps value a provider gets (None: it picks them itself), with a note when it differs."""
+    asked = params.num_inference_steps
+    if capabilities.steps_range is None:
+        if asked == TURBO_STEPS:
+            return None, []
+        return None, [f"steps not sent: {label} takes no steps value, it uses its own (asked: {asked})"]
+    low, high = capabilities.steps_range
+    sent = min(max(asked, low), high)
+    if sent == asked:
+        return sent, []
+    return sent, [f"sent {sent} steps instead of {asked}: {label} accepts {low}..{high}"]
+
+
+def unsupported_notes(params: GenerationParams, capabilities: Capabilities, label: str) -> list[str]:
+    """Notes for settings the provider's API has no field for, and for batches it can't make."""
+    notes: list[str] = []
+    if params.negative_prompt.strip() and not capabilities.negative_prompt:
+        notes.append(f"negative prompt not sent: {label} has no negative prompt field")
+    if params.guidance_scale > 0 and not capabilities.guidance:
+        notes.append(f"guidance {params.guidance_scale:g} not sent: {label} has no guidance setting")
+    if params.shift != TURBO_SHIFT and not capabilities.shift:
+        notes.append(f"shift {params.shift:g} not sent: {label} uses its own scheduler shift")
+    if params.num_images > capabilities.max_images:
+        notes.append(
+            f"requested {capabilities.max_images} image instead of {params.num_images}: "
+            f"{label} makes {capabilities.max_images} per request"
+        )
+    return notes
+
+
+def images_sent(params: GenerationParams, capabilities: Capabilities) -> int:
+    return min(params.num_images, capabilities.max_images)
+
+
+class Refused(Exception):
+    """A 2xx answer that says the request was refused (e.g. `success: false`)."""
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A provider's job status, read by a pure function."""
+
+    phase: str  # "running", "done", or a key of ENDED
+    message: str
+    fraction: float | None = None
+    reason: str = ""
+
+
+ENDED: dict[str, tuple[type[ProviderError], str]] = {
+    "failed": (JobFailed, "the job failed{reason}: try again, or change the prompt or settings"),
+    "cancelled": (Cancelled, "the job was cancelled at the provider{reason}"),
+    "no_credit": (NoCredit, "the job was refused: no balance left{reason}; top up the account, then retry"),
+    "timed_out": (JobFailed, "the job timed out at the provider{reason}: retry in a moment"),
+}
+
+
+@dataclass
+class Outcome:
+    """What a provider's run produced, before it becomes a RunResult."""
+
+    images: list[Image.Image]
+    job_id: str | None = None
+    cost: Any = None
+    queue_s: float | None = None
+    run_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+async def gather_all(work: Iterable[Awaitable[T]]) -> list[T]:
+    """Run concurrently; wait for all (nothing left running), then raise the first error."""
+    results = await asyncio.gather(*work, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return list(results)  # type: ignore[arg-type]
+
+
+# -- the provider base ----------------------------------------------------------------------
+
+
+class HostedProvider(Provider):
+    """A hosted API: `prepare` is pure, `run` goes through the injected HttpEngine."""
+
+    default_base_url: str
+    submit_path: str
+    error_paths: tuple[str, ...] = ("error.message", "message", "detail", "title", "error")
+    auth_scheme = "Bearer"
+
+    def __init__(self, http: HttpEngine | None = None) -> None:
+        self.http = http or HttpEngine()
+
+    @property
+    def base_url_var(self) -> str:
+        return f"ZIMAGE_{self.id.upper()}_BASE_URL"
+
+    def base_url(self) -> str:
+        """The API root, overridable by `ZIMAGE_<ID>_BASE_URL` (read at every call)."""
+        return (os.environ.get(self.base_url_var, "").strip() or self.default_base_url).rstrip("/")
+
+    def base_of(self, prepared: PreparedRequest) -> str:
+        """The API root the prepared request was built for, so every call goes to the same place."""
+        return prepared.url.removesuffix(self.submit_path)
+
+    def key_values(self, keys: KeyRing) -> list[str]:
+        missing = keys.missing(self.key_names)
+        if missing:
+            raise ProviderUnavailable(
+                self.id, f"no key: set {' and '.join(missing)} or enter the key on the page"
+            )
+        return [keys.get(name) or "" for name in self.key_names]
+
+    def auth_headers(self, values: list[str]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {values[0]}"}
+
+    def display_headers(self) -> dict[str, str]:
+        return {"Authorization": f"{self.auth_scheme} {REDACTED}", "Content-Type": "application/json"}
+
+    def request(
+        self, params: GenerationParams, body: dict[str, Any], sent: SentValues, notes: list[str]
+    ) -> PreparedRequest:
+        return PreparedRequest(
+            provider=self.id,
+            params=params,
+            sent=sent,
+            method="POST",
+            url=self.base_url() + self.submit_path,
+            body=body,
+            headers=self.display_headers(),
+            notes=tuple(notes),
+        )
+
+    def raise_if_ended(self, state: JobState) -> None:
+        if state.phase in ENDED:
+            kind, template = ENDED[state.phase]
+            reason = f" ({state.reason})" if state.reason else ""
+            raise kind(self.id, template.format(reason=reason))
+
+    async def poll_job(
+        self, session: HttpSession, url: str, read_state: Callable[[Any], JobState], progress: ProgressFn
+    ) -> Any:
+        """Poll `url` until `read_state` says done; report progress; raise on a failed job."""
+
+        async def check() -> Any:
+            data = await session.get_json(url)
+            state = read_state(data)
+            progress(Progress(state.fraction, state.message))
+            self.raise_if_ended(state)
+            return data if state.phase == "done" else None
+
+        return await session.poll(check)
+
+    async def run(
+        self,
+        prepared: PreparedRequest,
+        *,
+        keys: KeyRing,
+        progress: ProgressFn = ignore_progress,
+        cancel: CancelToken | None = None,
+    ) -> RunResult:
+        values = self.key_values(keys)
+        started = time.perf_counter()
+        session = self.http.session(
+            self.id,
+            headers=self.auth_headers(values),
+            secrets=values,
+            key_hint=" and ".join(self.key_names),
+            error_paths=self.error_paths,
+            cancel=cancel,
+        )
+        async with session:
+            progress(Progress(0.0, "sending the request"))
+            try:
+                outcome = await self.execute(session, prepared, progress)
+            except Unexpected as exc:
+                raise MalformedResponse(
+                    self.id,
+                    f"answered in an unexpected shape ({scrub(str(exc), values)}): "
+                    "retry; if it persists, the API may have changed",
+                ) from None
+            except Refused as exc:
+                raise ProviderError(self.id, f"the request was refused ({scrub(str(exc), values)})") from None
+            except ProviderError as exc:  # a last guard: no message may carry a key
+                clean = redact(exc.detail, values)
+                if clean != exc.detail:
+                    raise type(exc)(exc.provider, clean) from None
+                raise
+        progress(Progress(1.0, "done"))
+        return RunResult(
+            provider=self.id,
+            images=outcome.images,
+            seed=prepared.sent.seed,
+            sent=prepared.sent,
+            elapsed_s=time.perf_counter() - started,
+            queue_s=outcome.queue_s,
+            run_s=outcome.run_s,
+            cost=outcome.cost,
+            job_id=outcome.job_id,
+            notes=[*prepared.notes, *outcome.notes],
+        )
+
+    @abc.abstractmethod
+    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
+        """Submit, wait and fetch the images of one prepared request."""

@@ -1,0 +1,487 @@
+"""The one HTTP engine every hosted provider uses.
+
+Timeouts, retries (tenacity), polling with an overall deadline, cancel, and image
+downloads live here once; providers only map params to bodies and read answers.
+The transport is injectable so tests can use `httpx.MockTransport`.
+
+Retry rules (a submit starts a paid job, so it must never run twice):
+- submit (POST): retried only when the provider certainly did not start work:
+  429, 503, or a connection that failed before the request was sent;
+- fetch (GET: polls, asset look-ups, downloads): retried on timeouts, network
+  errors, 429 and any 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from PIL import Image
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from zimage_ui.errors import (
+    AuthError,
+    Cancelled,
+    MalformedResponse,
+    NoCredit,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+)
+from zimage_ui.providers.base import REDACTED, CancelToken
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_POLL_INTERVAL_S = 1.0
+MAX_IMAGE_BYTES = 50 * 2**20
+MAX_DETAIL_CHARS = 300
+CANCEL_CALL_TIMEOUT_S = 5.0
+USER_AGENT = "zimage-ui"
+
+
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, "").strip() or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def timeout_s() -> float:
+    """Overall deadline of one run, from `ZIMAGE_TIMEOUT_S` (read at call time)."""
+    return _env_seconds("ZIMAGE_TIMEOUT_S", DEFAULT_TIMEOUT_S)
+
+
+def poll_interval_s() -> float:
+    """Pause between status checks, from `ZIMAGE_POLL_INTERVAL_S` (read at call time)."""
+    return _env_seconds("ZIMAGE_POLL_INTERVAL_S", DEFAULT_POLL_INTERVAL_S)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4  # tries in all, the first included
+    base_s: float = 0.5  # backoff: base, 2 x base, 4 x base ... when there is no Retry-After
+    max_wait_s: float = 30.0  # cap on any single wait, Retry-After included
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date."""
+    if not value or not value.strip():
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def backoff_s(policy: RetryPolicy, attempt: int, retry_after: float | None) -> float:
+    """Wait before try `attempt + 1`: Retry-After where given, else exponential; both capped."""
+    wanted = retry_after if retry_after is not None else policy.base_s * 2 ** (attempt - 1)
+    return min(wanted, policy.max_wait_s)
+
+
+class RetryableStatus(Exception):
+    """A response whose status may deserve another try (429 or 5xx)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+        self.status = response.status_code
+        self.retry_after = parse_retry_after(response.headers.get("retry-after"))
+
+
+def submit_retryable(exc: BaseException) -> bool:
+    """A POST that starts a paid job is retried only where no work can have started."""
+    if isinstance(exc, RetryableStatus):
+        return exc.status in {429, 503}
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+
+
+def fetch_retryable(exc: BaseException) -> bool:
+    """A GET is safe to repeat: retry timeouts, network errors, 429 and any 5xx."""
+    if isinstance(exc, RetryableStatus):
+        return exc.status == 429 or exc.status >= 500
+    return isinstance(exc, httpx.TransportError)
+
+
+class Unexpected(ValueError):
+    """An answer in a shape the mapping functions can't read (becomes MalformedResponse)."""
+
+
+def dig(data: Any, *path: str | int) -> Any:
+    """`data[path[0]][path[1]]...`, raising `Unexpected` naming the missing piece."""
+    current = data
+    for depth, part in enumerate(path):
+        try:
+            current = current[part]
+        except (KeyError, IndexError, TypeError):
+            where = ".".join(str(p) for p in path[: depth + 1])
+            raise Unexpected(f"no {where} in the answer") from None
+    return current
+
+
+def api_message(body: Any, paths: Iterable[str]) -> str | None:
+    """The first readable message found at one of the dotted `paths` of an error body."""
+    for path in paths:
+        current = body
+        for part in path.split("."):
+            current = current.get(part) if isinstance(current, dict) else None
+        if isinstance(current, list):
+            current = "; ".join(str(item) for item in current if item)
+        if isinstance(current, str) and current.strip():
+            return current.strip()
+    return None
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value in `text`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Redact, and keep a provider's own text short enough for one message."""
+    text = redact(text, secrets)
+    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 3] + "..."
+
+
+def error_for_status(provider: str, status: int, detail: str | None, key_hint: str) -> ProviderError:
+    """One clear, user-facing error for an HTTP error status (never includes a key)."""
+    said = f" ({detail})" if detail else ""
+    if status in {401, 403}:
+        return AuthError(provider, f"the key was refused (HTTP {status}){said}: check {key_hint}")
+    if status == 402:
+        return NoCredit(provider, f"the account has no credit left (HTTP 402){said}: top it up, then retry")
+    if status == 429:
+        return RateLimited(provider, f"still rate limited after several tries{said}: wait and retry")
+    if status >= 500:
+        return ProviderError(provider, f"the service failed (HTTP {status}){said}: retry in a moment")
+    return ProviderError(provider, f"the request was refused (HTTP {status}){said}")
+
+
+def decode_image(provider: str, data: bytes, max_bytes: int = MAX_IMAGE_BYTES) -> Image.Image:
+    """Validate and load image bytes with Pillow; anything else is a MalformedResponse."""
+    if len(data) > max_bytes:
+        raise MalformedResponse(provider, f"the image is larger than {max_bytes // 2**20} MB: refused")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            probe.verify()
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise MalformedResponse(
+            provider, "the result is not a readable image: retry; if it persists, report it to the provider"
+        ) from None
+    return image
+
+
+def decode_b64_image(provider: str, text: str, max_bytes: int = MAX_IMAGE_BYTES) -> Image.Image:
+    """An image sent inline as base64 (optionally a `data:image/...;base64,` URI)."""
+    payload = text.split(",", 1)[1] if text.startswith("data:") else text
+    if len(payload) * 3 // 4 > max_bytes:
+        raise MalformedResponse(provider, f"the image is larger than {max_bytes // 2**20} MB: refused")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedResponse(provider, "the inline image is not valid base64: retry") from None
+    return decode_image(provider, data, max_bytes)
+
+
+class HttpEngine:
+    """Configuration shared by every run; `session()` opens the clients for one run."""
+
+    def __init__(
+        self,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 60.0,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.transport = transport
+        self.retry = retry or RetryPolicy()
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.max_image_bytes = max_image_bytes
+        self.sleep = sleep  # between retries; tests pass a recorder
+
+    def client(
+        self, headers: dict[str, str] | None = None, *, follow_redirects: bool = False
+    ) -> httpx.AsyncClient:
+        timeout = httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s)
+        return httpx.AsyncClient(
+            transport=self.transport,
+            headers={"User-Agent": USER_AGENT, **(headers or {})},
+            timeout=timeout,
+            follow_redirects=follow_redirects,
+        )
+
+    def session(
+        self,
+        provider: str,
+        *,
+        headers: dict[str, str],
+        secrets: Iterable[str],
+        key_hint: str,
+        error_paths: tuple[str, ...] = ("error.message", "message", "detail", "title", "error"),
+        cancel: CancelToken | None = None,
+    ) -> HttpSession:
+        return HttpSession(self, provider, headers, tuple(secrets), key_hint, error_paths, cancel)
+
+
+class HttpSession:
+    """The clients, deadline and cancel wiring of one run (an async context manager)."""
+
+    def __init__(
+        self,
+        engine: HttpEngine,
+        provider: str,
+        headers: dict[str, str],
+        secrets: tuple[str, ...],
+        key_hint: str,
+        error_paths: tuple[str, ...],
+        cancel: CancelToken | None,
+    ) -> None:
+        self.engine = engine
+        self.provider = provider
+        self._secrets = secrets
+        self._key_hint = key_hint
+        self._error_paths = error_paths
+        self._cancel = cancel or CancelToken()
+        self._api = engine.client(headers)
+        self._bare = engine.client(follow_redirects=True)  # downloads: never the provider's key
+        self._limit_s = timeout_s()
+        self._deadline = 0.0
+        self._sent = False  # a submit went out: a job may exist even without an id
+        self._cancel_url: str | None = None
+        self._job_known = False
+
+    async def __aenter__(self) -> HttpSession:
+        self._deadline = asyncio.get_running_loop().time() + self._limit_s
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._api.aclose()
+        await self._bare.aclose()
+
+    def job_started(self, cancel_url: str | None = None) -> None:
+        """Record that a job exists, and the URL that cancels it where the API has one."""
+        self._job_known = True
+        self._cancel_url = cancel_url
+
+    async def submit(self, url: str, body: dict[str, Any], *, read_timeout_s: float | None = None) -> Any:
+        """POST that starts a paid job: retried only where the provider did no work."""
+        self._sent = True
+        response = await self._guard(self._send("POST", url, body, submit_retryable, read_timeout_s))
+        return self._json(response)
+
+    async def get_json(self, url: str) -> Any:
+        response = await self._guard(self._send("GET", url, None, fetch_retryable, None))
+        return self._json(response)
+
+    async def poll(self, check: Callable[[], Awaitable[T | None]]) -> T:
+        """Call `check` until it returns a value, `ZIMAGE_POLL_INTERVAL_S` apart, within the deadline."""
+        interval = poll_interval_s()
+        while True:
+            result = await check()
+            if result is not None:
+                return result
+            await self._guard(asyncio.sleep(interval))
+
+    async def download_image(self, url: str) -> Image.Image:
+        """Fetch an image URL without the provider's Authorization header, capped and validated."""
+        if url.startswith("data:"):
+            return decode_b64_image(self.provider, url, self.engine.max_image_bytes)
+        if urlsplit(url).scheme not in {"http", "https"}:
+            raise MalformedResponse(self.provider, "the image link is not an http(s) URL: retry")
+        data = await self._guard(self._retrying(lambda: self._fetch_bytes(url), fetch_retryable))
+        return decode_image(self.provider, data, self.engine.max_image_bytes)
+
+    def image_from_b64(self, text: str) -> Image.Image:
+        return decode_b64_image(self.provider, text, self.engine.max_image_bytes)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None,
+        retryable: Callable[[BaseException], bool],
+        read_timeout_s: float | None,
+    ) -> httpx.Response:
+        timeout = (
+            httpx.Timeout(read_timeout_s, connect=self.engine.connect_timeout_s)
+            if read_timeout_s
+            else httpx.USE_CLIENT_DEFAULT
+        )
+
+        async def once() -> httpx.Response:
+            response = await self._api.request(method, url, json=body, timeout=timeout)
+            log.debug("%s %s -> %s", method, urlsplit(url).path, response.status_code)
+            if response.status_code == 429 or response.status_code >= 500:
+                raise RetryableStatus(response)
+            return response
+
+        try:
+            return await self._retrying(once, retryable)
+        except RetryableStatus as exc:
+            return exc.response
+
+    async def _retrying(
+        self, attempt: Callable[[], Awaitable[T]], retryable: Callable[[BaseException], bool]
+    ) -> T:
+        policy = self.engine.retry
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            retry_after = exc.retry_after if isinstance(exc, RetryableStatus) else None
+            return backoff_s(policy, state.attempt_number, retry_after)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait,
+            retry=retry_if_exception(retryable),
+            sleep=self.engine.sleep,
+            reraise=True,
+        )
+        try:
+            return await retrying(attempt)
+        except httpx.TimeoutException:
+            raise self._network_timeout() from None
+        except httpx.TransportError as exc:
+            host = urlsplit(str(exc.request.url)).netloc if _has_request(exc) else "the service"
+            raise ProviderError(
+                self.provider,
+                f"could not reach {host} ({type(exc).__name__}): check the network or the base URL",
+            ) from None
+
+    def _network_timeout(self) -> ProviderTimeout:
+        if self._sent and not self._job_known:
+            return ProviderTimeout(
+                self.provider,
+                "no answer to the request in time; the job may still run and be billed: "
+                "check the provider's dashboard before retrying",
+            )
+        return ProviderTimeout(self.provider, "the service stopped answering in time: retry in a moment")
+
+    async def _fetch_bytes(self, url: str) -> bytes:
+        cap = self.engine.max_image_bytes
+        async with self._bare.stream("GET", url) as response:
+            if response.status_code == 429 or response.status_code >= 500:
+                raise RetryableStatus(response)
+            if response.status_code >= 400:
+                raise ProviderError(
+                    self.provider,
+                    f"the image could not be downloaded (HTTP {response.status_code}): "
+                    "the link may have expired; run the job again",
+                )
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise MalformedResponse(self.provider, f"the image is larger than {cap // 2**20} MB: refused")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise MalformedResponse(
+                        self.provider, f"the image is larger than {cap // 2**20} MB: refused"
+                    )
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+            readable = False
+        else:
+            readable = True
+        if response.status_code >= 400:
+            detail = api_message(body, self._error_paths) if readable else None
+            detail = scrub(detail, self._secrets) if detail else None
+            raise error_for_status(self.provider, response.status_code, detail, self._key_hint)
+        if not readable:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise MalformedResponse(
+                self.provider,
+                f"answered with something that is not JSON (HTTP {response.status_code}, {kind}): "
+                "retry; if it persists, the API may have changed",
+            )
+        return body
+
+    async def _guard(self, work: Awaitable[T]) -> T:
+        """Await `work`, but give up at the deadline or when the user presses Stop."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._cancel.wait())
+        remaining = self._deadline - asyncio.get_running_loop().time()
+        try:
+            done, _ = await asyncio.wait(
+                {task, stop}, timeout=max(remaining, 0.0), return_when="FIRST_COMPLETED"
+            )
+        finally:
+            stop.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        called = await self._cancel_job()
+        if stop in done:
+            raise Cancelled(self.provider, self._stopped_message(called))
+        raise ProviderTimeout(
+            self.provider,
+            f"no result within {self._limit_s:g} s: the provider may be busy; "
+            "try again, or raise ZIMAGE_TIMEOUT_S",
+        )
+
+    async def _cancel_job(self) -> bool:
+        """Best effort: ask the provider to stop the job, so an abandoned job stops billing."""
+        if not self._cancel_url:
+            return False
+        try:
+            response = await self._api.post(self._cancel_url, timeout=CANCEL_CALL_TIMEOUT_S)
+        except httpx.HTTPError:
+            return False
+        return response.status_code < 400
+
+    def _stopped_message(self, called: bool) -> str:
+        if called:
+            return "stopped; the job was cancelled at the provider"
+        if self._job_known or self._sent:
+            return "stopped; the provider was not told to stop, so the job may still finish and be billed"
+        return "stopped before anything was sent"
+
+
+def _has_request(exc: httpx.TransportError) -> bool:
+    try:
+        exc.request  # noqa: B018
+    except RuntimeError:
+        return False
+    return True

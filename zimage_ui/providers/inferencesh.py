@@ -1,0 +1,143 @@
+"""inference.sh: `POST /apps/run`, poll `GET /tasks/{id}`, download `output.image`; cancel by POST."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zimage_ui.params import GenerationParams
+from zimage_ui.providers.base import Capabilities, PreparedRequest, ProgressFn, SentValues
+from zimage_ui.providers.hosted_base import (
+    HostedProvider,
+    JobState,
+    Outcome,
+    Refused,
+    gather_all,
+    size_note,
+    snap_side,
+    steps_sent,
+    unsupported_notes,
+)
+from zimage_ui.providers.http import HttpSession, Unexpected, api_message, dig
+
+LABEL = "inference.sh"
+APP = "infsh/z-image-turbo"
+SIZE_MULTIPLE = 8
+CAPABILITIES = Capabilities(
+    size_rule="multiples of 8",
+    steps_range=(1, 50),
+    shift=True,
+    max_images=1,
+)
+
+# The current status table (renumbered 2026-01-10): 9 is UPLOADING, still running; 10 is COMPLETED.
+STATUS_NAMES = {
+    0: "unknown",
+    1: "received",
+    2: "queued",
+    3: "dispatched",
+    4: "preparing",
+    5: "serving",
+    6: "setting_up",
+    7: "running",
+    8: "cancelling",
+    9: "uploading",
+    10: "completed",
+    11: "failed",
+    12: "cancelled",
+    13: "rejected",
+}
+PHASES = {"completed": "done", "failed": "failed", "cancelled": "cancelled", "rejected": "no_credit"}
+
+
+def inferencesh_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, list[str]]:
+    """Params (seed concrete) -> `{"app", "input"}`; width and height in multiples of 8."""
+    assert params.seed is not None
+    width = snap_side(params.width, SIZE_MULTIPLE, SIZE_MULTIPLE, params.width + SIZE_MULTIPLE)
+    height = snap_side(params.height, SIZE_MULTIPLE, SIZE_MULTIPLE, params.height + SIZE_MULTIPLE)
+    steps, notes = steps_sent(params, CAPABILITIES, LABEL)
+    body = {
+        "app": APP,
+        "input": {
+            "prompt": params.prompt,
+            "width": width,
+            "height": height,
+            "seed": params.seed,
+            "steps": steps,
+            "shift": params.shift,
+        },
+    }
+    sent = SentValues(width=width, height=height, steps=steps, seed=params.seed, shift=params.shift)
+    notes = [
+        *size_note(
+            (params.width, params.height), (width, height), "inference.sh rounds sides to multiples of 8"
+        ),
+        *notes,
+        *unsupported_notes(params, CAPABILITIES, LABEL),
+    ]
+    return body, sent, notes
+
+
+def unwrap(payload: Any) -> dict[str, Any]:
+    """The task inside either envelope: `{"data", "messages"}` or the older `{"success", "data", "error"}`."""
+    if isinstance(payload, dict) and payload.get("success") is False:
+        raise Refused(api_message(payload, ("error.message", "error", "message")) or "success: false")
+    task = dig(payload, "data")
+    if not isinstance(task, dict):
+        raise Unexpected("no task in data")
+    return task
+
+
+def status_name(raw: Any) -> str:
+    """A status number (current table) or name, as the lower-case name."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return STATUS_NAMES.get(raw, f"status {raw}")
+    if isinstance(raw, str) and raw.strip():
+        return raw.strip().lower()
+    raise Unexpected(f"unreadable task status {raw!r}")
+
+
+def task_state(task: dict[str, Any]) -> JobState:
+    name = status_name(task.get("status"))
+    reason = task.get("error") if isinstance(task.get("error"), str) else ""
+    progress = task.get("progress")  # a percentage, where the task has one
+    fraction = min(max(progress / 100, 0.0), 1.0) if isinstance(progress, (int, float)) else None
+    return JobState(PHASES.get(name, "running"), name.replace("_", " "), fraction, reason or "")
+
+
+def image_urls(task: dict[str, Any]) -> list[str]:
+    """`output.image` as a file object `{uri, ...}` or a plain URL (or a list of either)."""
+    output = dig(task, "output")
+    found = output.get("image", output.get("images")) if isinstance(output, dict) else None
+    files = found if isinstance(found, list) else [found]
+    urls = [item.get("uri") or item.get("url") if isinstance(item, dict) else item for item in files]
+    if not urls or not all(isinstance(url, str) and url for url in urls):
+        raise Unexpected("no output.image in the finished task")
+    return urls
+
+
+class InferenceShProvider(HostedProvider):
+    id = "inferencesh"
+    label = "inference.sh (infsh/z-image-turbo)"
+    capabilities = CAPABILITIES
+    key_names = ("INFERENCE_API_KEY",)
+    default_base_url = "https://api.inference.sh"
+    submit_path = "/apps/run"
+    error_paths = ("detail", "title", "message", "error.message", "error")
+
+    def prepare(self, params: GenerationParams) -> PreparedRequest:
+        params = params.with_concrete_seed()
+        body, sent, notes = inferencesh_body(params)
+        return self.request(params, body, sent, notes)
+
+    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
+        base = self.base_of(prepared)
+        task = unwrap(await session.submit(prepared.url, prepared.body))
+        task_id = str(dig(task, "id"))
+        session.job_started(f"{base}/tasks/{task_id}/cancel")
+        state = task_state(task)
+        self.raise_if_ended(state)
+        if state.phase != "done":
+            url = f"{base}/tasks/{task_id}"
+            task = unwrap(await self.poll_job(session, url, lambda data: task_state(unwrap(data)), progress))
+        images = await gather_all(session.download_image(url) for url in image_urls(task))
+        return Outcome(images=images, job_id=task_id)

@@ -1,0 +1,133 @@
+"""RunPod public endpoint: `POST /runsync`; when it answers before the job is done, poll `/status/{id}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zimage_ui.params import GenerationParams
+from zimage_ui.providers.base import Capabilities, Cost, PreparedRequest, ProgressFn, SentValues
+from zimage_ui.providers.hosted_base import (
+    HostedProvider,
+    JobState,
+    Outcome,
+    nearest_listed,
+    size_note,
+    steps_sent,
+    unsupported_notes,
+)
+from zimage_ui.providers.http import HttpSession, Unexpected, dig
+
+LABEL = "RunPod"
+SIZES = (
+    (512, 512),
+    (768, 768),
+    (1024, 1024),
+    (1280, 1280),
+    (1024, 768),
+    (768, 1024),
+    (1280, 720),
+    (720, 1280),
+)
+SIZE_RULE = "RunPod accepts only " + ", ".join(f"{w}*{h}" for w, h in SIZES)
+RUNSYNC_READ_TIMEOUT_S = 100.0  # /runsync holds the request for up to 90 s
+CAPABILITIES = Capabilities(
+    size_rule="one of " + ", ".join(f"{w}x{h}" for w, h in SIZES),
+    steps_range=None,
+    max_images=1,
+    cost_reporting=True,
+)
+PHASES = {
+    "IN_QUEUE": "running",
+    "IN_PROGRESS": "running",
+    "COMPLETED": "done",
+    "FAILED": "failed",
+    "CANCELLED": "cancelled",
+    "TIMED_OUT": "timed_out",
+}
+MESSAGES = {"IN_QUEUE": "in queue", "IN_PROGRESS": "running"}
+
+
+def runpod_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, list[str]]:
+    """Params (seed concrete) -> `{"input": {...}}`: size "W*H" from the fixed list; no steps field."""
+    assert params.seed is not None
+    width, height = nearest_listed(params.width, params.height, SIZES)
+    steps, step_notes = steps_sent(params, CAPABILITIES, LABEL)
+    body = {
+        "input": {
+            "prompt": params.prompt,
+            "size": f"{width}*{height}",
+            "seed": params.seed,
+            "output_format": params.output_format,
+            "enable_safety_checker": params.options.safety_checker,
+        }
+    }
+    notes = [
+        *size_note((params.width, params.height), (width, height), SIZE_RULE),
+        *step_notes,
+        *unsupported_notes(params, CAPABILITIES, LABEL),
+    ]
+    return body, SentValues(width=width, height=height, steps=steps, seed=params.seed), notes
+
+
+def job_state(data: Any) -> JobState:
+    status = str(dig(data, "status"))
+    if status not in PHASES:
+        raise Unexpected(f"unknown job status {status!r}")
+    error = data.get("error")
+    reason = error if isinstance(error, str) else api_error(error)
+    return JobState(PHASES[status], MESSAGES.get(status, status.lower()), None, reason)
+
+
+def api_error(error: Any) -> str:
+    return str(error.get("message") or "") if isinstance(error, dict) else ""
+
+
+def image_url(data: Any) -> str:
+    url = dig(data, "output", "image_url")
+    if not isinstance(url, str) or not url:
+        raise Unexpected("no output.image_url in the finished job")
+    return url
+
+
+def job_cost(data: Any) -> Cost | None:
+    output = data.get("output") if isinstance(data.get("output"), dict) else {}
+    value = output.get("cost")
+    return Cost(float(value), "USD") if isinstance(value, (int, float)) else None
+
+
+def timing_s(data: Any, name: str) -> float | None:
+    value = data.get(name)
+    return value / 1000 if isinstance(value, (int, float)) else None
+
+
+class RunPodProvider(HostedProvider):
+    id = "runpod"
+    label = "RunPod public endpoint (z-image-turbo)"
+    capabilities = CAPABILITIES
+    key_names = ("RUNPOD_API_KEY",)
+    default_base_url = "https://api.runpod.ai/v2/z-image-turbo"
+    submit_path = "/runsync"
+    error_paths = ("error", "message", "error.message", "detail")
+
+    def prepare(self, params: GenerationParams) -> PreparedRequest:
+        params = params.with_concrete_seed()
+        body, sent, notes = runpod_body(params)
+        return self.request(params, body, sent, notes)
+
+    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
+        base = self.base_of(prepared)
+        job = await session.submit(prepared.url, prepared.body, read_timeout_s=RUNSYNC_READ_TIMEOUT_S)
+        job_id = str(dig(job, "id"))
+        session.job_started(f"{base}/cancel/{job_id}")
+        state = job_state(job)
+        self.raise_if_ended(state)
+        if state.phase != "done":  # /runsync ran out of time: the job goes on, poll it
+            job = await self.poll_job(session, f"{base}/status/{job_id}", job_state, progress)
+        image = await session.download_image(image_url(job))
+        return Outcome(
+            images=[image],
+            job_id=job_id,
+            cost=job_cost(job),
+            queue_s=timing_s(job, "delayTime"),
+            run_s=timing_s(job, "executionTime"),
+        )
