@@ -1,0 +1,37 @@
+"""The launched app's named API endpoint, through gradio_client."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from zimage_ui.metadata import read_text_chunks
+from tests.serving import running_app
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory) -> Iterator[Client]:
+    out = tmp_path_factory.mktemp("outputs")
+    with running_app({"ZIMAGE_OUTPUT_DIR": str(out)}) as url:
+        yield Client(url, verbose=False)
+
+
+def test_generate_endpoint_returns_png_with_the_seed_used(client: Client):
+    gallery, seed_used, status, sent = client.predict(
+        "diffusers-tiny", "a red fox", "", 256, 256, 11, False, 8, 0.0, 3.0, 1, api_name="/generate"
+    )
+    assert seed_used == "11"
+    assert "Done" in status
+    assert sent["sent"] == {"size": "256x256", "steps": "8", "seed": 11}
+    image_path = Path(gallery[0]["image"])
+    assert image_path.suffix == ".png"
+    parameters = read_text_chunks(image_path.read_bytes())["parameters"]
+    assert "Seed: 11" in parameters and "Provider: diffusers-tiny" in parameters
+
+
+def test_invalid_settings_are_a_clear_error(client: Client):
+    with pytest.raises(Exception) as caught:
+        client.predict("diffusers-tiny", "a red fox", "", 1000, 256, 1, False, 8, 0.0, 3.0, 1,
+                       api_name="/generate")
+    assert "width" in str(caught.value) and "multiple of 16" in str(caught.value)
