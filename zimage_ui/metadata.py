@@ -61,14 +61,25 @@ def provenance(params: GenerationParams, sent: SentValues, provider: str) -> dic
     }
 
 
-def png_bytes(image: Image.Image, params: GenerationParams, sent: SentValues, provider: str) -> bytes:
-    """Encode as PNG with both text chunks (international text, so any prompt survives)."""
+def png_with_chunks(image: Image.Image, chunks: dict[str, str]) -> bytes:
+    """Encode as PNG with international-text chunks, so any prompt survives."""
     info = PngImagePlugin.PngInfo()
-    info.add_itxt(PARAMETERS_KEY, infotext(params, sent, provider))
-    info.add_itxt(ZIMAGE_KEY, json.dumps(provenance(params, sent, provider), ensure_ascii=False))
+    for key, value in chunks.items():
+        info.add_itxt(key, value)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+def png_bytes(image: Image.Image, params: GenerationParams, sent: SentValues, provider: str) -> bytes:
+    """Encode as PNG with both provenance chunks."""
+    return png_with_chunks(
+        image,
+        {
+            PARAMETERS_KEY: infotext(params, sent, provider),
+            ZIMAGE_KEY: json.dumps(provenance(params, sent, provider), ensure_ascii=False),
+        },
+    )
 
 
 def read_text_chunks(data: bytes) -> dict[str, str]:
