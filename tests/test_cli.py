@@ -10,13 +10,24 @@ from PIL import Image
 
 from zimage_ui.metadata import read_provenance, read_text_chunks
 
-FOX = ["--provider", "diffusers-tiny", "--prompt", "a red fox", "--seed", "7", "--width", "256",
-       "--height", "256"]
+FOX = [
+    "--provider",
+    "diffusers-tiny",
+    "--prompt",
+    "a red fox",
+    "--seed",
+    "7",
+    "--width",
+    "256",
+    "--height",
+    "256",
+]
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "zimage_ui", *args], capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "zimage_ui", *args], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_generate_writes_png_with_provenance_and_json_line(tmp_path: Path):
@@ -49,8 +60,17 @@ def test_same_command_twice_gives_identical_pixels(tmp_path: Path):
 
 
 def test_invalid_width_exits_2_naming_the_field(tmp_path: Path):
-    run = cli("generate", "--provider", "diffusers-tiny", "--prompt", "fox", "--width", "1000",
-              "--out", str(tmp_path))
+    run = cli(
+        "generate",
+        "--provider",
+        "diffusers-tiny",
+        "--prompt",
+        "fox",
+        "--width",
+        "1000",
+        "--out",
+        str(tmp_path),
+    )
     assert run.returncode == 2
     assert "width" in run.stderr and "multiple of 16" in run.stderr
     assert not list(tmp_path.iterdir())
@@ -70,8 +90,16 @@ def test_unknown_provider_exits_2(tmp_path: Path):
 
 def test_one_failing_provider_exits_1_and_the_other_still_writes(tmp_path: Path):
     # `diffusers` can't run on this CPU-only, small-memory test machine: it fails cleanly.
-    run = cli("generate", *FOX, "--provider", "diffusers", "--out", str(tmp_path), "--json",
-              env={"PATH": "", "ZIMAGE_MODEL_ID": str(tmp_path / "missing-checkpoint")})
+    run = cli(
+        "generate",
+        *FOX,
+        "--provider",
+        "diffusers",
+        "--out",
+        str(tmp_path),
+        "--json",
+        env={"PATH": "", "ZIMAGE_MODEL_ID": str(tmp_path / "missing-checkpoint")},
+    )
     records = {r["provider"]: r for r in map(json.loads, run.stdout.splitlines())}
     assert run.returncode == 1
     assert records["diffusers-tiny"]["error"] is None
@@ -89,3 +117,84 @@ def test_providers_lists_every_id_with_usability():
     assert rows["diffusers-tiny"]["usable"] is True
     for row in rows.values():
         assert row["usable"] or row["reason"]
+
+
+def test_compare_writes_each_side_a_sheet_and_a_report(tmp_path: Path):
+    run = cli(
+        "compare",
+        "--provider",
+        "diffusers-tiny:steps=2",
+        "--provider",
+        "diffusers-tiny:steps=4,label=four",
+        "--prompt",
+        "a red fox",
+        "--seed",
+        "3",
+        "--width",
+        "256",
+        "--height",
+        "256",
+        "--out",
+        str(tmp_path),
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [side["title"] for side in report["sides"]] == ["diffusers-tiny (steps 2)", "four"]
+    assert [side["steps"] for side in report["sides"]] == ["2", "4"]
+    assert {side["seed"] for side in report["sides"]} == {3}
+    for side in report["sides"]:
+        assert Path(side["images"][0]).exists()
+    sheet = Image.open(tmp_path / "sheet.png")
+    assert sheet.width == 512 and sheet.height > 256
+
+
+def test_compare_with_a_failing_side_exits_1_and_reports_it(tmp_path: Path):
+    run = cli(
+        "compare",
+        "--provider",
+        "diffusers-tiny",
+        "--provider",
+        "runpod",
+        "--prompt",
+        "fox",
+        "--width",
+        "256",
+        "--height",
+        "256",
+        "--out",
+        str(tmp_path),
+        env={"PATH": "", "RUNPOD_API_KEY": ""},
+    )
+    assert run.returncode == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["sides"][0]["error"] is None
+    assert "RUNPOD_API_KEY" in report["sides"][1]["error"]
+    assert (tmp_path / "sheet.png").exists()
+
+
+def test_compare_bad_side_override_exits_2(tmp_path: Path):
+    run = cli(
+        "compare",
+        "--provider",
+        "diffusers-tiny:steps=4",
+        "--provider",
+        "diffusers-tiny:size=1000x256",
+        "--prompt",
+        "fox",
+        "--out",
+        str(tmp_path),
+    )
+    assert run.returncode == 2
+    assert "width" in run.stderr and "multiple of 16" in run.stderr
+    run = cli(
+        "compare",
+        "--provider",
+        "diffusers-tiny:colour=red",
+        "--provider",
+        "diffusers-tiny",
+        "--prompt",
+        "fox",
+        "--out",
+        str(tmp_path),
+    )
+    assert run.returncode == 2 and "overrides look like" in run.stderr

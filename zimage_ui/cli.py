@@ -13,11 +13,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from zimage_ui.compare import Side, check_sides, params_for_side, run_comparison
 from zimage_ui.errors import InvalidParams
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import PROVIDERS, availability, get_provider
 from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome, generate_many, save_outcome
+from zimage_ui.sheets import render_grid
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -43,21 +45,70 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--provider", action="append", required=True, metavar="ID", help="repeat to run several at once"
     )
-    generate.add_argument("--prompt", required=True)
-    generate.add_argument("--negative-prompt")
-    generate.add_argument("--width", type=int)
-    generate.add_argument("--height", type=int)
-    generate.add_argument("--steps", type=int)
-    generate.add_argument("--seed", type=int, help="omit for a random seed (the one used is printed)")
-    generate.add_argument("--shift", type=float)
-    generate.add_argument("--guidance", type=float)
-    generate.add_argument("--num-images", type=int)
-    generate.add_argument("--out", type=Path, required=True, metavar="DIR")
+    add_param_flags(generate)
     generate.add_argument("--json", action="store_true", help="one JSON object per provider per line")
+
+    compare = commands.add_parser(
+        "compare", help="the same prompt and seed on 2-6 sides; writes each PNG, a sheet and a report"
+    )
+    compare.add_argument(
+        "--provider",
+        action="append",
+        required=True,
+        metavar="ID[:OVERRIDES]",
+        type=parse_side,
+        help="a side: a provider id, optionally with overrides, e.g. diffusers-tiny:steps=4,shift=2.5,"
+        "size=512x512 (repeat for 2-6 sides)",
+    )
+    add_param_flags(compare)
 
     providers = commands.add_parser("providers", help="list providers and whether they are usable here")
     providers.add_argument("--json", action="store_true")
     return parser
+
+
+def add_param_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--negative-prompt")
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--height", type=int)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--seed", type=int, help="omit for a random seed (the one used is printed)")
+    parser.add_argument("--shift", type=float)
+    parser.add_argument("--guidance", type=float)
+    parser.add_argument("--num-images", type=int)
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+
+
+SIDE_KEYS = {
+    "steps": "num_inference_steps",
+    "shift": "shift",
+    "width": "width",
+    "height": "height",
+    "label": "label",
+}
+
+
+def parse_side(text: str) -> Side:
+    """`ID` or `ID:key=value,...` with keys steps, shift, size (WxH), width, height, label."""
+    provider, _, overrides = text.partition(":")
+    values: dict[str, object] = {"provider": provider.strip()}
+    for item in filter(None, (part.strip() for part in overrides.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in {*SIDE_KEYS, "size"}:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: overrides look like steps=4, shift=2.5, size=512x512, label=name"
+            )
+        if key == "size":
+            width, _, height = value.partition("x")
+            values["width"], values["height"] = width, height
+        else:
+            values[SIDE_KEYS[key]] = value.strip()
+    try:
+        return Side.model_validate(values)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def params_from_args(args: argparse.Namespace) -> GenerationParams:
@@ -139,7 +190,59 @@ def run_providers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"generate": run_generate, "providers": run_providers}
+def run_compare(args: argparse.Namespace) -> int:
+    sides: list[Side] = args.provider
+    try:
+        params = params_from_args(args)
+        for side in sides:
+            get_provider(side.provider)
+        check = _checked(sides, params)
+    except InvalidParams as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    outcomes = asyncio.run(
+        run_comparison(
+            sides, check, keys=KeyRing(), progress=lambda i, u: _progress_printer(False)(sides[i].title(), u)
+        )
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = []
+    for index, (side, outcome) in enumerate(zip(sides, outcomes, strict=True)):
+        paths = save_outcome(outcome, args.out / f"side-{index + 1}")
+        report.append({"side": index + 1, "title": side.title(), **outcome_record(outcome, paths)})
+        status = f"{outcome.elapsed_s:.1f} s" if outcome.ok else outcome.error
+        print(f"side {index + 1} {side.title()}: {status}", file=sys.stderr)
+    sheet = render_grid(
+        [[o.result.images[0] if o.ok and o.result else None for o in outcomes]],
+        [side.title() for side in sides],
+        errors=[[o.error for o in outcomes]],
+    )
+    sheet.save(args.out / "sheet.png")
+    (args.out / "report.json").write_text(
+        json.dumps(
+            {
+                "prompt": check.prompt,
+                "seed": check.seed,
+                "sides": report,
+                "sheet": str(args.out / "sheet.png"),
+            },
+            indent=2,
+        )
+    )
+    print(json.dumps({"report": str(args.out / "report.json"), "sheet": str(args.out / "sheet.png")}))
+    return EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_FAILED
+
+
+def _checked(sides: list[Side], params: GenerationParams) -> GenerationParams:
+    """Validate every side's overrides before any work; return params with one concrete seed."""
+    check_sides(sides)
+    concrete = params.with_concrete_seed()
+    for side in sides:
+        params_for_side(concrete, side)
+    return concrete
+
+
+COMMANDS = {"generate": run_generate, "compare": run_compare, "providers": run_providers}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
