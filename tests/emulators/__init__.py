@@ -1,0 +1,51 @@
+"""Loopback emulators of the five hosted Z-Image-Turbo APIs, for tests and for trying the page.
+
+    with running("runpod") as emulators:
+        emulators["runpod"].behaviour.polls_before_done = 3
+        ...  # point ZIMAGE_RUNPOD_BASE_URL at emulators["runpod"].base_url
+
+`python -m tests.emulators` starts all five on fixed ports and prints the variables to export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from tests.emulators.aimlapi import AimlApiEmulator
+from tests.emulators.base import Behaviour, Emulator, Recorded
+from tests.emulators.evolink import EvoLinkEmulator
+from tests.emulators.inferencesh import InferenceShEmulator
+from tests.emulators.runpod import RunPodEmulator
+from tests.emulators.scenario import ScenarioEmulator
+
+EMULATORS: dict[str, type[Emulator]] = {
+    "scenario": ScenarioEmulator,
+    "inferencesh": InferenceShEmulator,
+    "aimlapi": AimlApiEmulator,
+    "evolink": EvoLinkEmulator,
+    "runpod": RunPodEmulator,
+}
+
+
+@contextmanager
+def running(*provider_ids: str, port_base: int | None = None) -> Iterator[dict[str, Emulator]]:
+    """Start the named emulators (all five when none is named); free ports unless `port_base`."""
+    with ExitStack() as stack:
+        started: dict[str, Emulator] = {}
+        for offset, provider_id in enumerate(provider_ids or tuple(EMULATORS)):
+            emulator = EMULATORS[provider_id]()
+            emulator.start(0 if port_base is None else port_base + offset)
+            stack.callback(emulator.stop)
+            started[provider_id] = emulator
+        yield started
+
+
+def export_lines(emulators: dict[str, Emulator]) -> list[str]:
+    """Shell lines that point the app at the emulators, with the dummy keys they accept."""
+    return [
+        f"export {name}={value}" for emulator in emulators.values() for name, value in emulator.env().items()
+    ]
+
+
+__all__ = ["EMULATORS", "Behaviour", "Emulator", "Recorded", "export_lines", "running"]

@@ -299,7 +299,6 @@ class HttpSession:
 
     async def submit(self, url: str, body: dict[str, Any], *, read_timeout_s: float | None = None) -> Any:
         """POST that starts a paid job: retried only where the provider did no work."""
-        self._sent = True
         response = await self._guard(self._send("POST", url, body, submit_retryable, read_timeout_s))
         return self._json(response)
 
@@ -322,7 +321,7 @@ class HttpSession:
             return decode_b64_image(self.provider, url, self.engine.max_image_bytes)
         if urlsplit(url).scheme not in {"http", "https"}:
             raise MalformedResponse(self.provider, "the image link is not an http(s) URL: retry")
-        data = await self._guard(self._retrying(lambda: self._fetch_bytes(url), fetch_retryable))
+        data = await self._guard(self._retrying(fetch_retryable, self._fetch_bytes, url))
         return decode_image(self.provider, data, self.engine.max_image_bytes)
 
     def image_from_b64(self, text: str) -> Image.Image:
@@ -343,6 +342,7 @@ class HttpSession:
         )
 
         async def once() -> httpx.Response:
+            self._sent = self._sent or method == "POST"
             response = await self._api.request(method, url, json=body, timeout=timeout)
             log.debug("%s %s -> %s", method, urlsplit(url).path, response.status_code)
             if response.status_code == 429 or response.status_code >= 500:
@@ -350,12 +350,12 @@ class HttpSession:
             return response
 
         try:
-            return await self._retrying(once, retryable)
+            return await self._retrying(retryable, once)
         except RetryableStatus as exc:
             return exc.response
 
     async def _retrying(
-        self, attempt: Callable[[], Awaitable[T]], retryable: Callable[[BaseException], bool]
+        self, retryable: Callable[[BaseException], bool], attempt: Callable[..., Awaitable[T]], *args: Any
     ) -> T:
         policy = self.engine.retry
 
@@ -372,7 +372,7 @@ class HttpSession:
             reraise=True,
         )
         try:
-            return await retrying(attempt)
+            return await retrying(attempt, *args)
         except httpx.TimeoutException:
             raise self._network_timeout() from None
         except httpx.TransportError as exc:
@@ -439,6 +439,10 @@ class HttpSession:
 
     async def _guard(self, work: Awaitable[T]) -> T:
         """Await `work`, but give up at the deadline or when the user presses Stop."""
+        if self._cancel.cancelled:
+            if asyncio.iscoroutine(work):
+                work.close()
+            raise Cancelled(self.provider, self._stopped_message(await self._cancel_job()))
         task = asyncio.ensure_future(work)
         stop = asyncio.ensure_future(self._cancel.wait())
         remaining = self._deadline - asyncio.get_running_loop().time()

@@ -1,0 +1,69 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.emulators import EMULATORS, Emulator, running
+
+# ---- hosted API emulators (tests/emulators) ------------------------------------------------
+# `emulators` starts all five loopback emulators once per session, resets them for each test and
+# points the app at them: ZIMAGE_<ID>_BASE_URL, the dummy keys they accept, a 0.05 s poll
+# interval and a 10 s deadline. `<id>_emulator` gives one of them; `hosted` is parametrized over
+# the five and yields (provider, emulator).
+
+
+@pytest.fixture(scope="session")
+def emulator_servers() -> Iterator[dict[str, Emulator]]:
+    with running() as started:
+        yield started
+
+
+@pytest.fixture
+def emulators(emulator_servers: dict[str, Emulator], monkeypatch: pytest.MonkeyPatch) -> dict[str, Emulator]:
+    monkeypatch.setenv("ZIMAGE_POLL_INTERVAL_S", "0.05")
+    monkeypatch.setenv("ZIMAGE_TIMEOUT_S", "10")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for emulator in emulator_servers.values():
+        emulator.reset()
+        for name, value in emulator.env().items():
+            monkeypatch.setenv(name, value)
+    return emulator_servers
+
+
+@pytest.fixture
+def scenario_emulator(emulators: dict[str, Emulator]) -> Emulator:
+    return emulators["scenario"]
+
+
+@pytest.fixture
+def inferencesh_emulator(emulators: dict[str, Emulator]) -> Emulator:
+    return emulators["inferencesh"]
+
+
+@pytest.fixture
+def aimlapi_emulator(emulators: dict[str, Emulator]) -> Emulator:
+    return emulators["aimlapi"]
+
+
+@pytest.fixture
+def evolink_emulator(emulators: dict[str, Emulator]) -> Emulator:
+    return emulators["evolink"]
+
+
+@pytest.fixture
+def runpod_emulator(emulators: dict[str, Emulator]) -> Emulator:
+    return emulators["runpod"]
+
+
+@pytest.fixture(params=list(EMULATORS))
+def hosted(request: pytest.FixtureRequest, emulators: dict[str, Emulator]) -> tuple:
+    """(registered provider, its emulator), once per hosted provider."""
+    from zimage_ui.providers import PROVIDERS
+
+    return PROVIDERS[request.param], emulators[request.param]
+
+
+# ---- end of hosted API emulators -----------------------------------------------------------

@@ -1,0 +1,109 @@
+"""Scenario: custom-model job, `/jobs/{id}` polling, `/assets/{id}` look-up (PROVIDERS.md, seed 000)."""
+
+from __future__ import annotations
+
+import base64
+from typing import ClassVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.emulators.base import INT, NUMBER, BadRequest, Emulator, Job, Spec, check_fields, json_response
+
+BODY = {
+    "prompt": Spec(str),
+    "negativePrompt": Spec(str),
+    "numOutputs": Spec(INT, low=1, high=8),
+    "numInferenceSteps": Spec(INT, low=1, high=50),
+    "width": Spec(INT, low=256, high=2048),
+    "height": Spec(INT, low=256, high=2048),
+    "seed": Spec(INT, low=1, high=2_147_483_647),
+    "modelId": Spec(str),
+    "loras": Spec(list),
+    "lorasScale": Spec(list),
+    "image": Spec(str),
+    "strength": Spec(NUMBER, low=0, high=1),
+    "controlImage": Spec(list),
+    "controlnetConditioningScale": Spec(NUMBER),
+}
+CU_PER_IMAGE = 5
+
+
+class ScenarioEmulator(Emulator):
+    provider_id = "scenario"
+    prefix = "/v1"
+    keys: ClassVar[dict[str, str]] = {
+        "SCENARIO_SDK_API_KEY": "emu-scenario-key",
+        "SCENARIO_SDK_API_SECRET": "emu-scenario-secret",
+    }
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(f"{self.prefix}/generate/custom/model_z-image-turbo", self.generate, methods=["POST"]),
+            Route(f"{self.prefix}/jobs/{{job_id}}", self.get_job, methods=["GET"]),
+            Route(f"{self.prefix}/assets/{{asset_id}}", self.get_asset, methods=["GET"]),
+        ]
+
+    def authorized(self, request: Request) -> bool:
+        pair = f"{self.keys['SCENARIO_SDK_API_KEY']}:{self.keys['SCENARIO_SDK_API_SECRET']}"
+        return request.headers.get("authorization") == "Basic " + base64.b64encode(pair.encode()).decode()
+
+    def error(self, status: int, message: str) -> Response:
+        return json_response({"message": message, "statusCode": status}, status)
+
+    async def generate(self, request: Request) -> Response:
+        body = await self.receive(request)
+        refused = self.gate(request, submit=True)
+        if refused:
+            return refused
+        problems = check_fields(body, BODY, required=["prompt"])
+        if problems:
+            raise BadRequest(problems)
+        job = self.new_job(
+            body.get("width", 1024), body.get("height", 1024), body.get("seed", 1), body.get("numOutputs", 4)
+        )
+        return json_response(
+            {"job": self._job_json(job, "queued"), "creativeUnitsCost": CU_PER_IMAGE * job.count}
+        )
+
+    async def get_job(self, request: Request) -> Response:
+        await self.receive(request)
+        refused = self.gate(request, submit=False)
+        if refused:
+            return refused
+        job = self.job(request.path_params["job_id"])
+        phase = self.phase(job)
+        status = {
+            "running": "in-progress",
+            "done": "success",
+            "failed": self.behaviour.failed_spelling,
+            "cancelled": "canceled",
+        }[phase]
+        return json_response({"job": self._job_json(job, status)})
+
+    async def get_asset(self, request: Request) -> Response:
+        await self.receive(request)
+        refused = self.gate(request, submit=False)
+        if refused:
+            return refused
+        asset_id = request.path_params["asset_id"]
+        job_id, _, index = asset_id.removeprefix("asset_").rpartition("_")
+        job = self.job(job_id)
+        url = job.images[int(index)]
+        return json_response({"asset": {"id": asset_id, "url": url, "mimeType": "image/png"}})
+
+    def _job_json(self, job: Job, status: str) -> dict:
+        done = status == "success"
+        metadata: dict = {"assetIds": [f"asset_{job.id}_{i}" for i in range(job.count)] if done else []}
+        if status in {"failure", "failed"}:
+            metadata["error"] = self.behaviour.fail_reason
+        return {
+            "jobId": job.id,
+            "jobType": "custom",
+            "status": status,
+            "progress": 1.0 if done else min(job.polls / (self.behaviour.polls_before_done + 1), 0.99),
+            "metadata": metadata,
+            "billing": {"cuCost": CU_PER_IMAGE * job.count, "cuDiscount": 0},
+            "statusHistory": [],
+        }
