@@ -72,6 +72,7 @@ class AimlApiEmulator(Emulator):
             raise BadRequest(problems)
         width, height = (size["width"], size["height"]) if isinstance(size, dict) else (1024, 768)
         job = self.new_job(width, height, body.get("seed", 1), int(body.get("num_images", 1)))
+        job.polls = self.behaviour.polls_before_done  # a synchronous API has no status checks to wait for
         phase = await self.hold(job, self.behaviour.job_delay_s + 5)
         if phase == "failed":
             return self.error(400, self.behaviour.fail_reason or "generation failed")

@@ -175,7 +175,9 @@ def error_for_status(provider: str, status: int, detail: str | None, key_hint: s
     if status in {401, 403}:
         return AuthError(provider, f"the key was refused (HTTP {status}){said}: check {key_hint}")
     if status == 402:
-        return NoCredit(provider, f"the account has no credit left (HTTP 402){said}: top it up, then retry")
+        return NoCredit(
+            provider, f"the account has no credit left (HTTP 402){said}: top up the account, then retry"
+        )
     if status == 429:
         return RateLimited(provider, f"still rate limited after several tries{said}: wait and retry")
     if status >= 500:

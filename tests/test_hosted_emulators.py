@@ -1,0 +1,273 @@
+"""Each hosted provider end to end against its loopback emulator (real HTTP, no internet)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from tests.emulators import Emulator
+from zimage_ui.errors import (
+    AuthError,
+    Cancelled,
+    JobFailed,
+    MalformedResponse,
+    NoCredit,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from zimage_ui.params import GenerationParams
+from zimage_ui.providers.base import KeyRing, Progress, Provider, RunResult
+
+SUBMIT = {
+    "scenario": "/generate/custom/model_z-image-turbo",
+    "inferencesh": "/apps/run",
+    "aimlapi": "/images/generations",
+    "evolink": "/images/generations",
+    "runpod": "/runsync",
+}
+STATUS_PATH = {"scenario": "/jobs/", "inferencesh": "/tasks/", "evolink": "/tasks/", "runpod": "/status/"}
+COST = {"scenario": "5 compute units", "aimlapi": "10500 tokens", "runpod": "$0.0050"}
+
+
+def params(**values: object) -> GenerationParams:
+    return GenerationParams(**{"prompt": "a lighthouse at dusk", "seed": 1234, **values})  # type: ignore[arg-type]
+
+
+async def run(provider: Provider, p: GenerationParams | None = None, **kwargs: object) -> RunResult:
+    return await provider.run(provider.prepare(p or params()), keys=KeyRing(), **kwargs)  # type: ignore[arg-type]
+
+
+async def failure(provider: Provider, p: GenerationParams | None = None) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        await run(provider, p)
+    message = str(caught.value)
+    assert message.startswith(f"{provider.id}: "), message
+    assert "Traceback" not in message
+    return caught.value
+
+
+def submits(emulator: Emulator, provider_id: str) -> list:
+    return emulator.calls("POST", SUBMIT[provider_id])
+
+
+async def test_happy_path_sends_exactly_the_prepared_body(hosted: tuple[Provider, Emulator]) -> None:
+    provider, emulator = hosted
+    prepared = provider.prepare(params(width=1024, height=768))
+    result = await provider.run(prepared, keys=KeyRing())
+    [submit] = submits(emulator, provider.id)
+    assert submit.body == prepared.body  # the emulator validated these fields and accepted them
+    assert submit.headers["authorization"]
+    assert len(result.images) == 1
+    assert result.images[0].size == (prepared.sent.width, prepared.sent.height) == (1024, 768)
+    assert result.seed == prepared.sent.seed == 1234
+    assert emulator.downloads and all("authorization" not in d.headers for d in emulator.downloads)
+    assert str(result.cost) == COST[provider.id] if provider.id in COST else result.cost is None
+    assert result.elapsed_s > 0
+
+
+async def test_slow_job_is_polled_until_done(hosted: tuple[Provider, Emulator]) -> None:
+    provider, emulator = hosted
+    emulator.behaviour.polls_before_done = 3
+    emulator.behaviour.job_delay_s = 0.3
+    updates: list[Progress] = []
+    started = time.monotonic()
+    result = await run(provider, progress=updates.append)
+    assert len(result.images) == 1
+    assert time.monotonic() - started >= 0.3
+    if provider.id in STATUS_PATH:
+        assert len(emulator.calls("GET", STATUS_PATH[provider.id])) >= 4
+        assert len(updates) >= 5
+    assert updates[-1].fraction == 1.0
+
+
+async def test_rate_limit_with_retry_after_then_success(hosted: tuple[Provider, Emulator]) -> None:
+    provider, emulator = hosted
+    emulator.behaviour.rate_limit_once = True
+    started = time.monotonic()
+    result = await run(provider)
+    assert len(result.images) == 1
+    assert len(submits(emulator, provider.id)) == 2
+    assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
+
+
+async def test_failed_job_reports_the_reason(hosted: tuple[Provider, Emulator]) -> None:
+    provider, emulator = hosted
+    emulator.behaviour.fail_reason = "content flagged by the safety checker"
+    error = await failure(provider)
+    assert "content flagged by the safety checker" in str(error)
+    assert isinstance(error, JobFailed) or provider.id == "aimlapi"  # AIML is synchronous: an HTTP 400
+
+
+async def test_malformed_answer_is_a_clear_error(hosted: tuple[Provider, Emulator]) -> None:
+    provider, emulator = hosted
+    emulator.behaviour.malformed = True
+    error = await failure(provider)
+    assert isinstance(error, MalformedResponse)
+    assert "not JSON" in str(error)
+
+
+async def test_refused_key_names_the_variable(hosted: tuple[Provider, Emulator], monkeypatch) -> None:
+    provider, _ = hosted
+    for name in provider.key_names:
+        monkeypatch.setenv(name, f"wrong-{name}-value")
+    error = await failure(provider)
+    assert isinstance(error, AuthError)
+    assert provider.key_names[0] in str(error)
+    assert "wrong-" not in str(error)
+
+
+async def test_key_rejected_by_the_service(hosted: tuple[Provider, Emulator]) -> None:
+    provider, emulator = hosted
+    emulator.behaviour.reject_key = True
+    error = await failure(provider)
+    assert isinstance(error, AuthError) and "the key was refused" in str(error)
+
+
+async def test_no_credit(hosted: tuple[Provider, Emulator]) -> None:
+    provider, emulator = hosted
+    emulator.behaviour.no_credit = True
+    error = await failure(provider)
+    assert isinstance(error, NoCredit)
+    assert "top up" in str(error)
+
+
+async def test_expired_image_url(hosted: tuple[Provider, Emulator]) -> None:
+    provider, emulator = hosted
+    emulator.behaviour.expired_image = True
+    if provider.id == "aimlapi":
+        emulator.behaviour.b64 = False
+    error = await failure(provider)
+    assert "may have expired" in str(error)
+
+
+async def test_non_image_at_the_image_url(hosted: tuple[Provider, Emulator]) -> None:
+    provider, emulator = hosted
+    emulator.behaviour.non_image = True
+    error = await failure(provider)
+    assert isinstance(error, MalformedResponse) and "not a readable image" in str(error)
+
+
+async def test_deadline_gives_a_timeout_not_a_hang(hosted: tuple[Provider, Emulator], monkeypatch) -> None:
+    provider, emulator = hosted
+    monkeypatch.setenv("ZIMAGE_TIMEOUT_S", "0.5")
+    emulator.behaviour.polls_before_done = 10_000
+    emulator.behaviour.job_delay_s = 30
+    started = time.monotonic()
+    error = await failure(provider)
+    assert isinstance(error, ProviderTimeout)
+    assert time.monotonic() - started < 2.0
+
+
+async def test_transient_poll_error_is_retried(hosted: tuple[Provider, Emulator]) -> None:
+    provider, emulator = hosted
+    emulator.behaviour.server_error_once = True
+    emulator.behaviour.polls_before_done = 1
+    result = await run(provider)
+    assert len(result.images) == 1
+    assert "502" in emulator._fired or provider.id == "aimlapi"  # AIML never polls
+
+
+async def test_stop_cancels_the_job(hosted: tuple[Provider, Emulator]) -> None:
+    from zimage_ui.providers.base import CancelToken
+
+    provider, emulator = hosted
+    emulator.behaviour.polls_before_done = 10_000
+    emulator.behaviour.job_delay_s = 30
+    token = CancelToken()
+    asyncio.get_running_loop().call_later(0.3, token.cancel)
+    started = time.monotonic()
+    with pytest.raises(Cancelled) as caught:
+        await run(provider, cancel=token)
+    assert time.monotonic() - started < 2.0
+    cancel_calls = emulator.calls("POST", "/cancel")
+    if provider.id in {"inferencesh", "runpod"}:
+        assert len(cancel_calls) == 1 and "cancelled at the provider" in str(caught.value)
+        assert all(job.cancelled for job in emulator.jobs.values())
+    else:
+        assert not cancel_calls and "may still finish" in str(caught.value)
+
+
+async def test_missing_key_sends_nothing(hosted: tuple[Provider, Emulator], monkeypatch) -> None:
+    provider, emulator = hosted
+    monkeypatch.delenv(provider.key_names[-1])
+    with pytest.raises(ProviderUnavailable, match=provider.key_names[-1]):
+        await run(provider)
+    assert emulator.requests == []
+
+
+async def test_no_key_value_in_any_error_or_display(hosted: tuple[Provider, Emulator]) -> None:
+    provider, emulator = hosted
+    secrets = list(emulator.keys.values())
+    messages = [json.dumps(provider.prepare(params()).display())]
+    for switch in ("fail_reason", "malformed", "reject_key", "no_credit", "expired_image", "non_image"):
+        emulator.reset()
+        setattr(emulator.behaviour, switch, "boom" if switch == "fail_reason" else True)
+        messages.append(str(await failure(provider)))
+    assert not [m for m in messages if any(secret in m for secret in secrets)]
+
+
+# -- provider-specific shapes ------------------------------------------------------------------
+
+
+async def test_inferencesh_waits_through_uploading(inferencesh_emulator: Emulator) -> None:
+    from zimage_ui.providers import PROVIDERS
+
+    result = await run(PROVIDERS["inferencesh"])
+    assert len(result.images) == 1
+    [task] = inferencesh_emulator.jobs.values()
+    assert task.stage == 1  # status 9 (UPLOADING) was answered, and not taken for done
+    assert task.polls == 2
+
+
+@pytest.mark.parametrize("switch", ["legacy_envelope", "status_names", "image_as_string"])
+async def test_inferencesh_other_shapes(inferencesh_emulator: Emulator, switch: str) -> None:
+    from zimage_ui.providers import PROVIDERS
+
+    setattr(inferencesh_emulator.behaviour, switch, True)
+    assert len((await run(PROVIDERS["inferencesh"])).images) == 1
+
+
+async def test_scenario_batch_and_failed_spelling(scenario_emulator: Emulator) -> None:
+    from zimage_ui.providers import PROVIDERS
+
+    result = await run(PROVIDERS["scenario"], params(num_images=3))
+    assert len(result.images) == 3 and str(result.cost) == "15 compute units"
+    assert len(scenario_emulator.calls("GET", "/assets/")) == 3
+    assert submits(scenario_emulator, "scenario")[0].body["numOutputs"] == 3
+    scenario_emulator.reset()
+    scenario_emulator.behaviour.failed_spelling = "failed"
+    scenario_emulator.behaviour.fail_reason = "GPU lost"
+    assert isinstance(await failure(PROVIDERS["scenario"]), JobFailed)
+
+
+async def test_aiml_base64_batch(aimlapi_emulator: Emulator) -> None:
+    from zimage_ui.providers import PROVIDERS
+
+    aimlapi_emulator.behaviour.b64 = True
+    result = await run(PROVIDERS["aimlapi"], params(num_images=2, width=1280, height=720))
+    assert [image.size for image in result.images] == [(1280, 736), (1280, 736)]
+    assert not aimlapi_emulator.downloads
+    assert any("1280x736" in note for note in result.notes)
+
+
+async def test_runpod_runsync_in_time_needs_no_polling(runpod_emulator: Emulator) -> None:
+    from zimage_ui.providers import PROVIDERS
+
+    result = await run(PROVIDERS["runpod"], params(width=1152, height=896))
+    assert not runpod_emulator.calls("GET", "/status/")
+    assert result.images[0].size == (1024, 768)
+    assert result.queue_s == 0.012 and result.run_s is not None and result.run_s > 0
+    assert result.job_id and result.job_id.startswith("sync-")
+
+
+async def test_runpod_runsync_timeout_then_status_polling(runpod_emulator: Emulator) -> None:
+    from zimage_ui.providers import PROVIDERS
+
+    runpod_emulator.behaviour.polls_before_done = 2
+    result = await run(PROVIDERS["runpod"])
+    assert len(runpod_emulator.calls("GET", "/status/")) == 3
+    assert result.cost is not None and result.cost.unit == "USD"
