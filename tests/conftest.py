@@ -60,10 +60,13 @@ def runpod_emulator(emulators: dict[str, Emulator]) -> Emulator:
 
 @pytest.fixture(params=list(EMULATORS))
 def hosted(request: pytest.FixtureRequest, emulators: dict[str, Emulator]) -> tuple:
-    """(registered provider, its emulator), once per hosted provider."""
+    """(provider, its emulator), once per hosted provider; the provider is the registered class
+    with a short retry backoff (Retry-After is still honoured)."""
     from zimage_ui.providers import PROVIDERS
+    from zimage_ui.providers.http import HttpEngine, RetryPolicy
 
-    return PROVIDERS[request.param], emulators[request.param]
+    provider = type(PROVIDERS[request.param])(HttpEngine(retry=RetryPolicy(base_s=0.05)))
+    return provider, emulators[request.param]
 
 
 # ---- end of hosted API emulators -----------------------------------------------------------

@@ -178,10 +178,18 @@ async def test_stop_cancels_the_job(hosted: tuple[Provider, Emulator]) -> None:
     emulator.behaviour.polls_before_done = 10_000
     emulator.behaviour.job_delay_s = 30
     token = CancelToken()
-    asyncio.get_running_loop().call_later(0.3, token.cancel)
+    updates: list[Progress] = []
+
+    def stop_once_running(update: Progress) -> None:
+        updates.append(update)
+        if len(updates) == 2:  # the job is known and being polled
+            token.cancel()
+
+    if provider.id == "aimlapi":  # synchronous: Stop lands while the one request is open
+        asyncio.get_running_loop().call_later(0.3, token.cancel)
     started = time.monotonic()
     with pytest.raises(Cancelled) as caught:
-        await run(provider, cancel=token)
+        await run(provider, cancel=token, progress=stop_once_running)
     assert time.monotonic() - started < 2.0
     cancel_calls = emulator.calls("POST", "/cancel")
     if provider.id in {"inferencesh", "runpod"}:

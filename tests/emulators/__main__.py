@@ -18,7 +18,7 @@ def main() -> None:
         "--port-base",
         type=int,
         default=int(os.environ.get("ZIMAGE_EMULATOR_PORT_BASE", "8701")),
-        help="first port; the five emulators take this one and the next four (default 8701)",
+        help="first port; the five emulators take this one and the next four (default 8701; 0: free ports)",
     )
     parser.add_argument("--job-delay", type=float, default=1.0, help="seconds each job takes (default 1)")
     args = parser.parse_args()

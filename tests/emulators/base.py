@@ -190,9 +190,13 @@ class Emulator:
             time.sleep(0.01)
         return self
 
-    def stop(self) -> None:
-        if self._server and self._thread:
+    def signal_stop(self) -> None:
+        if self._server:
             self._server.should_exit = True
+
+    def stop(self) -> None:
+        self.signal_stop()
+        if self._thread:
             self._thread.join(timeout=5)
 
     def __enter__(self) -> Emulator:
