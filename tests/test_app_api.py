@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from zimage_ui.metadata import read_text_chunks
 from tests.serving import running_app
+from zimage_ui.metadata import read_text_chunks
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def client(tmp_path_factory) -> Iterator[Client]:
 
 def test_generate_endpoint_returns_png_with_the_seed_used(client: Client):
     gallery, seed_used, status, sent = client.predict(
-        "diffusers-tiny", "a red fox", "", 256, 256, 11, False, 8, 0.0, 3.0, 1, api_name="/generate"
+        "diffusers-tiny", "a red fox", "", 256, 256, "11", False, 8, 0.0, 3.0, 1, api_name="/generate"
     )
     assert seed_used == "11"
     assert "Done" in status
@@ -32,6 +32,7 @@ def test_generate_endpoint_returns_png_with_the_seed_used(client: Client):
 
 def test_invalid_settings_are_a_clear_error(client: Client):
     with pytest.raises(Exception) as caught:
-        client.predict("diffusers-tiny", "a red fox", "", 1000, 256, 1, False, 8, 0.0, 3.0, 1,
-                       api_name="/generate")
+        client.predict(
+            "diffusers-tiny", "a red fox", "", 1000, 256, "1", False, 8, 0.0, 3.0, 1, api_name="/generate"
+        )
     assert "width" in str(caught.value) and "multiple of 16" in str(caught.value)

@@ -1,107 +1,51 @@
-"""The Gradio page: `build_demo()` assembles the panels and wires their events."""
+"""The Gradio page: `build_demo()` assembles the panels and wires their events.
+
+Shared settings (prompt, size, seed, steps...) sit on the left; the tabs on the right
+use them: Generate on one provider, Compare several sides, Sweep a grid.
+"""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from zimage_ui.providers import default_provider_id
-from zimage_ui.ui import handlers
+from zimage_ui.ui import compare_tab, handlers, sweep_tab
 from zimage_ui.ui.layout import (
     build_keys_panel,
     build_output_panel,
     build_prompt_panel,
+    build_provider_picker,
     build_settings_panel,
 )
 
 TITLE = "Z-Image-Turbo playground"
+PRIVATE = {"queue": False, "api_visibility": "private"}
 
 
 def build_demo() -> gr.Blocks:
     default_provider = default_provider_id()
     with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(f"# {TITLE}\nOne prompt, any provider: your own GPU or a hosted API.")
+        gr.Markdown(f"# {TITLE}\nOne prompt, any provider: your own GPU or a hosted API, side by side.")
         session_keys = gr.State({})
         last_seed = gr.State(None)
-        with gr.Tab("Generate"), gr.Row():
-            with gr.Column(scale=5):
-                prompt_panel = build_prompt_panel(default_provider)
+        with gr.Row():
+            with gr.Column(scale=4, min_width=360):
+                prompt_panel = build_prompt_panel()
                 settings = build_settings_panel()
-                with gr.Row():
-                    generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
-                    stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
                 keys = build_keys_panel()
-            with gr.Column(scale=6):
-                output = build_output_panel()
+            with gr.Column(scale=7), gr.Tabs():
+                with gr.Tab("Generate", id="generate"):
+                    picker = build_provider_picker(default_provider)
+                    with gr.Row():
+                        generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
+                        stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
+                    output = build_output_panel()
+                with gr.Tab("Compare", id="compare"):
+                    compare = compare_tab.build_compare_tab(default_provider)
+                with gr.Tab("Sweep", id="sweep"):
+                    sweep = sweep_tab.build_sweep_tab(default_provider)
 
-        provider_outputs = [
-            prompt_panel.tiny_notice,
-            settings.steps,
-            settings.shift,
-            settings.guidance,
-            prompt_panel.negative_prompt,
-            settings.num_images,
-            settings.capabilities,
-        ]
-        prompt_panel.provider.change(
-            handlers.on_provider_change,
-            [prompt_panel.provider, settings.guidance],
-            provider_outputs,
-            queue=False,
-            api_visibility="private",
-        )
-        demo.load(
-            handlers.on_provider_change,
-            [prompt_panel.provider, settings.guidance],
-            provider_outputs,
-            queue=False,
-            api_visibility="private",
-        )
-        settings.guidance.change(
-            handlers.negative_prompt_update,
-            [prompt_panel.provider, settings.guidance],
-            prompt_panel.negative_prompt,
-            queue=False,
-            api_visibility="private",
-        )
-        settings.size_family.change(
-            handlers.on_family_change,
-            settings.size_family,
-            settings.size,
-            queue=False,
-            api_visibility="private",
-        )
-        settings.size.change(
-            handlers.on_size_change,
-            settings.size,
-            [settings.width, settings.height],
-            queue=False,
-            api_visibility="private",
-        )
-        settings.random_seed.change(
-            handlers.on_random_toggle,
-            settings.random_seed,
-            settings.seed,
-            queue=False,
-            api_visibility="private",
-        )
-        settings.reuse_seed.click(
-            handlers.on_reuse_seed,
-            last_seed,
-            [settings.seed, settings.random_seed],
-            queue=False,
-            api_visibility="private",
-        )
-        for box in keys.boxes.values():
-            box.change(
-                handlers.on_keys_change,
-                list(keys.boxes.values()),
-                [session_keys, prompt_panel.provider],
-                queue=False,
-                api_visibility="private",
-            )
-
-        generate_inputs = [
-            prompt_panel.provider,
+        shared = [
             prompt_panel.prompt,
             prompt_panel.negative_prompt,
             settings.width,
@@ -112,18 +56,125 @@ def build_demo() -> gr.Blocks:
             settings.guidance,
             settings.shift,
             settings.num_images,
-            session_keys,
         ]
-        generate_outputs = [output.gallery, output.seed_used, output.status, output.sent, last_seed]
-        # Hosted calls are I/O and must not queue behind one another: no concurrency limit here.
-        # Local GPU generations are serialised by the provider itself (one device, one run).
+        provider_dropdowns = [picker.provider, sweep.provider, *(side.provider for side in compare.sides)]
+
+        # Settings follow what the chosen provider can do.
+        provider_outputs = [
+            picker.tiny_notice,
+            settings.steps,
+            settings.shift,
+            settings.guidance,
+            prompt_panel.negative_prompt,
+            settings.num_images,
+            settings.capabilities,
+        ]
+        for trigger in (picker.provider.change, demo.load):
+            trigger(
+                handlers.on_provider_change, [picker.provider, settings.guidance], provider_outputs, **PRIVATE
+            )
+        settings.guidance.change(
+            handlers.negative_prompt_update,
+            [picker.provider, settings.guidance],
+            prompt_panel.negative_prompt,
+            **PRIVATE,
+        )
+        settings.size_family.change(handlers.on_family_change, settings.size_family, settings.size, **PRIVATE)
+        settings.size.change(
+            handlers.on_size_change, settings.size, [settings.width, settings.height], **PRIVATE
+        )
+        settings.random_seed.change(handlers.on_random_toggle, settings.random_seed, settings.seed, **PRIVATE)
+        settings.reuse_seed.click(
+            handlers.on_reuse_seed, last_seed, [settings.seed, settings.random_seed], **PRIVATE
+        )
+        for box in keys.boxes.values():
+            box.change(
+                handlers.on_keys_change,
+                list(keys.boxes.values()),
+                [session_keys, *provider_dropdowns],
+                **PRIVATE,
+            )
+
+        # Generate. Hosted calls are I/O and must not queue behind one another, so no concurrency
+        # limit here; local generations are serialised by the provider itself (one device, one run).
         gr.on(
             [generate_button.click, prompt_panel.prompt.submit],
             handlers.generate,
-            generate_inputs,
-            generate_outputs,
+            [picker.provider, *shared, session_keys],
+            [output.gallery, output.seed_used, output.status, output.sent, last_seed],
             api_name="generate",
             concurrency_limit=None,
         )
-        stop_button.click(handlers.stop, None, output.status, queue=False, api_visibility="private")
+        stop_button.click(handlers.stop, None, output.status, **PRIVATE)
+
+        # Compare.
+        side_inputs = [
+            c for side in compare.sides for c in (side.provider, side.steps, side.shift, side.size)
+        ]
+        compare.count.change(
+            compare_tab.on_count_change,
+            compare.count,
+            [*(side.row for side in compare.sides), *(r.column for r in compare.results)],
+            **PRIVATE,
+        )
+        result_outputs = [c for r in compare.results for c in (r.title, r.image, r.status, r.sent)]
+        compare.run.click(
+            compare_tab.run_compare,
+            [*shared, session_keys, compare.count, compare.blind, *side_inputs],
+            [
+                *result_outputs,
+                compare.summary,
+                compare.images,
+                compare.left,
+                compare.right,
+                compare.slider,
+                compare.blind_state,
+                compare.vote_row,
+            ],
+            api_name="compare",
+            concurrency_limit=None,
+        )
+        compare.stop.click(handlers.stop, None, compare.summary, **PRIVATE)
+        for picker_box in (compare.left, compare.right):
+            picker_box.change(
+                compare_tab.on_slider_pick,
+                [compare.images, compare.left, compare.right],
+                compare.slider,
+                **PRIVATE,
+            )
+        for verdict, button in compare.vote_buttons.items():
+            button.click(
+                compare_tab.vote_handler(verdict),
+                compare.blind_state,
+                [
+                    compare.results[0].title,
+                    compare.results[1].title,
+                    compare.summary,
+                    compare.blind_state,
+                    compare.vote_row,
+                    compare.leaderboard,
+                ],
+                **PRIVATE,
+            )
+
+        # Sweep.
+        count_inputs = [sweep.x_kind, sweep.x_values, sweep.y_kind, sweep.y_values, prompt_panel.prompt]
+        for component in count_inputs:
+            component.change(sweep_tab.cell_count_text, count_inputs, sweep.cells, **PRIVATE)
+        sweep.run.click(
+            sweep_tab.run_sweep_ui,
+            [
+                *shared,
+                session_keys,
+                sweep.provider,
+                sweep.x_kind,
+                sweep.x_values,
+                sweep.y_kind,
+                sweep.y_values,
+            ],
+            [sweep.status, sweep.grid, sweep.gallery, sweep.grid_file],
+            api_name="sweep",
+            concurrency_limit=None,
+        )
+        sweep.stop.click(handlers.stop, None, sweep.status, **PRIVATE)
     return demo

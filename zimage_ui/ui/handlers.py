@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from zimage_ui.errors import InvalidParams, ZImageError
+from zimage_ui.errors import InvalidParams
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import CancelToken, Capabilities, KeyRing, Progress
@@ -77,21 +77,26 @@ def on_size_change(size: str | None) -> tuple[Any, Any]:
 
 
 def on_random_toggle(random_seed: bool) -> Any:
-    return gr.update(interactive=not random_seed, value=None if random_seed else gr.skip())
+    if random_seed:
+        return gr.update(interactive=False, value="")
+    return gr.update(interactive=True)
 
 
 def on_reuse_seed(last_seed: int | None) -> tuple[Any, Any]:
     if last_seed is None:
         gr.Info("No image yet: generate once, then reuse its seed.")
         return gr.skip(), gr.skip()
-    return gr.update(value=last_seed, interactive=True), False
+    return gr.update(value=str(last_seed), interactive=True), False
 
 
-def on_keys_change(*values: str) -> tuple[dict[str, str], Any]:
+def on_keys_change(*values: str) -> list[Any]:
+    """Keep the session's keys, and relabel every provider dropdown (ready / what is missing)."""
+    from zimage_ui.compare import MAX_SIDES
     from zimage_ui.ui.layout import all_key_names
 
     keys = {name: value for name, value in zip(all_key_names(), values, strict=True) if value}
-    return keys, gr.update(choices=provider_choices(KeyRing(keys)))
+    choices = provider_choices(KeyRing(keys))
+    return [keys, *(gr.update(choices=choices) for _ in range(2 + MAX_SIDES))]
 
 
 def read_params(
@@ -99,7 +104,7 @@ def read_params(
     negative_prompt: str,
     width: float | None,
     height: float | None,
-    seed: float | None,
+    seed: str | None,
     random_seed: bool,
     steps: float,
     guidance: float,
@@ -113,7 +118,7 @@ def read_params(
             negative_prompt=negative_prompt or "",
             width=_whole(width, "width"),
             height=_whole(height, "height"),
-            seed=None if random_seed else _whole(seed, "seed"),
+            seed=None if random_seed else _seed_text(seed),
             num_inference_steps=int(steps),
             guidance_scale=float(guidance),
             shift=float(shift),
@@ -125,10 +130,15 @@ def read_params(
 
 def _whole(value: float | None, name: str) -> int:
     if value is None:
-        raise InvalidParams(
-            {name: "empty: enter a number" if name != "seed" else "empty: enter a seed or tick Random seed"}
-        )
+        raise InvalidParams({name: "empty: enter a number"})
     return int(value)
+
+
+def _seed_text(value: str | float | None) -> str:
+    text = str(value if value is not None else "").strip()
+    if not text:
+        raise InvalidParams({"seed": "empty: enter a seed or tick Random seed"})
+    return text
 
 
 def outcome_status(outcome: Outcome) -> str:
@@ -157,7 +167,7 @@ async def generate(
     negative_prompt: str,
     width: float | None,
     height: float | None,
-    seed: float | None,
+    seed: str | None,
     random_seed: bool,
     steps: float,
     guidance: float,
@@ -211,7 +221,3 @@ def stop(request: gr.Request) -> str:
         return "Nothing is running."
     token.cancel()
     return "Stopping…"
-
-
-def format_error(exc: ZImageError) -> gr.Error:
-    return gr.Error(str(exc))

@@ -35,21 +35,11 @@ def all_key_names() -> list[str]:
 
 @dataclass
 class PromptPanel:
-    provider: gr.Dropdown
-    tiny_notice: gr.Markdown
     prompt: gr.Textbox
     negative_prompt: gr.Textbox
 
 
-def build_prompt_panel(default_provider: str) -> PromptPanel:
-    provider = gr.Dropdown(
-        label="Provider",
-        choices=provider_choices(KeyRing()),
-        value=default_provider,
-        info="Where the image is made. Entries say why they can't be used here.",
-        elem_id="provider",
-    )
-    tiny_notice = gr.Markdown(TINY_NOTICE, visible=default_provider == "diffusers-tiny")
+def build_prompt_panel() -> PromptPanel:
     prompt = gr.Textbox(
         label="Prompt",
         lines=3,
@@ -64,7 +54,25 @@ def build_prompt_panel(default_provider: str) -> PromptPanel:
         info=NEGATIVE_PROMPT_OFF,
         elem_id="negative-prompt",
     )
-    return PromptPanel(provider, tiny_notice, prompt, negative_prompt)
+    return PromptPanel(prompt, negative_prompt)
+
+
+@dataclass
+class ProviderPicker:
+    provider: gr.Dropdown
+    tiny_notice: gr.Markdown
+
+
+def build_provider_picker(default_provider: str) -> ProviderPicker:
+    provider = gr.Dropdown(
+        label="Provider",
+        choices=provider_choices(KeyRing()),
+        value=default_provider,
+        info="Where the image is made. Entries say why they can't be used here.",
+        elem_id="provider",
+    )
+    tiny_notice = gr.Markdown(TINY_NOTICE, visible=default_provider == "diffusers-tiny")
+    return ProviderPicker(provider, tiny_notice)
 
 
 @dataclass
@@ -73,7 +81,7 @@ class SettingsPanel:
     size: gr.Dropdown
     width: gr.Number
     height: gr.Number
-    seed: gr.Number
+    seed: gr.Textbox
     random_seed: gr.Checkbox
     reuse_seed: gr.Button
     steps: gr.Slider
@@ -98,15 +106,14 @@ def build_settings_panel() -> SettingsPanel:
                 label="Height", value=1024, precision=0, step=16, minimum=256, maximum=2048, elem_id="height"
             )
     with gr.Group(), gr.Row(equal_height=True):
-        seed = gr.Number(
+        # A textbox, not gr.Number: a number box can't be empty and would show a misleading 0.
+        seed = gr.Textbox(
             label="Seed",
-            value=None,
-            precision=0,
-            minimum=0,
-            maximum=MAX_SEED,
+            value="",
+            max_lines=1,
             scale=3,
             interactive=False,
-            placeholder="random: a new seed each run",
+            placeholder=f"random: a new seed each run (or 0..{MAX_SEED})",
             elem_id="seed",
         )
         random_seed = gr.Checkbox(label="Random seed", value=True, scale=1, elem_id="random-seed")
