@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import time
 
+import httpx
 import pytest
 
 from tests.emulators import Emulator
@@ -21,6 +23,7 @@ from zimage_ui.errors import (
 )
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import KeyRing, Progress, Provider, RunResult
+from zimage_ui.providers.http import api_message
 
 SUBMIT = {
     "scenario": "/generate/custom/model_z-image-turbo",
@@ -279,3 +282,20 @@ async def test_runpod_runsync_timeout_then_status_polling(runpod_emulator: Emula
     result = await run(PROVIDERS["runpod"])
     assert len(runpod_emulator.calls("GET", "/status/")) == 3
     assert result.cost is not None and result.cost.unit == "USD"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"), [("guidance", 2.5, "is not a known field"), ("seed", "42", "must be")]
+)
+async def test_emulators_reject_what_the_api_would(
+    hosted: tuple[Provider, Emulator], field: str, value: object, problem: str
+) -> None:
+    provider, emulator = hosted
+    prepared = provider.prepare(params())
+    body = copy.deepcopy(prepared.body)
+    body.get("input", body)[field] = value  # inference.sh and RunPod nest the fields in "input"
+    headers = provider.auth_headers([emulator.keys[name] for name in provider.key_names])
+    async with httpx.AsyncClient() as client:
+        response = await client.post(prepared.url, json=body, headers=headers)
+    assert response.status_code == 400
+    assert f"{field} {problem}" in (api_message(response.json(), provider.error_paths) or "")

@@ -6,7 +6,7 @@ import pytest
 
 from zimage_ui.providers import aimlapi, evolink, inferencesh, runpod, scenario
 from zimage_ui.providers.base import Cost
-from zimage_ui.providers.hosted_base import Refused
+from zimage_ui.providers.hosted_base import JobState, Refused
 from zimage_ui.providers.http import Unexpected
 
 # -- Scenario ----------------------------------------------------------------------------------
@@ -48,9 +48,8 @@ def test_scenario_reads_progress_reason_assets_and_cost() -> None:
     assert scenario.asset_url({"asset": {"id": "a", "url": "https://cdn/x.png"}}) == "https://cdn/x.png"
 
 
-def test_scenario_unknown_status_and_missing_assets_are_unexpected() -> None:
-    with pytest.raises(Unexpected, match="unknown job status"):
-        scenario.job_state({"job": {"status": "exploded"}})
+def test_scenario_new_status_reads_as_running_and_missing_assets_are_unexpected() -> None:
+    assert scenario.job_state({"job": {"status": "upscaling"}}) == JobState("running", "upscaling", None, "")
     with pytest.raises(Unexpected, match="assetIds"):
         scenario.asset_ids({"job": {"metadata": {"assetIds": []}}})
     with pytest.raises(Unexpected, match=r"job\.jobId"):
@@ -171,6 +170,18 @@ def test_evolink_progress_results_and_error() -> None:
 )
 def test_runpod_statuses(status: str, phase: str) -> None:
     assert runpod.job_state({"id": "x", "status": status}).phase == phase
+
+
+@pytest.mark.parametrize(
+    ("read", "answer"),
+    [
+        (runpod.job_state, {"status": "THROTTLED"}),
+        (evolink.task_state, {"status": "queued"}),
+        (inferencesh.task_state, {"status": 14}),
+    ],
+)
+def test_statuses_added_later_read_as_running(read, answer: dict) -> None:
+    assert read(answer).phase == "running"
 
 
 def test_runpod_reads_image_cost_and_timings() -> None:

@@ -57,13 +57,11 @@ def evolink_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, 
 
 def task_state(data: Any) -> JobState:
     status = str(dig(data, "status"))
-    if status not in PHASES:
-        raise Unexpected(f"unknown task status {status!r}")
     progress = data.get("progress")
     fraction = min(max(progress / 100, 0.0), 1.0) if isinstance(progress, (int, float)) else None
     error = data.get("error") if isinstance(data.get("error"), dict) else {}
     reason = ": ".join(str(error[k]) for k in ("code", "message") if error.get(k))
-    return JobState(PHASES[status], status, fraction, reason)
+    return JobState(PHASES.get(status, "running"), status, fraction, reason)
 
 
 def result_urls(data: Any) -> list[str]:

@@ -130,7 +130,10 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class JobState:
-    """A provider's job status, read by a pure function."""
+    """A provider's job status, read by a pure function.
+
+    A status a provider adds later reads as "running", shown by name: the deadline bounds it.
+    """
 
     phase: str  # "running", "done", or a key of ENDED
     message: str

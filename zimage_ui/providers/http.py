@@ -285,8 +285,7 @@ class HttpSession:
         self._key_hint = key_hint
         self._error_paths = error_paths
         self._cancel = cancel or CancelToken()
-        self._api = engine.client(headers)
-        self._bare = engine.client(follow_redirects=True)  # downloads: never the provider's key
+        self._headers = headers
         self._limit_s = timeout_s()
         self._deadline = 0.0
         self._sent = False  # a submit went out: a job may exist even without an id
@@ -295,6 +294,8 @@ class HttpSession:
 
     async def __aenter__(self) -> HttpSession:
         self._deadline = asyncio.get_running_loop().time() + self._limit_s
+        self._api = self.engine.client(self._headers)
+        self._bare = self.engine.client(follow_redirects=True)  # downloads: never the provider's key
         return self
 
     async def __aexit__(

@@ -71,11 +71,9 @@ def runpod_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, l
 
 def job_state(data: Any) -> JobState:
     status = str(dig(data, "status"))
-    if status not in PHASES:
-        raise Unexpected(f"unknown job status {status!r}")
     error = data.get("error")
     reason = error if isinstance(error, str) else api_error(error)
-    return JobState(PHASES[status], MESSAGES.get(status, status.lower()), None, reason)
+    return JobState(PHASES.get(status, "running"), MESSAGES.get(status, status.lower()), None, reason)
 
 
 def api_error(error: Any) -> str:

@@ -71,13 +71,11 @@ def job_id_of(created: Any) -> str:
 def job_state(data: Any) -> JobState:
     job = dig(data, "job")
     status = str(dig(job, "status"))
-    if status not in PHASES:
-        raise Unexpected(f"unknown job status {status!r}")
     progress = job.get("progress")
     fraction = float(progress) if isinstance(progress, (int, float)) else None
     metadata = job.get("metadata") or {}
     reason = " ".join(str(metadata[k]) for k in ("error", "hint") if metadata.get(k))
-    return JobState(PHASES[status], status, fraction, reason)
+    return JobState(PHASES.get(status, "running"), status, fraction, reason)
 
 
 def asset_ids(data: Any) -> list[str]:
