@@ -16,7 +16,8 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / ".pytest_cache" / "screensh
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> Iterator[Page]:
     out = tmp_path_factory.mktemp("outputs")
-    with running_app({"ZIMAGE_OUTPUT_DIR": str(out)}) as url, chromium() as browser:
+    env = {"ZIMAGE_OUTPUT_DIR": str(out), "ZIMAGE_VOTES_PATH": str(out / "votes.jsonl")}
+    with running_app(env) as url, chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(url)
         page.wait_for_selector("#prompt textarea")
@@ -55,3 +56,62 @@ def test_invalid_size_shows_a_clear_error(page: Page):
     page.fill("#width input", "1000")
     page.click("#generate")
     expect(page.get_by_text("multiple of 16").first).to_be_visible(timeout=15_000)
+
+
+def test_compare_two_step_counts_shows_both_images_and_the_slider(page: Page):
+    page.fill("#prompt textarea", "a red fox in fresh snow")
+    page.fill("#width input", "256")
+    page.fill("#height input", "256")
+    page.get_by_role("tab", name="Compare").click()
+    for side, steps in ((1, "2"), (2, "6")):
+        page.click(f"#side-{side}-provider input")
+        page.get_by_role("option", name="diffusers-tiny:").first.click()
+        page.fill(f"#side-{side}-steps textarea, #side-{side}-steps input", steps)
+    page.click("#compare-run")
+    expect(page.locator("#compare-summary")).to_contain_text("2 of 2 sides done", timeout=60_000)
+    for side, steps in ((1, "2"), (2, "6")):
+        expect(page.locator(f"#side-{side}-image img")).to_be_visible()
+        expect(page.locator(f"#side-{side}-status")).to_contain_text(f"steps {steps}")
+    expect(page.locator("#ab-slider img").first).to_be_visible()
+    assert page.locator("#ab-slider img").count() == 2
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+
+def test_two_by_two_sweep_makes_a_grid_of_the_right_size(page: Page):
+    page.get_by_role("tab", name="Sweep").click()
+    page.fill("#sweep-x-values textarea, #sweep-x-values input", "2, 4")
+    page.click("#sweep-y-kind input")
+    page.get_by_role("option", name="Seed").click()
+    page.fill("#sweep-y-values textarea, #sweep-y-values input", "1, 2")
+    expect(page.locator("#sweep-cells")).to_contain_text("4 cells")
+    page.click("#sweep-run")
+    expect(page.locator("#sweep-status")).to_contain_text("4 of 4 cells", timeout=90_000)
+    grid = page.locator("#sweep-grid img")
+    expect(grid).to_be_visible()
+    natural = grid.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert 2 * 256 < natural[0] < 3 * 256 and 2 * 256 < natural[1] < 3 * 256
+
+
+def test_sweep_over_the_cap_says_so_before_running(page: Page):
+    page.fill("#sweep-x-values textarea, #sweep-x-values input", "1-10")
+    page.fill("#sweep-y-values textarea, #sweep-y-values input", "1-8")
+    expect(page.locator("#sweep-cells")).to_contain_text("80 cells")
+    expect(page.locator("#sweep-cells")).to_contain_text("over the limit of 36")
+    page.click("#sweep-run")
+    expect(page.get_by_text("over the limit").last).to_be_visible(timeout=15_000)
+
+
+def test_blind_mode_hides_names_until_the_vote(page: Page):
+    page.get_by_role("tab", name="Compare").click()
+    page.check("#blind input")
+    page.click("#compare-run")
+    expect(page.locator("#compare-summary")).to_contain_text("2 of 2 sides done", timeout=60_000)
+    titles = page.locator("#side-1-status, #side-2-status")
+    expect(page.get_by_text("Side A", exact=True)).to_be_visible()
+    expect(page.get_by_text("Side B", exact=True)).to_be_visible()
+    assert "steps" not in " ".join(titles.all_inner_texts())  # nothing that tells the sides apart
+    page.click("#vote-left")
+    expect(page.locator("#compare-summary")).to_contain_text("Side A was diffusers-tiny")
+    page.get_by_text("Blind vote leaderboard").click()
+    expect(page.locator("#leaderboard")).to_contain_text("diffusers-tiny")
