@@ -287,6 +287,14 @@ async def test_download_retried_on_5xx() -> None:
     assert len(handler.requests) == 2
 
 
+async def test_download_gives_up_cleanly_when_the_host_keeps_failing() -> None:
+    handler = Recorder(httpx.Response(503))
+    async with session(engine(handler)) as s:
+        with pytest.raises(ProviderError, match="HTTP 503"):
+            await s.download_image("http://cdn.test/a.png")
+    assert len(handler.requests) == 3
+
+
 async def test_download_refuses_other_schemes() -> None:
     async with session(engine(Recorder(ok()))) as s:
         with pytest.raises(MalformedResponse, match="not an http"):

@@ -269,6 +269,9 @@ class HttpEngine:
 class HttpSession:
     """The clients, deadline and cancel wiring of one run (an async context manager)."""
 
+    _api: httpx.AsyncClient  # carries the provider's Authorization header
+    _bare: httpx.AsyncClient  # downloads: never the provider's key
+
     def __init__(
         self,
         engine: HttpEngine,
@@ -295,7 +298,7 @@ class HttpSession:
     async def __aenter__(self) -> HttpSession:
         self._deadline = asyncio.get_running_loop().time() + self._limit_s
         self._api = self.engine.client(self._headers)
-        self._bare = self.engine.client(follow_redirects=True)  # downloads: never the provider's key
+        self._bare = self.engine.client(follow_redirects=True)
         return self
 
     async def __aexit__(
@@ -333,7 +336,12 @@ class HttpSession:
             return decode_b64_image(self.provider, url, self.engine.max_image_bytes)
         if urlsplit(url).scheme not in {"http", "https"}:
             raise MalformedResponse(self.provider, "the image link is not an http(s) URL: retry")
-        data = await self._guard(self._retrying(fetch_retryable, self._fetch_bytes, url))
+        try:
+            data = await self._guard(self._retrying(fetch_retryable, self._fetch_bytes, url))
+        except RetryableStatus as exc:
+            raise ProviderError(
+                self.provider, f"the image host kept failing (HTTP {exc.status}): run the job again later"
+            ) from None
         return decode_image(self.provider, data, self.engine.max_image_bytes)
 
     def image_from_b64(self, text: str) -> Image.Image:
@@ -460,7 +468,7 @@ class HttpSession:
         remaining = self._deadline - asyncio.get_running_loop().time()
         try:
             done, _ = await asyncio.wait(
-                {task, stop}, timeout=max(remaining, 0.0), return_when="FIRST_COMPLETED"
+                {task, stop}, timeout=max(remaining, 0.0), return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             stop.cancel()
