@@ -13,6 +13,7 @@ from zimage_ui.providers.hosted_base import (
     Outcome,
     fit_size,
     gather_all,
+    percent_fraction,
     seed_at_least_one,
     size_note,
     steps_sent,
@@ -57,11 +58,9 @@ def evolink_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, 
 
 def task_state(data: Any) -> JobState:
     status = str(dig(data, "status"))
-    progress = data.get("progress")
-    fraction = min(max(progress / 100, 0.0), 1.0) if isinstance(progress, (int, float)) else None
     error = data.get("error") if isinstance(data.get("error"), dict) else {}
     reason = ": ".join(str(error[k]) for k in ("code", "message") if error.get(k))
-    return JobState(PHASES.get(status, "running"), status, fraction, reason)
+    return JobState(PHASES.get(status, "running"), status, percent_fraction(data.get("progress")), reason)
 
 
 def result_urls(data: Any) -> list[str]:

@@ -8,7 +8,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from PIL import Image
@@ -26,6 +26,7 @@ from zimage_ui.providers.base import (
     REDACTED,
     CancelToken,
     Capabilities,
+    Cost,
     KeyRing,
     PreparedRequest,
     Progress,
@@ -35,7 +36,7 @@ from zimage_ui.providers.base import (
     SentValues,
     ignore_progress,
 )
-from zimage_ui.providers.http import HttpEngine, HttpSession, Unexpected, redact, scrub
+from zimage_ui.providers.http import DEFAULT_ERROR_PATHS, HttpEngine, HttpSession, Unexpected, redact, scrub
 
 T = TypeVar("T")
 
@@ -120,6 +121,13 @@ def unsupported_notes(params: GenerationParams, capabilities: Capabilities, labe
     return notes
 
 
+def percent_fraction(value: Any) -> float | None:
+    """A 0..100 progress value as a 0..1 fraction (None when the answer has none)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return min(max(value / 100, 0.0), 1.0)
+
+
 def images_sent(params: GenerationParams, capabilities: Capabilities) -> int:
     return min(params.num_images, capabilities.max_images)
 
@@ -155,10 +163,9 @@ class Outcome:
 
     images: list[Image.Image]
     job_id: str | None = None
-    cost: Any = None
+    cost: Cost | None = None
     queue_s: float | None = None
     run_s: float | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 async def gather_all(work: Iterable[Awaitable[T]]) -> list[T]:
@@ -178,7 +185,7 @@ class HostedProvider(Provider):
 
     default_base_url: str
     submit_path: str
-    error_paths: tuple[str, ...] = ("error.message", "message", "detail", "title", "error")
+    error_paths: tuple[str, ...] = DEFAULT_ERROR_PATHS
     auth_scheme = "Bearer"
 
     def __init__(self, http: HttpEngine | None = None) -> None:
@@ -290,7 +297,7 @@ class HostedProvider(Provider):
             run_s=outcome.run_s,
             cost=outcome.cost,
             job_id=outcome.job_id,
-            notes=[*prepared.notes, *outcome.notes],
+            notes=list(prepared.notes),
         )
 
     @abc.abstractmethod

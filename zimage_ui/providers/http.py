@@ -54,6 +54,7 @@ MAX_IMAGE_BYTES = 50 * 2**20
 MAX_DETAIL_CHARS = 300
 CANCEL_CALL_TIMEOUT_S = 5.0
 USER_AGENT = "zimage-ui"
+DEFAULT_ERROR_PATHS = ("error.message", "message", "detail", "title", "error")
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -260,7 +261,7 @@ class HttpEngine:
         headers: dict[str, str],
         secrets: Iterable[str],
         key_hint: str,
-        error_paths: tuple[str, ...] = ("error.message", "message", "detail", "title", "error"),
+        error_paths: tuple[str, ...] = DEFAULT_ERROR_PATHS,
         cancel: CancelToken | None = None,
     ) -> HttpSession:
         return HttpSession(self, provider, headers, tuple(secrets), key_hint, error_paths, cancel)

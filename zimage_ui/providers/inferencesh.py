@@ -12,6 +12,7 @@ from zimage_ui.providers.hosted_base import (
     Outcome,
     Refused,
     gather_all,
+    percent_fraction,
     size_note,
     snap_side,
     steps_sent,
@@ -99,8 +100,7 @@ def status_name(raw: Any) -> str:
 def task_state(task: dict[str, Any]) -> JobState:
     name = status_name(task.get("status"))
     reason = task.get("error") if isinstance(task.get("error"), str) else ""
-    progress = task.get("progress")  # a percentage, where the task has one
-    fraction = min(max(progress / 100, 0.0), 1.0) if isinstance(progress, (int, float)) else None
+    fraction = percent_fraction(task.get("progress"))  # a percentage, where the task has one
     return JobState(PHASES.get(name, "running"), name.replace("_", " "), fraction, reason or "")
 
 
