@@ -299,3 +299,16 @@ async def test_emulators_reject_what_the_api_would(
         response = await client.post(prepared.url, json=body, headers=headers)
     assert response.status_code == 400
     assert f"{field} {problem}" in (api_message(response.json(), provider.error_paths) or "")
+
+
+async def test_all_five_side_by_side_through_the_runner(emulators: dict[str, Emulator]) -> None:
+    from zimage_ui.runner import generate_many
+
+    for emulator in emulators.values():
+        emulator.behaviour.job_delay_s = 0.3
+    started = time.monotonic()
+    outcomes = await generate_many(list(emulators), params(seed=None))
+    assert [outcome.error for outcome in outcomes] == [None] * 5
+    assert len({outcome.seed for outcome in outcomes}) == 1  # one concrete seed for every provider
+    assert all(outcome.pngs and outcome.pngs[0].startswith(b"\x89PNG") for outcome in outcomes)
+    assert time.monotonic() - started < 1.5  # concurrent: about one job's time, not five
