@@ -1,0 +1,241 @@
+"""Reading settings back from an image: our `zimage` record first, else A1111-style infotext.
+
+The infotext parser follows AUTOMATIC1111's `parse_generation_parameters`
+(modules/infotext_utils.py), so text written by the webui, Forge or Civitai reads the
+same here. Reading never raises: anything not understood is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from PIL import Image
+from pydantic import ValidationError
+
+from zimage_ui.errors import InvalidParams
+from zimage_ui.metadata import PARAMETERS_KEY, ZIMAGE_KEY, ZIMAGE_SCHEMA
+from zimage_ui.params import MODEL_NAME, GenerationParams
+from zimage_ui.providers import PROVIDERS
+
+# The webui's own patterns: `Key: value` pairs (values may be JSON-quoted), and WxH sizes.
+RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
+NEGATIVE_PREFIX = "Negative prompt:"
+
+EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
+COMFY_KEYS = ("prompt", "workflow")
+
+Source = Literal["zimage", "parameters"]
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """What an image says about how it was made, in canonical names, and what was left out."""
+
+    params: dict[str, Any] = field(default_factory=dict)  # canonical name -> valid value
+    provider: str | None = None
+    source: Source | None = None
+    ignored: dict[str, str] = field(default_factory=dict)  # infotext key -> value (and why unused)
+    message: str = ""
+
+
+def unquote(text: str) -> str:
+    """The webui's unquote: JSON-decode a value written in double quotes, else keep it."""
+    if not text or text[0] != '"' or text[-1] != '"':
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
+
+
+def parse_infotext(text: str) -> tuple[str, str, dict[str, str]]:
+    """(prompt, negative prompt, {key: value}) exactly as the webui splits its infotext.
+
+    The last line holds the settings only when it has at least three `Key: value` pairs;
+    a line starting with `Negative prompt:` begins the negative prompt; every line is
+    stripped. Empty values are dropped, as the webui drops them.
+    """
+    *lines, last = text.strip().split("\n")
+    if len(RE_PARAM.findall(last)) < 3:
+        lines.append(last)
+        last = ""
+    prompt, negative, in_negative = [], [], False
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith(NEGATIVE_PREFIX):
+            in_negative = True
+            line = line[len(NEGATIVE_PREFIX) :].strip()
+        (negative if in_negative else prompt).append(line)
+    values: dict[str, str] = {}
+    for key, value in RE_PARAM.findall(last):
+        if value:
+            values[key] = unquote(value)
+    return "\n".join(prompt), "\n".join(negative), values
+
+
+def _problem(values: dict[str, Any]) -> str | None:
+    """GenerationParams' own verdict on these values, or None when they are fine."""
+    try:
+        GenerationParams.model_validate({"prompt": "probe", **values})
+    except ValidationError as exc:
+        return "; ".join(f"{k} {v}" for k, v in InvalidParams.from_validation(exc).fields.items())
+    return None
+
+
+# infotext key -> (canonical names, how to read each part of the value)
+_MAPPED: dict[str, tuple[tuple[str, ...], type]] = {
+    "Steps": (("num_inference_steps",), int),
+    "Seed": (("seed",), int),
+    "Size": (("width", "height"), int),
+    "CFG scale": (("guidance_scale",), float),
+    "Shift": (("shift",), float),
+}
+
+
+_LABELS = {
+    "prompt": "prompt",
+    "negative_prompt": "negative prompt",
+    "num_inference_steps": "steps",
+    "seed": "seed",
+    "width": "size",
+    "height": "size",
+    "guidance_scale": "CFG scale",
+    "shift": "shift",
+}
+
+
+def _candidate(key: str, value: str) -> dict[str, Any]:
+    """Canonical values for one mapped infotext pair; ValueError when it is not a number."""
+    names, kind = _MAPPED[key]
+    parts: tuple[str, ...] = (value,)
+    if key == "Size":
+        match = RE_IMAGESIZE.match(value.strip())
+        if match is None:
+            raise ValueError(value)
+        parts = match.groups()
+    return {name: kind(part.strip()) for name, part in zip(names, parts, strict=True)}
+
+
+def _from_parameters(text: str, prefix: str = "") -> ReadBack:
+    prompt, negative, values = parse_infotext(text)
+    params: dict[str, Any] = {}
+    ignored: dict[str, str] = {}
+    unusable: list[str] = []
+    if problem := _problem({"prompt": prompt}):
+        ignored["Prompt"] = f"{len(prompt)} characters (not usable as-is: {problem})"
+        unusable.append(f"the prompt ({problem})")
+    else:
+        params["prompt"] = prompt
+    params["negative_prompt"] = negative
+    provider = None
+    for key, value in values.items():
+        if key in _MAPPED:
+            try:
+                candidate = _candidate(key, value)
+            except ValueError:
+                why = "the provider chose it" if value == "provider default" else "not a number"
+                ignored[key] = f"{value} ({why})"
+                unusable.append(f"{key} ({why})")
+                continue
+            if problem := _problem(candidate):
+                ignored[key] = f"{value} (not usable as-is: {problem})"
+                unusable.append(f"{key} {value} ({problem})")
+            else:
+                params.update(candidate)
+        elif key == "Provider" and value in PROVIDERS:
+            provider = value
+        elif not (key == "Model" and value == MODEL_NAME):
+            ignored[key] = value if key != "Provider" else f"{value} (not a provider this app knows)"
+    if values.get("Model") == MODEL_NAME and "CFG scale" not in values:
+        params["guidance_scale"] = 0.0  # this app writes CFG scale only when it is above 0
+    shown = [_LABELS[name] for name in params if name in _LABELS and (name != "negative_prompt" or negative)]
+    loaded = ", ".join(dict.fromkeys(shown))
+    message = f"Loaded from the image's AUTOMATIC1111-style parameters: {loaded or 'nothing usable'}."
+    if unusable:
+        message += " Not loaded: " + "; ".join(unusable) + "."
+    if rest := [key for key in ignored if key not in _MAPPED and key != "Prompt"]:
+        message += f" Not used here: {', '.join(rest)}."
+    model = values.get("Model")
+    if model and model != MODEL_NAME:
+        message += f" Made with {model}, not {MODEL_NAME}: its steps and CFG scale suit that model."
+    return ReadBack(params, provider, "parameters", ignored, prefix + message)
+
+
+def _from_zimage(raw: str) -> ReadBack | str:
+    """A ReadBack from our own JSON record, or why it can't be used."""
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return "its zimage record is not valid JSON"
+    if not isinstance(record, dict) or not isinstance(record.get("params"), dict):
+        return "its zimage record has no parameters"
+    schema = record.get("schema")
+    if not isinstance(schema, int) or schema > ZIMAGE_SCHEMA:
+        return f"its zimage record is schema {schema!r}, newer than this app reads ({ZIMAGE_SCHEMA})"
+    try:
+        params = GenerationParams.model_validate(record["params"], strict=False)
+    except ValidationError as exc:
+        fields = ", ".join(InvalidParams.from_validation(exc).fields)
+        return f"its zimage record has unusable values ({fields})"
+    provider = record.get("provider")
+    ignored: dict[str, str] = {}
+    if provider not in PROVIDERS:
+        ignored["provider"] = f"{provider} (not a provider this app knows)"
+        provider = None
+    message = (
+        f"Loaded from the image's zimage-ui record: seed {params.seed}, {params.size}, "
+        f"{params.num_inference_steps} steps" + (f", provider {provider}." if provider else ".")
+    )
+    return ReadBack(params.model_dump(mode="json"), provider, "zimage", ignored, message)
+
+
+def _user_comment(image: Image.Image) -> str | None:
+    """EXIF UserComment (how the webui stores infotext in JPEG and WebP)."""
+    raw = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+    if isinstance(raw, str):
+        return raw or None
+    if not isinstance(raw, bytes) or len(raw) <= 8:
+        return None
+    head, body = raw[:8], raw[8:]
+    if head == b"UNICODE\x00":
+        encoding = "utf-16-le" if len(body) > 1 and body[1] == 0 and body[0] != 0 else "utf-16-be"
+        return body.decode(encoding, errors="replace")
+    return body.decode("utf-8" if head.startswith(b"ASCII") else "latin-1", errors="replace")
+
+
+def _text_chunks(data: bytes) -> dict[str, str] | None:
+    """Text metadata by key, or None when the bytes are not a readable image."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            chunks = {str(k): v for k, v in image.info.items() if isinstance(v, str)}
+            if image.format == "PNG" and not {PARAMETERS_KEY, ZIMAGE_KEY} & set(chunks):
+                chunks.update({str(k): str(v) for k, v in getattr(image, "text", {}).items()})
+            if PARAMETERS_KEY not in chunks and (comment := _user_comment(image)):
+                chunks[PARAMETERS_KEY] = comment
+    except Exception:  # any undecodable input: PIL raises many types for broken files
+        return None
+    return chunks
+
+
+def read_png_settings(data: bytes) -> ReadBack:
+    """Settings from an image's metadata (PNG text chunks; JPEG/WebP EXIF too). Never raises."""
+    chunks = _text_chunks(data)
+    if chunks is None:
+        return ReadBack(message="This file is not an image this app can read (PNG, JPEG or WebP).")
+    prefix = ""
+    if ZIMAGE_KEY in chunks:
+        found = _from_zimage(chunks[ZIMAGE_KEY])
+        if isinstance(found, ReadBack):
+            return found
+        prefix = f"Not using the zimage-ui record: {found}. "
+    if chunks.get(PARAMETERS_KEY, "").strip():
+        return _from_parameters(chunks[PARAMETERS_KEY], prefix)
+    ignored = {key: "(ComfyUI graph: not read)" for key in COMFY_KEYS if key in chunks}
+    what = "only a ComfyUI graph, which" if ignored else "no generation settings, so nothing"
+    return ReadBack(ignored=ignored, message=prefix + f"This image carries {what} can be loaded here.")
