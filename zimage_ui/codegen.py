@@ -1,0 +1,191 @@
+"""Copy as code: the request a provider was sent, as curl and as Python, with keys as env references.
+
+The prepared request holds no key (its headers are the redacted display copy), so the
+code is built from it plus the provider's key variable names: the key is read from the
+environment when the code runs, never written into it. Local providers have no HTTP
+request; for them the Python is the equivalent `diffusers.ZImagePipeline` call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from zimage_ui.keyguard import known_secrets, scrub
+from zimage_ui.providers import PROVIDERS
+from zimage_ui.providers.base import REDACTED, PreparedRequest
+from zimage_ui.providers.diffusers_local import DEFAULT_MODEL_ID, model_id
+
+LOCAL_METHOD = "CALL"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class AuthCode:
+    """How one auth scheme is written: curl arguments and Python, both reading the environment."""
+
+    curl_args: list[str]
+    python_headers: dict[str, str] = field(default_factory=dict)  # header -> Python expression
+    python_auth: str | None = None  # expression for httpx's `auth=`
+
+
+def _env(name: str) -> str:
+    if not _ENV_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not an environment variable name")
+    return name
+
+
+def bearer_auth(names: Sequence[str]) -> AuthCode:
+    """`Authorization: Bearer <key>` from one variable."""
+    var = _env(names[0])
+    return AuthCode(
+        curl_args=[f'-H "Authorization: Bearer ${var}"'],
+        python_headers={"Authorization": f'"Bearer " + os.environ["{var}"]'},
+    )
+
+
+def basic_auth(names: Sequence[str]) -> AuthCode:
+    """HTTP Basic auth from a key variable and a secret variable (Scenario)."""
+    user, secret = _env(names[0]), _env(names[1])
+    return AuthCode(
+        curl_args=[f'-u "${user}:${secret}"'],
+        python_auth=f'(os.environ["{user}"], os.environ["{secret}"])',
+    )
+
+
+# the scheme word of the redacted Authorization header -> how to write it
+AUTH_SCHEMES: dict[str, Callable[[Sequence[str]], AuthCode]] = {"Bearer": bearer_auth, "Basic": basic_auth}
+
+
+def _auth(prepared: PreparedRequest, names: Sequence[str]) -> tuple[AuthCode, dict[str, str]]:
+    """The auth code for the request, and the other headers to send as they are."""
+    plain: dict[str, str] = {}
+    auth = AuthCode(curl_args=[])
+    for header, value in prepared.headers.items():
+        if header.lower() == "authorization":
+            scheme = value.split(" ", 1)[0]
+            if scheme not in AUTH_SCHEMES:
+                raise ValueError(f"no code template for {scheme!r} auth")
+            auth = AUTH_SCHEMES[scheme](names)
+        elif REDACTED not in value:
+            plain[header] = value
+    return auth, plain
+
+
+def python_literal(value: object, indent: int = 0) -> str:
+    """A JSON-like value as an indented Python literal (True/False/None, not JSON's words)."""
+    pad, inner = " " * indent, " " * (indent + 4)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{key!r}: {python_literal(item, indent + 4)}," for key, item in value.items()]
+        return "{\n" + "\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and value:
+        items = [f"{inner}{python_literal(item, indent + 4)}," for item in value]
+        return "[\n" + "\n".join(items) + f"\n{pad}]"
+    return repr(value)
+
+
+def curl_code(prepared: PreparedRequest, names: Sequence[str]) -> str:
+    auth, headers = _auth(prepared, names)
+    lines = [f"curl -X {prepared.method} {shlex.quote(prepared.url)}", *auth.curl_args]
+    lines += [f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items()]
+    lines.append(f"--data-raw {shlex.quote(json.dumps(prepared.body, ensure_ascii=False))}")
+    return " \\\n  ".join(lines) + "\n"
+
+
+def httpx_code(prepared: PreparedRequest, names: Sequence[str]) -> str:
+    auth, headers = _auth(prepared, names)
+    header_lines = [f"    {name!r}: {expression}," for name, expression in auth.python_headers.items()]
+    header_lines += [f"    {name!r}: {value!r}," for name, value in headers.items()]
+    auth_arg = [f"    auth={auth.python_auth},"] if auth.python_auth else []
+    needs = " and ".join(names)
+    return "\n".join(
+        [
+            f'"""The request zimage-ui sent to {prepared.provider}.',
+            "",
+            f"Set {needs} in the environment first; needs httpx.",
+            '"""',
+            "",
+            "import os",
+            "",
+            "import httpx",
+            "",
+            f"URL = {prepared.url!r}",
+            "HEADERS = {",
+            *header_lines,
+            "}",
+            f"BODY = {python_literal(prepared.body)}",
+            "",
+            "response = httpx.request(",
+            f"    {prepared.method!r},",
+            "    URL,",
+            "    headers=HEADERS,",
+            "    json=BODY,",
+            *auth_arg,
+            "    timeout=120,",
+            ")",
+            "response.raise_for_status()",
+            "print(response.json())  # a finished image, or a job to poll, depending on the API",
+            "",
+        ]
+    )
+
+
+def pipeline_code(prepared: PreparedRequest) -> str:
+    """The in-process equivalent: build the pipeline, set Turbo's scheduler shift, call it."""
+    params = prepared.params
+    kwargs = {key: value for key, value in prepared.body.items() if key not in {"generator", "scheduler"}}
+    call_args = [f"    {key}={value!r}," for key, value in kwargs.items()]
+    if prepared.provider == "diffusers-tiny":
+        load = [
+            "from zimage_ui.providers.tiny_model import build_tiny_pipeline",
+            "pipe = build_tiny_pipeline()  # tiny random weights: the images are noise",
+        ]
+    else:
+        source = model_id() if prepared.provider == "diffusers" else DEFAULT_MODEL_ID
+        load = [
+            f"pipe = ZImagePipeline.from_pretrained({source!r}, torch_dtype=torch.bfloat16)\n"
+            'pipe.to("cuda" if torch.cuda.is_available() else "cpu")',
+        ]
+    return "\n".join(
+        [
+            '"""Z-Image-Turbo in-process with the settings zimage-ui used; needs torch and diffusers."""',
+            "",
+            "import torch",
+            "from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline",
+            *load[:-1],
+            "",
+            load[-1],
+            "pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(",
+            f"    pipe.scheduler.config, shift={params.shift!r}, use_dynamic_shifting=False",
+            ")",
+            "images = pipe(",
+            *call_args,
+            f'    generator=torch.Generator("cpu").manual_seed({params.seed}),',
+            ").images",
+            "for index, image in enumerate(images):",
+            f'    image.save(f"zimage-{params.seed}-{{index}}.png")',
+            "",
+        ]
+    )
+
+
+def copy_as_code(
+    prepared: PreparedRequest, *, key_names: Sequence[str] | None = None, secrets: Iterable[str] = ()
+) -> tuple[str, str]:
+    """(curl, Python) for what was sent; keys appear only as environment variable references.
+
+    `key_names` defaults to the registered provider's; `secrets` (keys entered on the page)
+    are scrubbed from the output too, like every key set in the environment.
+    """
+    if prepared.method == LOCAL_METHOD:
+        curl = f"# {prepared.provider} runs in-process (ZImagePipeline): there is no HTTP request.\n"
+        code = pipeline_code(prepared)
+    else:
+        provider = PROVIDERS.get(prepared.provider)
+        names = list(key_names if key_names is not None else (provider.key_names if provider else ()))
+        curl, code = curl_code(prepared, names), httpx_code(prepared, names)
+    known = known_secrets(secrets)
+    return scrub(curl, known), scrub(code, known)
