@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ID = "Tongyi-MAI/Z-Image-Turbo"
-MIN_CPU_RAM_GIB = 32  # bf16 weights of the 6B transformer + 4B text encoder, with headroom
+REAL_WEIGHTS_GIB = 20.5  # bf16: 6B transformer + 4B Qwen3 text encoder + VAE
+RAM_HEADROOM = 1.3  # loading and activations on top of the weights
 
 LOCAL_CAPABILITIES = Capabilities(
     size_rule="multiples of 16, 256..2048",
@@ -74,6 +75,16 @@ def on_zero_gpu() -> bool:
 
 def gpu_available() -> bool:
     return on_zero_gpu() or cuda_available()
+
+
+def checkpoint_gib() -> float:
+    """Size of the weights to load: measured for a local folder, the real model's otherwise."""
+    folder = Path(model_id())
+    if folder.is_dir():
+        weights = [p for p in folder.rglob("*") if p.suffix in {".safetensors", ".bin", ".pt", ".gguf"}]
+        if weights:
+            return sum(p.stat().st_size for p in weights) / 2**30
+    return REAL_WEIGHTS_GIB
 
 
 def _total_ram_gib() -> float:
@@ -132,7 +143,7 @@ def _load_checkpoint() -> ZImagePipeline:
     on_gpu = gpu_available()
     dtype = torch.bfloat16
     try:
-        pipeline = ZImagePipeline.from_pretrained(source, torch_dtype=dtype)
+        pipeline = ZImagePipeline.from_pretrained(source, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise ProviderUnavailable(
             "diffusers",
@@ -328,11 +339,11 @@ class DiffusersProvider(_LocalPipelineProvider):
     def availability(self, keys: KeyRing) -> Availability:
         if gpu_available():
             return Availability(True)
-        ram = _total_ram_gib()
-        if ram < MIN_CPU_RAM_GIB:
+        ram, needed = _total_ram_gib(), checkpoint_gib() * RAM_HEADROOM + 2
+        if ram < needed:
             return Availability(
                 False,
-                f"no CUDA GPU, and {ram:.0f} GiB of RAM is too little for the 6B model on the CPU "
-                f"(needs about {MIN_CPU_RAM_GIB} GiB); use diffusers-tiny or a hosted provider",
+                f"no CUDA GPU, and {ram:.0f} GiB of RAM is too little for this checkpoint on the CPU "
+                f"(needs about {needed:.0f} GiB); use diffusers-tiny or a hosted provider",
             )
-        return Availability(True, "no CUDA GPU: runs on the CPU, minutes per image")
+        return Availability(True, "no CUDA GPU: runs on the CPU, slowly for the full-size model")
