@@ -1,0 +1,223 @@
+"""A persistent run log in SQLite, for a team instance that wants to find past prompts.
+
+Enabled by `ZIMAGE_HISTORY_DB` (a file path); without it history stays in the browser
+session and this module is not used. Every run, good or failed, is one row. No key is
+ever stored: rows are built from parameters and messages, with known key values
+scrubbed as a last guard.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from zimage_ui.keyguard import Secrets, known_secrets, scrub
+from zimage_ui.params import GenerationParams
+from zimage_ui.runner import Outcome
+
+HISTORY_ENV = "ZIMAGE_HISTORY_DB"
+SCHEMA_VERSION = 1
+MAX_LIMIT = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    params TEXT NOT NULL,
+    seed INTEGER,
+    elapsed_s REAL NOT NULL,
+    queue_s REAL,
+    run_s REAL,
+    cost TEXT,
+    image_paths TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_created_at ON runs (created_at);
+"""
+_COLUMNS = (
+    "id, created_at, provider, prompt, params, seed, elapsed_s, queue_s, run_s, cost, image_paths, error"
+)
+CSV_HEADER = (
+    "id", "created_at", "provider", "prompt", "negative_prompt", "seed", "width", "height", "steps",
+    "guidance_scale", "shift", "num_images", "elapsed_s", "queue_s", "run_s", "cost", "images", "error",
+)  # fmt: skip
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One recorded run."""
+
+    id: int
+    created_at: str  # ISO 8601, UTC
+    provider: str
+    prompt: str
+    params: dict[str, Any]  # GenerationParams as JSON
+    seed: int | None  # the seed really used
+    elapsed_s: float
+    queue_s: float | None
+    run_s: float | None
+    cost: str | None
+    image_paths: list[str]
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def generation_params(self) -> GenerationParams:
+        """The run's parameters with the seed it used, ready to run again."""
+        return GenerationParams.model_validate({**self.params, "seed": self.seed})
+
+
+def _utc(moment: datetime | None) -> str:
+    moment = moment or datetime.now(timezone.utc)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _row(values: Sequence[Any]) -> HistoryRow:
+    (row_id, created, provider, prompt, params, seed, elapsed, queue, run, cost, paths, error) = values
+    return HistoryRow(
+        row_id, created, provider, prompt, json.loads(params), seed, elapsed, queue, run, cost,
+        json.loads(paths), error,
+    )  # fmt: skip
+
+
+def _cell(value: object) -> object:
+    """Text a spreadsheet would run as a formula gets a leading quote."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+class HistoryStore:
+    """The run log in one SQLite file; safe to share between threads (a connection per call)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=10)) as db, db:
+            yield db
+
+    def record(
+        self,
+        *,
+        provider: str,
+        params: GenerationParams,
+        seed: int | None,
+        elapsed_s: float,
+        queue_s: float | None = None,
+        run_s: float | None = None,
+        cost: str | None = None,
+        image_paths: Iterable[str | Path] = (),
+        error: str | None = None,
+        created_at: datetime | None = None,
+        secrets: Iterable[str] = (),
+    ) -> int:
+        """Store one run and return its id. Known key values are scrubbed from every text."""
+        known = known_secrets(secrets)
+        clean = params.model_copy(
+            update={
+                "prompt": scrub(params.prompt, known),
+                "negative_prompt": scrub(params.negative_prompt, known),
+            }
+        )
+        row = (
+            _utc(created_at),
+            provider,
+            clean.prompt,
+            json.dumps(clean.model_dump(mode="json"), ensure_ascii=False),
+            seed,
+            float(elapsed_s),
+            queue_s,
+            run_s,
+            _scrubbed(cost, known),
+            json.dumps([scrub(str(path), known) for path in image_paths], ensure_ascii=False),
+            _scrubbed(error, known),
+        )
+        with self._write_lock, self._connect() as db:
+            cursor = db.execute(
+                f"INSERT INTO runs ({_COLUMNS.partition(', ')[2]}) VALUES ({', '.join('?' * 11)})", row
+            )
+            return int(cursor.lastrowid or 0)
+
+    def record_outcome(
+        self, outcome: Outcome, image_paths: Iterable[str | Path] = (), *, secrets: Iterable[str] = ()
+    ) -> int | None:
+        """Store a runner Outcome; None when it never got as far as prepared parameters."""
+        if outcome.prepared is None:
+            return None
+        result = outcome.result
+        return self.record(
+            provider=outcome.provider,
+            params=outcome.prepared.params,
+            seed=outcome.seed,
+            elapsed_s=outcome.elapsed_s,
+            queue_s=result.queue_s if result else None,
+            run_s=result.run_s if result else None,
+            cost=str(result.cost) if result and result.cost else None,
+            image_paths=image_paths,
+            error=outcome.error,
+            secrets=secrets,
+        )
+
+    def search(self, text: str = "", limit: int = 50) -> list[HistoryRow]:
+        """Runs whose prompt contains `text` (case-insensitive for ASCII), newest first."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE prompt LIKE ? ESCAPE '\\' "
+                "ORDER BY created_at DESC, id DESC LIMIT ?",
+                (pattern, limit),
+            ).fetchall()
+        return [_row(values) for values in rows]
+
+    def export_csv(self) -> str:
+        """Every run as CSV (oldest first), one column per setting, spreadsheet-safe text."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM runs ORDER BY created_at, id").fetchall()
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_HEADER)
+        for row in map(_row, rows):
+            p = row.params
+            values = (
+                row.id, row.created_at, row.provider, row.prompt, p.get("negative_prompt", ""), row.seed,
+                p.get("width"), p.get("height"), p.get("num_inference_steps"), p.get("guidance_scale"),
+                p.get("shift"), p.get("num_images"), row.elapsed_s, row.queue_s, row.run_s, row.cost,
+                " ".join(row.image_paths), row.error,
+            )  # fmt: skip
+            writer.writerow([_cell(value) for value in values])
+        return buffer.getvalue()
+
+
+def _scrubbed(text: str | None, known: Secrets) -> str | None:
+    return None if text is None else scrub(text, known)
+
+
+def history_from_env() -> HistoryStore | None:
+    """The store at `ZIMAGE_HISTORY_DB`, or None when history is session-only."""
+    path = os.environ.get(HISTORY_ENV, "").strip()
+    return HistoryStore(path) if path else None
