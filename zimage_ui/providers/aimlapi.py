@@ -94,10 +94,7 @@ class AimlApiProvider(HostedProvider):
     submit_path = "/images/generations"
     error_paths = ("message", "error.message", "error")
 
-    def prepare(self, params: GenerationParams) -> PreparedRequest:
-        params = params.with_concrete_seed()
-        body, sent, notes = aiml_body(params)
-        return self.request(params, body, sent, notes)
+    map_params = staticmethod(aiml_body)
 
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
         data = await session.submit(prepared.url, prepared.body, read_timeout_s=SUBMIT_READ_TIMEOUT_S)

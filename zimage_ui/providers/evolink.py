@@ -79,10 +79,7 @@ class EvoLinkProvider(HostedProvider):
     submit_path = "/images/generations"
     error_paths = ("error.message", "message", "error")
 
-    def prepare(self, params: GenerationParams) -> PreparedRequest:
-        params = params.with_concrete_seed()
-        body, sent, notes = evolink_body(params)
-        return self.request(params, body, sent, notes)
+    map_params = staticmethod(evolink_body)
 
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
         created = await session.submit(prepared.url, prepared.body)

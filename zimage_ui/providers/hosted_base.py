@@ -185,6 +185,8 @@ class HostedProvider(Provider):
 
     default_base_url: str
     submit_path: str
+    # the provider's pure mapping: params (seed concrete) -> (body, values really sent, notes)
+    map_params: Callable[[GenerationParams], tuple[dict[str, Any], SentValues, list[str]]]
     error_paths: tuple[str, ...] = DEFAULT_ERROR_PATHS
     auth_scheme = "Bearer"
 
@@ -217,9 +219,9 @@ class HostedProvider(Provider):
     def display_headers(self) -> dict[str, str]:
         return {"Authorization": f"{self.auth_scheme} {REDACTED}", "Content-Type": "application/json"}
 
-    def request(
-        self, params: GenerationParams, body: dict[str, Any], sent: SentValues, notes: list[str]
-    ) -> PreparedRequest:
+    def prepare(self, params: GenerationParams) -> PreparedRequest:
+        params = params.with_concrete_seed()
+        body, sent, notes = self.map_params(params)
         return PreparedRequest(
             provider=self.id,
             params=params,

@@ -124,10 +124,7 @@ class InferenceShProvider(HostedProvider):
     submit_path = "/apps/run"
     error_paths = ("detail", "title", "message", "error.message", "error")
 
-    def prepare(self, params: GenerationParams) -> PreparedRequest:
-        params = params.with_concrete_seed()
-        body, sent, notes = inferencesh_body(params)
-        return self.request(params, body, sent, notes)
+    map_params = staticmethod(inferencesh_body)
 
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
         base = self.base_of(prepared)

@@ -107,10 +107,7 @@ class RunPodProvider(HostedProvider):
     submit_path = "/runsync"
     error_paths = ("error", "message", "error.message", "detail")
 
-    def prepare(self, params: GenerationParams) -> PreparedRequest:
-        params = params.with_concrete_seed()
-        body, sent, notes = runpod_body(params)
-        return self.request(params, body, sent, notes)
+    map_params = staticmethod(runpod_body)
 
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
         base = self.base_of(prepared)

@@ -109,10 +109,7 @@ class ScenarioProvider(HostedProvider):
         token = base64.b64encode(f"{values[0]}:{values[1]}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
 
-    def prepare(self, params: GenerationParams) -> PreparedRequest:
-        params = params.with_concrete_seed()
-        body, sent, notes = scenario_body(params)
-        return self.request(params, body, sent, notes)
+    map_params = staticmethod(scenario_body)
 
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
         base = self.base_of(prepared)
