@@ -58,10 +58,7 @@ class AimlApiEmulator(Emulator):
         return json_response(body, status)
 
     async def generate(self, request: Request) -> Response:
-        body = await self.receive(request)
-        refused = self.gate(request, submit=True)
-        if refused:
-            return refused
+        body = await self.admit(request, submit=True)
         problems = check_fields(body, BODY, required=["model", "prompt"])
         size = body.get("image_size", {"width": 1024, "height": 768}) if isinstance(body, dict) else None
         if isinstance(size, dict):

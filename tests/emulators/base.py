@@ -128,6 +128,14 @@ class UnknownJob(KeyError):
     pass
 
 
+class Refusal(Exception):
+    """Ends a request early with an answer already made (401, 402, 429, ...)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
 class BadRequest(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
@@ -154,7 +162,12 @@ class Emulator:
         self._thread: threading.Thread | None = None
         routes = [Route("/cdn/{name}", self._cdn, methods=["GET"]), *self.routes()]
         self.app = Starlette(
-            routes=routes, exception_handlers={BadRequest: self._bad_request, UnknownJob: self._unknown_job}
+            routes=routes,
+            exception_handlers={
+                BadRequest: self._bad_request,
+                UnknownJob: self._unknown_job,
+                Refusal: self._refusal,
+            },
         )
 
     # -- for subclasses ----------------------------------------------------------------------
@@ -254,6 +267,14 @@ class Emulator:
         self._fired.add(name)
         return True
 
+    async def admit(self, request: Request, *, submit: bool) -> Any:
+        """Record the request, refuse it where the behaviour says so, and return its JSON body."""
+        body = await self.receive(request)
+        refused = self.gate(request, submit=submit)
+        if refused:
+            raise Refusal(refused)
+        return body
+
     def gate(self, request: Request, *, submit: bool) -> Response | None:
         """The answers every call may get before its real work: 401, 402, 429, 502, broken JSON."""
         b = self.behaviour
@@ -322,6 +343,10 @@ class Emulator:
     async def _bad_request(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BadRequest)
         return self.error(400, str(exc))
+
+    async def _refusal(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Refusal)
+        return exc.response
 
     async def _unknown_job(self, request: Request, exc: Exception) -> Response:
         return self.error(404, f"no such job: {exc}")

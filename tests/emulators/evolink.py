@@ -58,10 +58,7 @@ class EvoLinkEmulator(Emulator):
         return json_response(body, status)
 
     async def generate(self, request: Request) -> Response:
-        body = await self.receive(request)
-        refused = self.gate(request, submit=True)
-        if refused:
-            return refused
+        body = await self.admit(request, submit=True)
         problems = check_fields(body, BODY, required=["model", "prompt"])
         size = size_of(body.get("size", "1:1")) if not problems else None
         if not problems and size is None:
@@ -75,10 +72,7 @@ class EvoLinkEmulator(Emulator):
         return json_response(self._task(job, "pending"))
 
     async def get_task(self, request: Request) -> Response:
-        await self.receive(request)
-        refused = self.gate(request, submit=False)
-        if refused:
-            return refused
+        await self.admit(request, submit=False)
         job = self.job(request.path_params["task_id"])
         phase = self.phase(job)
         status = {"running": "processing", "done": "completed", "failed": "failed"}[phase]

@@ -54,10 +54,7 @@ class InferenceShEmulator(Emulator):
         return json_response(problem, status, headers={"content-type": "application/problem+json"})
 
     async def run(self, request: Request) -> Response:
-        body = await self.receive(request)
-        refused = self.gate(request, submit=True)
-        if refused:
-            return refused
+        body = await self.admit(request, submit=True)
         problems = check_fields(body, ENVELOPE, required=["app", "input"])
         problems += check_fields(body.get("input"), INPUT, required=["prompt"]) if not problems else []
         if problems:
@@ -71,10 +68,7 @@ class InferenceShEmulator(Emulator):
         return self._answer(job, 1)
 
     async def get_task(self, request: Request) -> Response:
-        await self.receive(request)
-        refused = self.gate(request, submit=False)
-        if refused:
-            return refused
+        await self.admit(request, submit=False)
         job = self.job(request.path_params["task_id"])
         phase = self.phase(job)
         if phase == "done" and job.stage == 0:
@@ -84,10 +78,7 @@ class InferenceShEmulator(Emulator):
         return self._answer(job, status, error=self.behaviour.fail_reason if phase == "failed" else "")
 
     async def cancel(self, request: Request) -> Response:
-        await self.receive(request)
-        refused = self.gate(request, submit=False)
-        if refused:
-            return refused
+        await self.admit(request, submit=False)
         job = self.job(request.path_params["task_id"])
         job.cancelled = True
         return self._answer(job, 12)

@@ -48,11 +48,8 @@ class RunPodEmulator(Emulator):
             return Response("Unauthorized", status_code=401, media_type="text/plain")
         return json_response({"error": message}, status)
 
-    async def _create(self, request: Request) -> Job | Response:
-        body = await self.receive(request)
-        refused = self.gate(request, submit=True)
-        if refused:
-            return refused
+    async def _create(self, request: Request) -> Job:
+        body = await self.admit(request, submit=True)
         problems = check_fields(body, ENVELOPE, required=["input"])
         problems += check_fields(body.get("input"), INPUT, required=["prompt"]) if not problems else []
         if problems:
@@ -63,30 +60,20 @@ class RunPodEmulator(Emulator):
 
     async def runsync(self, request: Request) -> Response:
         job = await self._create(request)
-        if isinstance(job, Response):
-            return job
         phase = await self.hold(job, self.behaviour.sync_wait_s)
         return json_response(self._job(job, phase))
 
     async def run(self, request: Request) -> Response:
         job = await self._create(request)
-        if isinstance(job, Response):
-            return job
         return json_response({"id": job.id, "status": "IN_QUEUE"})
 
     async def status(self, request: Request) -> Response:
-        await self.receive(request)
-        refused = self.gate(request, submit=False)
-        if refused:
-            return refused
+        await self.admit(request, submit=False)
         job = self.job(request.path_params["job_id"])
         return json_response(self._job(job, self.phase(job)))
 
     async def cancel(self, request: Request) -> Response:
-        await self.receive(request)
-        refused = self.gate(request, submit=False)
-        if refused:
-            return refused
+        await self.admit(request, submit=False)
         job = self.job(request.path_params["job_id"])
         job.cancelled = True
         return json_response({"id": job.id, "status": "CANCELLED"})

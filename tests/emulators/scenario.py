@@ -53,10 +53,7 @@ class ScenarioEmulator(Emulator):
         return json_response({"message": message, "statusCode": status}, status)
 
     async def generate(self, request: Request) -> Response:
-        body = await self.receive(request)
-        refused = self.gate(request, submit=True)
-        if refused:
-            return refused
+        body = await self.admit(request, submit=True)
         problems = check_fields(body, BODY, required=["prompt"])
         if problems:
             raise BadRequest(problems)
@@ -68,10 +65,7 @@ class ScenarioEmulator(Emulator):
         )
 
     async def get_job(self, request: Request) -> Response:
-        await self.receive(request)
-        refused = self.gate(request, submit=False)
-        if refused:
-            return refused
+        await self.admit(request, submit=False)
         job = self.job(request.path_params["job_id"])
         phase = self.phase(job)
         status = {
@@ -83,10 +77,7 @@ class ScenarioEmulator(Emulator):
         return json_response({"job": self._job_json(job, status)})
 
     async def get_asset(self, request: Request) -> Response:
-        await self.receive(request)
-        refused = self.gate(request, submit=False)
-        if refused:
-            return refused
+        await self.admit(request, submit=False)
         asset_id = request.path_params["asset_id"]
         job_id, _, index = asset_id.removeprefix("asset_").rpartition("_")
         job = self.job(job_id)
