@@ -34,7 +34,7 @@ from zimage_ui.providers.http import (
     timeout_s,
 )
 
-API = "http://api.test/v1"
+API = "http://provider.test/v1"
 KEY = "sk-secret-value-123"
 
 
@@ -225,7 +225,7 @@ async def test_unreachable_host_is_a_clear_error() -> None:
     async with session(engine(handler)) as s:
         with pytest.raises(ProviderError) as caught:
             await s.get_json(f"{API}/jobs/1")
-    assert "could not reach api.test" in str(caught.value)
+    assert "could not reach provider.test" in str(caught.value)
 
 
 # -- downloads ---------------------------------------------------------------------------------
