@@ -219,5 +219,5 @@ def _scrubbed(text: str | None, known: Secrets) -> str | None:
 
 def history_from_env() -> HistoryStore | None:
     """The store at `ZIMAGE_HISTORY_DB`, or None when history is session-only."""
-    path = os.environ.get(HISTORY_ENV, "").strip()
+    path = os.environ.get("ZIMAGE_HISTORY_DB", "").strip()
     return HistoryStore(path) if path else None
