@@ -1,5 +1,7 @@
 import io
 import json
+import struct
+import zlib
 
 import pytest
 from hypothesis import given, settings
@@ -425,6 +427,16 @@ def test_any_parameters_text_never_raises(text: str):
     read = read_png_settings(png_with({"parameters": text}))
     assert read.message
     GenerationParams.model_validate({"prompt": "x", **read.params})  # whatever loads is valid
+
+
+def test_text_chunk_after_the_image_data():
+    """Some writers put tEXt after IDAT; the image has to be read to find it."""
+    plain = png_with({})
+    body = b"parameters\x00" + A1111_OLD.encode("latin-1")
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    end = plain.rindex(b"IEND") - 4
+    read = read_png_settings(plain[:end] + chunk + plain[end:])
+    assert read.source == "parameters" and read.params["seed"] == 965400086
 
 
 def test_image_without_metadata():
