@@ -115,3 +115,14 @@ def test_blind_mode_hides_names_until_the_vote(page: Page):
     expect(page.locator("#compare-summary")).to_contain_text("Side A was diffusers-tiny")
     page.get_by_text("Blind vote leaderboard").click()
     expect(page.locator("#leaderboard")).to_contain_text("diffusers-tiny")
+
+
+def test_every_provider_can_be_picked_and_the_settings_follow_it(page: Page):
+    from zimage_ui.providers import PROVIDERS
+    from zimage_ui.ui.handlers import capabilities_text
+
+    page.get_by_role("tab", name="Generate").click()
+    for provider_id, provider in PROVIDERS.items():
+        pick_provider(page, provider_id)
+        expect(page.locator("#capabilities")).to_have_text(capabilities_text(provider.capabilities))
+    pick_provider(page, "diffusers-tiny")

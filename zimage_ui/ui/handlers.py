@@ -50,9 +50,16 @@ def on_provider_change(provider_id: str, guidance: float) -> tuple[Any, ...]:
         gr.update(interactive=caps.shift, info=None if caps.shift else "not adjustable on this provider"),
         gr.update(interactive=caps.guidance, info="Turbo: 0" if caps.guidance else "fixed by this provider"),
         negative_prompt_update(provider_id, guidance),
-        gr.update(maximum=caps.max_images, interactive=caps.max_images > 1),
+        images_update(caps.max_images),
         capabilities_text(caps),
     )
+
+
+def images_update(max_images: int) -> Any:
+    """A slider's maximum must stay above its minimum (1): a one-image provider locks it instead."""
+    if max_images <= 1:
+        return gr.update(value=1, maximum=4, interactive=False, info="one image per run on this provider")
+    return gr.update(maximum=max_images, interactive=True, info=None)
 
 
 def negative_prompt_update(provider_id: str, guidance: float) -> Any:
