@@ -1,7 +1,8 @@
 """The Gradio page: `build_demo()` assembles the panels and wires their events.
 
 Shared settings (prompt, size, seed, steps...) sit on the left; the tabs on the right
-use them: Generate on one provider, Compare several sides, Sweep a grid.
+use them: Generate on one provider, Compare several sides, Sweep a grid, read settings
+back from a PNG, and browse the History.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import gradio as gr
 
 from zimage_ui.providers import default_provider_id
-from zimage_ui.ui import compare_tab, handlers, sweep_tab
+from zimage_ui.ui import compare_tab, handlers, info_tab, presets_panel, sweep_tab
+from zimage_ui.ui.form import Form
 from zimage_ui.ui.layout import (
     build_keys_panel,
     build_output_panel,
@@ -28,12 +30,15 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(f"# {TITLE}\nOne prompt, any provider: your own GPU or a hosted API, side by side.")
         session_keys = gr.State({})
         last_seed = gr.State(None)
+        last_prepared = gr.State(None)
+        history = gr.State([])
         with gr.Row():
             with gr.Column(scale=4, min_width=360):
                 prompt_panel = build_prompt_panel()
                 settings = build_settings_panel()
+                presets = presets_panel.build_presets_panel()
                 keys = build_keys_panel()
-            with gr.Column(scale=7), gr.Tabs():
+            with gr.Column(scale=7), gr.Tabs() as tabs:
                 with gr.Tab("Generate", id="generate"):
                     picker = build_provider_picker(default_provider)
                     with gr.Row():
@@ -44,31 +49,27 @@ def build_demo() -> gr.Blocks:
                     compare = compare_tab.build_compare_tab(default_provider)
                 with gr.Tab("Sweep", id="sweep"):
                     sweep = sweep_tab.build_sweep_tab(default_provider)
+                with gr.Tab("PNG info", id="png-info"):
+                    info = info_tab.build_info_tab()
+                with gr.Tab("History", id="history"):
+                    past = info_tab.build_history_tab()
 
         shared = [
-            prompt_panel.prompt,
-            prompt_panel.negative_prompt,
-            settings.width,
-            settings.height,
-            settings.seed,
-            settings.random_seed,
-            settings.steps,
-            settings.guidance,
-            settings.shift,
+            prompt_panel.prompt, prompt_panel.negative_prompt, settings.width, settings.height,
+            settings.seed, settings.random_seed, settings.steps, settings.guidance, settings.shift,
             settings.num_images,
+        ]  # fmt: skip
+        side_inputs = [
+            c for side in compare.sides for c in (side.provider, side.steps, side.shift, side.size)
         ]
+        form = Form(shared, picker.provider, compare.count, side_inputs, tabs)
         provider_dropdowns = [picker.provider, sweep.provider, *(side.provider for side in compare.sides)]
 
         # Settings follow what the chosen provider can do.
         provider_outputs = [
-            picker.tiny_notice,
-            settings.steps,
-            settings.shift,
-            settings.guidance,
-            prompt_panel.negative_prompt,
-            settings.num_images,
-            settings.capabilities,
-        ]
+            picker.tiny_notice, settings.steps, settings.shift, settings.guidance,
+            prompt_panel.negative_prompt, settings.num_images, settings.capabilities,
+        ]  # fmt: skip
         for trigger in (picker.provider.change, demo.load):
             trigger(
                 handlers.on_provider_change, [picker.provider, settings.guidance], provider_outputs, **PRIVATE
@@ -83,6 +84,13 @@ def build_demo() -> gr.Blocks:
         settings.size.change(
             handlers.on_size_change, settings.size, [settings.width, settings.height], **PRIVATE
         )
+        for side_box in (settings.width, settings.height):
+            side_box.input(
+                handlers.on_custom_size,
+                [settings.width, settings.height, settings.size_family],
+                settings.size,
+                **PRIVATE,
+            )
         settings.random_seed.change(handlers.on_random_toggle, settings.random_seed, settings.seed, **PRIVATE)
         settings.reuse_seed.click(
             handlers.on_reuse_seed, last_seed, [settings.seed, settings.random_seed], **PRIVATE
@@ -100,17 +108,14 @@ def build_demo() -> gr.Blocks:
         gr.on(
             [generate_button.click, prompt_panel.prompt.submit],
             handlers.generate,
-            [picker.provider, *shared, session_keys],
-            [output.gallery, output.seed_used, output.status, output.sent, last_seed],
+            [picker.provider, *shared, session_keys, history],
+            [output.gallery, output.seed_used, output.status, output.sent, last_seed, last_prepared, history],
             api_name="generate",
             concurrency_limit=None,
-        )
+        ).then(handlers.show_code, [last_prepared, session_keys], [output.curl, output.python], **PRIVATE)
         stop_button.click(handlers.stop, None, output.status, **PRIVATE)
 
         # Compare.
-        side_inputs = [
-            c for side in compare.sides for c in (side.provider, side.steps, side.shift, side.size)
-        ]
         compare.count.change(
             compare_tab.on_count_change,
             compare.count,
@@ -120,7 +125,7 @@ def build_demo() -> gr.Blocks:
         result_outputs = [c for r in compare.results for c in (r.title, r.image, r.status, r.sent)]
         compare.run.click(
             compare_tab.run_compare,
-            [*shared, session_keys, compare.count, compare.blind, *side_inputs],
+            [*shared, session_keys, compare.count, compare.blind, *side_inputs, history],
             [
                 *result_outputs,
                 compare.summary,
@@ -130,6 +135,7 @@ def build_demo() -> gr.Blocks:
                 compare.slider,
                 compare.blind_state,
                 compare.vote_row,
+                history,
             ],
             api_name="compare",
             concurrency_limit=None,
@@ -177,4 +183,58 @@ def build_demo() -> gr.Blocks:
             concurrency_limit=None,
         )
         sweep.stop.click(handlers.stop, None, sweep.status, **PRIVATE)
+
+        # Presets and sharing: every change to the form goes through Form.outputs, whole or not at all.
+        fill = [presets.status, *form.outputs]
+        preset_inputs = [
+            *shared,
+            picker.provider,
+            presets.include_sides,
+            compare.count,
+            *side_inputs,
+            presets.name,
+        ]
+        presets.export.click(presets_panel.export_file, preset_inputs, presets.exported, **PRIVATE)
+        presets.upload.upload(presets_panel.import_file, [presets.upload, session_keys], fill, **PRIVATE)
+        presets.save.click(
+            presets_panel.save_in_browser,
+            [presets.store, *preset_inputs],
+            [presets.store, presets.saved, presets.status],
+            **PRIVATE,
+        )
+        presets.load.click(
+            presets_panel.load_from_browser, [presets.saved, presets.store, session_keys], fill, **PRIVATE
+        )
+        presets.delete.click(
+            presets_panel.delete_from_browser,
+            [presets.saved, presets.store],
+            [presets.store, presets.saved, presets.status],
+            **PRIVATE,
+        )
+        presets.team_load.click(presets_panel.load_from_team, [presets.team, session_keys], fill, **PRIVATE)
+        presets.team_save.click(
+            presets_panel.save_to_team, preset_inputs, [presets.team, presets.status], **PRIVATE
+        )
+        presets.link_button.click(
+            presets_panel.share_link_query, preset_inputs, presets.query, **PRIVATE
+        ).then(None, presets.query, presets.link, js=presets_panel.SHARE_LINK_JS)
+        demo.load(presets_panel.refresh_saved, presets.store, presets.saved, **PRIVATE)
+        demo.load(presets_panel.fill_from_link, None, fill, **PRIVATE)
+
+        # PNG info and history.
+        info.file.change(
+            info_tab.on_png,
+            info.file,
+            [info.message, info.read, info.ignored, info.use, info.readback],
+            **PRIVATE,
+        )
+        info.use.click(info_tab.use_readback, info.readback, fill, **PRIVATE)
+        history.change(info_tab.history_gallery, history, past.gallery, **PRIVATE)
+        past.gallery.select(info_tab.on_history_select, None, [past.selected, past.restore], **PRIVATE)
+        past.restore.click(
+            info_tab.restore_from_history, [past.selected, history, session_keys], fill, **PRIVATE
+        )
+        past.search.change(info_tab.search_runs, past.search, past.table, **PRIVATE)
+        demo.load(info_tab.search_runs, past.search, past.table, **PRIVATE)
+        past.export.click(info_tab.export_runs, None, past.csv, **PRIVATE)
     return demo

@@ -7,16 +7,17 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, check_sides, params_for_side, run_comparison
 from zimage_ui.errors import InvalidParams
-from zimage_ui.providers.base import CancelToken, KeyRing, Progress
+from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome, save_outcome
 from zimage_ui.sizes import parse_size
-from zimage_ui.ui.handlers import ACTIVE, outcome_status, output_dir, read_params
+from zimage_ui.ui.handlers import follow, outcome_status, output_dir, read_params, remember, stoppable
 from zimage_ui.ui.layout import provider_choices
 from zimage_ui.votes import VERDICT_LABELS, Vote, leaderboard, read_votes, record_vote
 
@@ -183,9 +184,9 @@ def read_sides(count: float, values: tuple[Any, ...]) -> list[Side]:
 
 
 async def run_compare(request: gr.Request, *values: Any) -> AsyncIterator[list[Any]]:
-    """Inputs: shared form values (10), session keys, side count, blind, 4 values per side."""
+    """Inputs: shared form values (10), session keys, side count, blind, 4 values per side, history."""
     shared, session_keys, count, blind = values[:10], values[10], values[11], values[12]
-    sides = read_sides(count, values[13:])
+    sides, history = read_sides(count, values[13:-1]), values[-1]
     n = len(sides)
     if blind and n != 2:
         raise gr.Error("Blind mode compares exactly 2 sides: set Sides to 2.", title="Invalid comparison")
@@ -202,40 +203,32 @@ async def run_compare(request: gr.Request, *values: Any) -> AsyncIterator[list[A
     shown = [sides[i] for i in order]
     titles = [BLIND_NAMES[k] if blind else f"**{k + 1}. {side.title()}**" for k, side in enumerate(shown)]
     statuses = ["waiting…"] * n
-    token = CancelToken()
-    session = request.session_hash or "anonymous"
-    ACTIVE[session] = token
-    updates: asyncio.Queue[tuple[int, Progress]] = asyncio.Queue()
-    task = asyncio.create_task(
-        run_comparison(
-            shown,
-            params,
-            keys=KeyRing(session_keys),
-            cancel=token,
-            progress=lambda index, update: updates.put_nowait((index, update)),
-        )
-    )
+    keys = KeyRing(session_keys)
     summary = f"Running {n} sides on seed {params.seed}…"
-    yield _frame(n, titles, [None] * n, statuses, [None] * n, summary)
-    try:
-        while not task.done():
-            try:
-                index, update = await asyncio.wait_for(updates.get(), timeout=0.2)
-            except asyncio.TimeoutError:
-                continue
+    with stoppable(request) as token:
+        updates: asyncio.Queue[tuple[int, Progress]] = asyncio.Queue()
+        task = asyncio.create_task(
+            run_comparison(
+                shown,
+                params,
+                keys=keys,
+                cancel=token,
+                progress=lambda index, update: updates.put_nowait((index, update)),
+            )
+        )
+        yield [*_frame(n, titles, [None] * n, statuses, [None] * n, summary), gr.skip()]
+        async for index, update in follow(task, updates):
             statuses[index] = update.message
-            yield _frame(n, titles, None, statuses, None, summary)
+            yield [*_frame(n, titles, None, statuses, None, summary), gr.skip()]
         outcomes = task.result()
-    finally:
-        if ACTIVE.get(session) is token:
-            del ACTIVE[session]
     failed = sum(not outcome.ok for outcome in outcomes)
     hidden = blind and not failed  # a failed side ends the blind round: no vote, names shown
     if blind and failed:
         titles = [f"**{k + 1}. {side.title()}**" for k, side in enumerate(shown)]
+    saved = [save_outcome(outcome, output_dir()) for outcome in outcomes]
     images = [
-        _first_image(outcome, blind_name=BLIND_NAMES[k] if hidden else None)
-        for k, outcome in enumerate(outcomes)
+        _shown_image(outcome, paths, blind_name=BLIND_NAMES[k] if hidden else None)
+        for k, (outcome, paths) in enumerate(zip(outcomes, saved, strict=True))
     ]
     statuses = [_blind_status(o) if hidden else outcome_status(o) for o in outcomes]
     sent = [None if hidden or not o.prepared else o.prepared.display() for o in outcomes]
@@ -250,12 +243,14 @@ async def run_compare(request: gr.Request, *values: Any) -> AsyncIterator[list[A
         if hidden
         else None
     )
-    yield _frame(n, titles, images, statuses, sent, summary, blind_state=blind_state, final=True)
+    if not blind:  # a blind round stays out of the history: it would name the sides before the vote
+        for outcome, paths in zip(outcomes, saved, strict=True):
+            history = remember(outcome, paths, keys, history)
+    yield [*_frame(n, titles, images, statuses, sent, summary, blind_state=blind_state, final=True), history]
 
 
-def _first_image(outcome: Outcome, blind_name: str | None = None) -> str | None:
-    """Save the side's PNGs; in blind mode the first under a neutral name that reveals nothing."""
-    paths = save_outcome(outcome, output_dir())
+def _shown_image(outcome: Outcome, paths: list[Path], blind_name: str | None = None) -> str | None:
+    """The side's first PNG; in blind mode a copy under a neutral name that reveals nothing."""
     if not paths:
         return None
     if blind_name is None:

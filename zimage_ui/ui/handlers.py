@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 
+from zimage_ui.codegen import copy_as_code
 from zimage_ui.errors import InvalidParams
+from zimage_ui.history import history_from_env
 from zimage_ui.params import GenerationParams, parse_params
+from zimage_ui.presets import export_preset, preset_from_params
 from zimage_ui.providers import get_provider
-from zimage_ui.providers.base import CancelToken, Capabilities, KeyRing, Progress
+from zimage_ui.providers.base import CancelToken, Capabilities, KeyRing, PreparedRequest, Progress
 from zimage_ui.runner import Outcome, generate_one, save_outcome
 from zimage_ui.sizes import family_choices, parse_size
 from zimage_ui.ui.layout import NEGATIVE_PROMPT_OFF, provider_choices
 
+T = TypeVar("T")
+
 # Stop buttons reach the running generation through the session's token.
 ACTIVE: dict[str, CancelToken] = {}
+HISTORY_LIMIT = 100  # runs kept in a browser session's history
 
 
 def output_dir() -> Path:
@@ -81,6 +88,13 @@ def on_size_change(size: str | None) -> tuple[Any, Any]:
         return gr.update(), gr.update()
     width, height = parse_size(size)
     return width, height
+
+
+def on_custom_size(width: float | None, height: float | None, family: str) -> Any:
+    """Typed sizes pick the matching preset, or clear it so it never shows a size not in use."""
+    value = f"{int(width or 0)}x{int(height or 0)}"
+    known = {size for _label, size in family_choices(family)}
+    return gr.update(value=value if value in known else None)
 
 
 def on_random_toggle(random_seed: bool) -> Any:
@@ -168,6 +182,46 @@ def outcome_status(outcome: Outcome) -> str:
     return " · ".join(facts) + notes
 
 
+@contextmanager
+def stoppable(request: gr.Request | None) -> Iterator[CancelToken]:
+    """A cancel token the session's Stop buttons reach while the block runs."""
+    token = CancelToken()
+    session = (request.session_hash if request else None) or "anonymous"
+    ACTIVE[session] = token
+    try:
+        yield token
+    finally:
+        if ACTIVE.get(session) is token:
+            del ACTIVE[session]
+
+
+async def follow(task: asyncio.Task[Any], updates: asyncio.Queue[T]) -> AsyncIterator[T]:
+    """Each progress update as it arrives, until the task is done."""
+    while not task.done():
+        try:
+            yield await asyncio.wait_for(updates.get(), timeout=0.2)
+        except asyncio.TimeoutError:
+            continue
+
+
+def remember(
+    outcome: Outcome, paths: list[Path], keys: KeyRing, history: list[dict[str, str]] | None
+) -> list[dict[str, str]]:
+    """Add a finished run to the session's history (and the team run log, when configured)."""
+    store = history_from_env()
+    if store is not None:
+        store.record_outcome(outcome, [str(p) for p in paths], secrets=keys.secrets())
+    if not paths or outcome.prepared is None:
+        return history or []
+    preset = preset_from_params(outcome.prepared.params, outcome.provider)
+    entry = {
+        "path": str(paths[0]),
+        "caption": f"{outcome.provider} · seed {outcome.seed}",
+        "preset": export_preset(preset),
+    }
+    return [entry, *(history or [])][:HISTORY_LIMIT]
+
+
 async def generate(
     provider_id: str,
     prompt: str,
@@ -181,45 +235,51 @@ async def generate(
     shift: float,
     num_images: float,
     session_keys: dict[str, str] | None,
+    history: list[dict[str, str]] | None,
     request: gr.Request,
 ) -> AsyncIterator[tuple[Any, ...]]:
-    """Generate on one provider, yielding step progress, then the images and the seed used."""
+    """Generate on one provider, yielding step progress, then the images and the seed used.
+
+    Outputs: gallery, seed used, status, what was sent, then (not in the API) the last seed,
+    the prepared request for "copy as code", and the session history.
+    """
     params = read_params(
         prompt, negative_prompt, width, height, seed, random_seed, steps, guidance, shift, num_images
     ).with_concrete_seed()
-    token = CancelToken()
-    session = request.session_hash or "anonymous"
-    ACTIVE[session] = token
-    updates: asyncio.Queue[Progress] = asyncio.Queue()
-    task = asyncio.create_task(
-        generate_one(
-            provider_id, params, keys=KeyRing(session_keys), progress=updates.put_nowait, cancel=token
+    keys = KeyRing(session_keys)
+    skip = gr.skip()
+    with stoppable(request) as token:
+        updates: asyncio.Queue[Progress] = asyncio.Queue()
+        task = asyncio.create_task(
+            generate_one(provider_id, params, keys=keys, progress=updates.put_nowait, cancel=token)
         )
-    )
-    yield (
-        gr.skip(),
-        str(params.seed),
-        f"Starting on **{provider_id}** with seed {params.seed}…",
-        gr.skip(),
-        gr.skip(),
-    )
-    try:
-        while not task.done():
-            try:
-                update = await asyncio.wait_for(updates.get(), timeout=0.2)
-            except asyncio.TimeoutError:
-                continue
-            yield gr.skip(), gr.skip(), f"**{provider_id}**: {update.message}", gr.skip(), gr.skip()
+        starting = f"Starting on **{provider_id}** with seed {params.seed}…"
+        yield skip, str(params.seed), starting, skip, skip, skip, skip
+        async for update in follow(task, updates):
+            yield skip, skip, f"**{provider_id}**: {update.message}", skip, skip, skip, skip
         outcome = task.result()
-    finally:
-        if ACTIVE.get(session) is token:
-            del ACTIVE[session]
     sent = outcome.prepared.display() if outcome.prepared else None
-    if not outcome.ok:
-        yield gr.skip(), str(params.seed), outcome_status(outcome), sent, gr.skip()
-        raise gr.Error(outcome.error or "failed", title=f"{provider_id} failed")
     paths = save_outcome(outcome, output_dir())
-    yield [str(path) for path in paths], str(outcome.seed), outcome_status(outcome), sent, outcome.seed
+    history = remember(outcome, paths, keys, history)
+    if not outcome.ok:
+        yield skip, str(params.seed), outcome_status(outcome), sent, skip, outcome.prepared, history
+        raise gr.Error(outcome.error or "failed", title=f"{provider_id} failed")
+    yield (
+        [str(path) for path in paths],
+        str(outcome.seed),
+        outcome_status(outcome),
+        sent,
+        outcome.seed,
+        outcome.prepared,
+        history,
+    )
+
+
+def show_code(prepared: PreparedRequest | None, session_keys: dict[str, str] | None) -> tuple[str, str]:
+    """ "Copy as code": the request as cURL and as Python, keys only as variable names."""
+    if prepared is None:
+        return "", ""
+    return copy_as_code(prepared, secrets=KeyRing(session_keys).secrets())
 
 
 def stop(request: gr.Request) -> str:

@@ -167,6 +167,8 @@ class OutputPanel:
     seed_used: gr.Textbox
     status: gr.Markdown
     sent: gr.JSON
+    curl: gr.Code
+    python: gr.Code
 
 
 def build_output_panel() -> OutputPanel:
@@ -183,4 +185,10 @@ def build_output_panel() -> OutputPanel:
     status = gr.Markdown("Ready.", elem_id="status")
     with gr.Accordion("What was sent", open=False):
         sent = gr.JSON(label="Prepared request (keys redacted)", elem_id="sent")
-    return OutputPanel(gallery, seed_used, status, sent)
+        with gr.Tab("cURL"):
+            curl = gr.Code(
+                language="shell", label="Copy as cURL (keys as variable names)", elem_id="code-curl"
+            )
+        with gr.Tab("Python"):
+            python = gr.Code(language="python", label="Copy as Python (httpx)", elem_id="code-python")
+    return OutputPanel(gallery, seed_used, status, sent, curl, python)

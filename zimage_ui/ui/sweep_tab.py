@@ -11,10 +11,10 @@ from typing import Any
 import gradio as gr
 
 from zimage_ui.errors import InvalidParams
-from zimage_ui.providers.base import CancelToken, KeyRing
+from zimage_ui.providers.base import KeyRing
 from zimage_ui.runner import save_outcome
 from zimage_ui.sweep import AXIS_LABELS, SweepSpec, check_size, max_cells, parse_axis, run_sweep
-from zimage_ui.ui.handlers import ACTIVE, output_dir, read_params
+from zimage_ui.ui.handlers import follow, output_dir, read_params, stoppable
 from zimage_ui.ui.layout import provider_choices
 
 NO_AXIS = "none"
@@ -104,28 +104,18 @@ async def run_sweep_ui(request: gr.Request, *values: Any) -> AsyncIterator[tuple
         check_size(spec)
     except InvalidParams as exc:
         raise gr.Error(f"Check the sweep: {exc}", title="Invalid sweep") from None
-    token = CancelToken()
-    session = request.session_hash or "anonymous"
-    ACTIVE[session] = token
-    done: asyncio.Queue[int] = asyncio.Queue()
     total = spec.cell_count
-    task = asyncio.create_task(
-        run_sweep(
-            spec, keys=KeyRing(session_keys), cancel=token, progress=lambda n, _total: done.put_nowait(n)
+    with stoppable(request) as token:
+        done: asyncio.Queue[int] = asyncio.Queue()
+        task = asyncio.create_task(
+            run_sweep(
+                spec, keys=KeyRing(session_keys), cancel=token, progress=lambda n, _total: done.put_nowait(n)
+            )
         )
-    )
-    yield f"Running {total} cells…", gr.skip(), gr.skip(), gr.skip()
-    try:
-        while not task.done():
-            try:
-                finished = await asyncio.wait_for(done.get(), timeout=0.2)
-            except asyncio.TimeoutError:
-                continue
+        yield f"Running {total} cells…", gr.skip(), gr.skip(), gr.skip()
+        async for finished in follow(task, done):
             yield f"{finished} of {total} cells done…", gr.skip(), gr.skip(), gr.skip()
         result = task.result()
-    finally:
-        if ACTIVE.get(session) is token:
-            del ACTIVE[session]
     folder = output_dir() / f"sweep-{uuid.uuid4().hex[:8]}"
     cell_paths = [
         str(path) for row in result.outcomes for outcome in row for path in save_outcome(outcome, folder)[:1]

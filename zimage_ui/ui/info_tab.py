@@ -1,0 +1,174 @@
+"""PNG info (settings read back from an image) and History (this session, and the team run log)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from zimage_ui.history import history_from_env
+from zimage_ui.infotext import read_png_settings
+from zimage_ui.presets import PresetError, import_preset
+from zimage_ui.providers import PROVIDERS
+from zimage_ui.providers.base import KeyRing
+from zimage_ui.ui.presets_panel import NO_CHANGE_COUNT, applied, refused
+
+MAX_IMAGE_BYTES = 50 * 2**20
+# Form.outputs order: the 10 shared values first, then the provider.
+SHARED_ORDER = (
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "seed",
+    "random_seed",
+    "num_inference_steps",
+    "guidance_scale",
+    "shift",
+    "num_images",
+)
+
+
+@dataclass
+class InfoTab:
+    file: gr.File
+    message: gr.Markdown
+    read: gr.JSON
+    ignored: gr.JSON
+    use: gr.Button
+    readback: gr.State
+
+
+def build_info_tab() -> InfoTab:
+    gr.Markdown("Drop a PNG made here, or by AUTOMATIC1111, Forge or Civitai: its settings are read back.")
+    file = gr.File(label="Image", file_types=["image"], type="filepath", elem_id="png-info-file")
+    message = gr.Markdown(elem_id="png-info-message")
+    with gr.Row():
+        read = gr.JSON(label="Read", elem_id="png-info-read")
+        ignored = gr.JSON(label="Ignored")
+    use = gr.Button("Use these settings", variant="primary", interactive=False, elem_id="png-info-use")
+    return InfoTab(file, message, read, ignored, use, gr.State(None))
+
+
+def on_png(path: str | None) -> tuple[Any, ...]:
+    if not path:
+        return "", None, None, gr.update(interactive=False), None
+    data = Path(path).read_bytes()[: MAX_IMAGE_BYTES + 1]
+    if len(data) > MAX_IMAGE_BYTES:
+        return "That file is over 50 MB: not read.", None, None, gr.update(interactive=False), None
+    result = read_png_settings(data)
+    read = dict(result.params)
+    if result.provider:
+        read["provider"] = result.provider
+    return result.message, read or None, result.ignored or None, gr.update(interactive=bool(read)), read
+
+
+def use_readback(read: dict[str, Any] | None) -> list[Any]:
+    """Fill the form with what was read; fields the image did not give keep their values."""
+    if not read:
+        return ["Nothing to use: drop an image first.", *([gr.skip()] * (NO_CHANGE_COUNT - 1))]
+    values: dict[str, Any] = {**read}
+    if "seed" in values:
+        values["random_seed"] = False
+        values["seed"] = str(values["seed"])
+    shared = [values.get(name, gr.skip()) for name in SHARED_ORDER]
+    provider = read.get("provider")
+    provider_update = provider if provider in PROVIDERS else gr.skip()
+    rest = [gr.skip()] * (NO_CHANGE_COUNT - 1 - len(shared) - 1)
+    return ["Settings filled from the image.", *shared, provider_update, *rest]
+
+
+@dataclass
+class HistoryTab:
+    gallery: gr.Gallery
+    restore: gr.Button
+    selected: gr.State
+    search: gr.Textbox
+    table: gr.Dataframe
+    export: gr.Button
+    csv: gr.File
+
+
+def build_history_tab() -> HistoryTab:
+    gr.Markdown(
+        "Every image made in this browser session, newest first. Pick one, then restore its settings."
+    )
+    gallery = gr.Gallery(
+        label="This session",
+        columns=6,
+        height=300,
+        format="png",
+        interactive=False,
+        allow_preview=False,
+        preview=False,
+        fit_columns=False,
+        object_fit="contain",
+        elem_id="history-gallery",
+    )
+    restore = gr.Button("Restore settings", interactive=False, elem_id="history-restore")
+    team = history_from_env() is not None
+    with gr.Accordion("Team run log", open=True, visible=team):
+        search = gr.Textbox(label="Search prompts", max_lines=1, elem_id="history-search")
+        table = gr.Dataframe(interactive=False, elem_id="history-table")
+        export = gr.Button("Export CSV", size="sm")
+        csv = gr.File(label="Run log", visible=False, interactive=False)
+    return HistoryTab(gallery, restore, gr.State(None), search, table, export, csv)
+
+
+def history_gallery(history: list[dict[str, str]] | None) -> list[tuple[str, str]]:
+    return [(entry["path"], entry["caption"]) for entry in history or [] if Path(entry["path"]).exists()]
+
+
+def on_history_select(event: gr.SelectData) -> tuple[int, Any]:
+    return event.index, gr.update(interactive=True)
+
+
+def restore_from_history(
+    index: int | None, history: list[dict[str, str]] | None, session_keys: dict[str, str] | None
+) -> list[Any]:
+    entries = [entry for entry in history or [] if Path(entry["path"]).exists()]
+    if index is None or not 0 <= index < len(entries):
+        return ["Pick an image in the history first.", *([gr.skip()] * (NO_CHANGE_COUNT - 1))]
+    try:
+        preset = import_preset(entries[index]["preset"], secrets=KeyRing(session_keys).secrets())
+    except PresetError as exc:
+        return refused(exc)
+    return applied(preset, "the history")
+
+
+TABLE_COLUMNS = ["When", "Provider", "Prompt", "Seed", "Size", "Steps", "Time s", "Cost", "Error"]
+
+
+def search_runs(text: str) -> Any:
+    store = history_from_env()
+    if store is None:
+        return gr.skip()
+    rows = []
+    for row in store.search(text or ""):
+        params = row.generation_params()
+        rows.append(
+            [
+                row.created_at[:16].replace("T", " "),
+                row.provider,
+                row.prompt[:80],
+                row.seed,
+                params.size,
+                params.num_inference_steps,
+                round(row.elapsed_s, 2),
+                row.cost or "",
+                row.error or "",
+            ]
+        )
+    return {"headers": TABLE_COLUMNS, "data": rows or [["", "", "no runs match", "", "", "", "", "", ""]]}
+
+
+def export_runs() -> Any:
+    store = history_from_env()
+    if store is None:
+        raise gr.Error("No team run log is configured: set ZIMAGE_HISTORY_DB.")
+    path = Path(tempfile.mkdtemp(prefix="zimage-history-")) / "zimage-runs.csv"
+    path.write_text(store.export_csv(), encoding="utf-8")
+    return gr.update(value=str(path), visible=True)
