@@ -198,3 +198,68 @@ def test_compare_bad_side_override_exits_2(tmp_path: Path):
         str(tmp_path),
     )
     assert run.returncode == 2 and "overrides look like" in run.stderr
+
+
+PAIR = """\
+schema_version: 1
+name: fox pair
+prompt: a red fox
+width: 256
+height: 256
+seed: 3
+provider: diffusers-tiny
+sides:
+  - provider: diffusers-tiny
+    num_inference_steps: 2
+  - provider: diffusers-tiny
+    num_inference_steps: 4
+"""
+
+
+def test_generate_from_a_preset_with_flags_on_top(tmp_path: Path):
+    preset = tmp_path / "pair.yaml"
+    preset.write_text(PAIR)
+    run = cli("generate", "--preset", str(preset), "--steps", "3", "--out", str(tmp_path / "out"), "--json")
+    assert run.returncode == 0, run.stderr
+    record = json.loads(run.stdout)
+    assert (record["provider"], record["seed"], record["size"], record["steps"]) == (
+        "diffusers-tiny",
+        3,
+        "256x256",
+        "3",
+    )
+    assert read_provenance(Path(record["images"][0]).read_bytes())["params"]["prompt"] == "a red fox"
+
+
+def test_compare_takes_its_sides_from_a_preset(tmp_path: Path):
+    preset = tmp_path / "pair.yaml"
+    preset.write_text(PAIR)
+    run = cli("compare", "--preset", str(preset), "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [side["steps"] for side in report["sides"]] == ["2", "4"]
+
+
+def test_preset_show_prints_it_and_refuses_bad_ones(tmp_path: Path):
+    good = tmp_path / "pair.yaml"
+    good.write_text(PAIR)
+    run = cli("preset", "show", str(good))
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["sides"][1]["num_inference_steps"] == 4
+    assert "256x256, 4 steps, seed 3" in run.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        '{"prompt": "x", "provider": "runpod", "base_url": "http://example.invalid", "width": 1000}'
+    )
+    run = cli("preset", "show", str(bad))
+    assert run.returncode == 2
+    assert "base_url" in run.stderr and "width" in run.stderr
+    newer = tmp_path / "newer.json"
+    newer.write_text('{"schema_version": 9, "prompt": "x", "provider": "runpod"}')
+    run = cli("generate", "--preset", str(newer), "--out", str(tmp_path / "o"))
+    assert run.returncode == 2 and "newer" in run.stderr
+
+
+def test_generate_without_a_prompt_or_preset_exits_2(tmp_path: Path):
+    run = cli("generate", "--provider", "diffusers-tiny", "--out", str(tmp_path))
+    assert run.returncode == 2 and "prompt" in run.stderr

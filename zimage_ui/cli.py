@@ -16,6 +16,14 @@ from pathlib import Path
 from zimage_ui.compare import Side, check_sides, params_for_side, run_comparison
 from zimage_ui.errors import InvalidParams
 from zimage_ui.params import GenerationParams, parse_params
+from zimage_ui.presets import (
+    Preset,
+    PresetError,
+    export_preset,
+    params_from_preset,
+    read_preset_file,
+    side_runs,
+)
 from zimage_ui.providers import PROVIDERS, availability, get_provider
 from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome, generate_many, save_outcome
@@ -43,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="run one prompt on one or more providers")
     generate.add_argument(
-        "--provider", action="append", required=True, metavar="ID", help="repeat to run several at once"
+        "--provider",
+        action="append",
+        metavar="ID",
+        help="repeat to run several at once (default: the preset's)",
     )
     add_param_flags(generate)
     generate.add_argument("--json", action="store_true", help="one JSON object per provider per line")
@@ -54,13 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--provider",
         action="append",
-        required=True,
         metavar="ID[:OVERRIDES]",
         type=parse_side,
         help="a side: a provider id, optionally with overrides, e.g. diffusers-tiny:steps=4,shift=2.5,"
-        "size=512x512 (repeat for 2-6 sides)",
+        "size=512x512 (repeat for 2-6 sides; default: the preset's sides)",
     )
     add_param_flags(compare)
+
+    preset = commands.add_parser("preset", help="work with preset files")
+    preset_commands = preset.add_subparsers(dest="preset_command", required=True)
+    show = preset_commands.add_parser("show", help="validate a preset (JSON or YAML) and print it")
+    show.add_argument("file", type=Path)
 
     providers = commands.add_parser("providers", help="list providers and whether they are usable here")
     providers.add_argument("--json", action="store_true")
@@ -68,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_param_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--preset", type=Path, metavar="FILE", help="start from a preset (flags override it)")
+    parser.add_argument("--prompt")
     parser.add_argument("--negative-prompt")
     parser.add_argument("--width", type=int)
     parser.add_argument("--height", type=int)
@@ -111,9 +127,19 @@ def parse_side(text: str) -> Side:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
-def params_from_args(args: argparse.Namespace) -> GenerationParams:
+def load_preset(args: argparse.Namespace) -> Preset | None:
+    """The --preset file, validated whole (raises PresetError naming each wrong field)."""
+    return read_preset_file(args.preset) if args.preset else None
+
+
+def params_from_args(args: argparse.Namespace, preset: Preset | None = None) -> GenerationParams:
+    """The preset's settings (if any) with every flag given on top; raises InvalidParams."""
+    base = params_from_preset(preset).model_dump() if preset else {}
     values = {name: getattr(args, flag) for flag, name in PARAM_FLAGS.items()}
-    return parse_params(**{name: value for name, value in values.items() if value is not None})
+    merged = {**base, **{name: value for name, value in values.items() if value is not None}}
+    if "prompt" not in merged:
+        raise InvalidParams({"prompt": "required: give --prompt, or a --preset that has one"})
+    return parse_params(**merged)
 
 
 def outcome_record(outcome: Outcome, paths: list[Path]) -> dict[str, object]:
@@ -144,10 +170,14 @@ def _progress_printer(quiet: bool):
 
 def run_generate(args: argparse.Namespace) -> int:
     try:
-        params = params_from_args(args)
+        preset = load_preset(args)
+        params = params_from_args(args, preset)
+        args.provider = args.provider or ([preset.provider] if preset else [])
+        if not args.provider:
+            raise InvalidParams({"provider": "required: give --provider ID, or a --preset"})
         for provider_id in args.provider:
             get_provider(provider_id)
-    except InvalidParams as exc:
+    except (InvalidParams, PresetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     outcomes = asyncio.run(
@@ -191,13 +221,14 @@ def run_providers(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    sides: list[Side] = args.provider
     try:
-        params = params_from_args(args)
+        preset = load_preset(args)
+        params = params_from_args(args, preset)
+        sides: list[Side] = args.provider or (list(preset.sides or []) if preset else [])
         for side in sides:
             get_provider(side.provider)
         check = _checked(sides, params)
-    except InvalidParams as exc:
+    except (InvalidParams, PresetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     outcomes = asyncio.run(
@@ -242,7 +273,35 @@ def _checked(sides: list[Side], params: GenerationParams) -> GenerationParams:
     return concrete
 
 
-COMMANDS = {"generate": run_generate, "compare": run_compare, "providers": run_providers}
+def run_preset_show(args: argparse.Namespace) -> int:
+    """Validate a preset file and print it as the app reads it, or say what is wrong."""
+    try:
+        preset = read_preset_file(args.file)
+    except PresetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(export_preset(preset))
+    runs = side_runs(preset)
+    for title, provider, params in runs:
+        seed = "random" if params.seed is None else params.seed
+        print(
+            f"# {title}: {provider}, {params.size}, {params.num_inference_steps} steps, seed {seed}",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def run_preset(args: argparse.Namespace) -> int:
+    return PRESET_COMMANDS[args.preset_command](args)
+
+
+PRESET_COMMANDS = {"show": run_preset_show}
+COMMANDS = {
+    "generate": run_generate,
+    "compare": run_compare,
+    "providers": run_providers,
+    "preset": run_preset,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
