@@ -10,11 +10,12 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from zimage_ui.errors import ZImageError
+from zimage_ui.keyguard import known_secrets, scrub
 from zimage_ui.metadata import png_bytes
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import get_provider
@@ -52,17 +53,6 @@ class Outcome:
         return self.prepared.sent.seed if self.prepared else None
 
 
-def scrub(text: str, keys: KeyRing, key_names: Iterable[str]) -> str:
-    """Remove every known key value from a message (defence in depth for unexpected errors)."""
-    for name in key_names:
-        value = keys.get(name)
-        if value:
-            text = text.replace(value, "***")
-    for value in keys.secrets():
-        text = text.replace(value, "***")
-    return text
-
-
 async def generate_one(
     provider_id: str,
     params: GenerationParams,
@@ -74,10 +64,8 @@ async def generate_one(
     keys = keys or KeyRing()
     started = time.perf_counter()
     outcome = Outcome(provider=provider_id)
-    key_names: tuple[str, ...] = ()
     try:
         provider = get_provider(provider_id)
-        key_names = provider.key_names
         status = provider.availability(keys)
         if not status.usable:
             outcome.error = f"{provider_id}: not usable here: {status.reason}"
@@ -95,8 +83,7 @@ async def generate_one(
         outcome.error = scrub(
             f"{provider_id}: unexpected error ({type(exc).__name__}: {exc}); "
             "try again, and report it if it keeps happening",
-            keys,
-            key_names,
+            known_secrets(keys.secrets()),
         )
     finally:
         outcome.elapsed_s = time.perf_counter() - started
