@@ -188,6 +188,7 @@ def _pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
 
 class _LocalPipelineProvider(Provider):
     capabilities = LOCAL_CAPABILITIES
+    on_gpu = True  # runs inside `spaces.GPU` on a ZeroGPU Space
 
     def __init__(self, slot: _PipelineSlot) -> None:
         self._slot = slot
@@ -265,7 +266,8 @@ class _LocalPipelineProvider(Provider):
         if not self._slot.loaded:
             report(Progress(None, "loading the model (first use in this process)"))
         pipeline = self._slot.get()
-        return _gpu_wrapper(_call_pipeline)(self.id, pipeline, prepared, report, cancel)
+        call = _call_pipeline_on_gpu if self.on_gpu else _call_pipeline
+        return call(self.id, pipeline, prepared, report, cancel)
 
 
 def _call_pipeline(
@@ -307,12 +309,15 @@ def _call_pipeline(
     return list(output.images)
 
 
+# Decorated once, at import: ZeroGPU registers `spaces.GPU` functions when the app starts.
+_call_pipeline_on_gpu = _gpu_wrapper(_call_pipeline)
 _TINY_SLOT = _PipelineSlot(_build_tiny)
 _CHECKPOINT_SLOT = _PipelineSlot(_load_checkpoint)
 
 
 class TinyDiffusersProvider(_LocalPipelineProvider):
     id = "diffusers-tiny"
+    on_gpu = False  # always the CPU: it asks ZeroGPU for nothing
     label = "Local tiny test model (noise, no download)"
 
     def __init__(self) -> None:
