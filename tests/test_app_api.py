@@ -36,3 +36,37 @@ def test_invalid_settings_are_a_clear_error(client: Client):
             "diffusers-tiny", "a red fox", "", 1000, 256, "1", False, 8, 0.0, 3.0, 1, api_name="/generate"
         )
     assert "width" in str(caught.value) and "multiple of 16" in str(caught.value)
+
+
+def test_page_and_cli_make_the_same_pixels(client: Client, tmp_path: Path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.test_cli import cli
+
+    gallery, *_ = client.predict(
+        "diffusers-tiny", "a red fox", "", 256, 256, "7", False, 8, 0.0, 3.0, 1, api_name="/generate"
+    )
+    run = cli(
+        "generate",
+        "--provider",
+        "diffusers-tiny",
+        "--prompt",
+        "a red fox",
+        "--seed",
+        "7",
+        "--width",
+        "256",
+        "--height",
+        "256",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
+    assert run.returncode == 0, run.stderr
+    from_page = np.asarray(Image.open(gallery[0]["image"]).convert("RGB"))
+    from_cli = np.asarray(Image.open(json.loads(run.stdout)["images"][0]).convert("RGB"))
+    assert from_page.shape == (256, 256, 3)
+    assert np.array_equal(from_page, from_cli)
