@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.emulators import EMULATORS, Emulator, running
+
+# Tests never reach a model hub or phone home; apps started by tests inherit these.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 # ---- hosted API emulators (tests/emulators) ------------------------------------------------
 # `emulators` starts all five loopback emulators once per session, resets them for each test and
