@@ -13,6 +13,17 @@ from tests.emulators import EMULATORS, Emulator, running
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+@pytest.fixture(scope="module")
+def no_provider_keys() -> Iterator[None]:
+    """Tests decide which keys exist; a key in the real environment must not change results."""
+    from zimage_ui.keyguard import key_env_names
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in key_env_names():
+            patch.delenv(name, raising=False)
+        yield
+
+
 # ---- hosted API emulators (tests/emulators) ------------------------------------------------
 # `emulators` starts all five loopback emulators once per session, resets them for each test and
 # points the app at them: ZIMAGE_<ID>_BASE_URL, the dummy keys they accept, a 0.05 s poll

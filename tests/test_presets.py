@@ -1,5 +1,4 @@
 import json
-from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -8,7 +7,6 @@ from hypothesis import given, settings
 from tests.strategies import generation_params, presets
 from zimage_ui.compare import Side
 from zimage_ui.errors import ZImageError
-from zimage_ui.keyguard import key_env_names
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.presets import (
     MAX_PRESET_BYTES,
@@ -25,13 +23,7 @@ from zimage_ui.presets import (
 FAKE_KEY = "rp-fake-key-0123456789"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def no_keys_set() -> Iterator[None]:
-    """Tests decide which keys exist; a key in the real environment must not change results."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in key_env_names():
-            patch.delenv(name, raising=False)
-        yield
+pytestmark = pytest.mark.usefixtures("no_provider_keys")
 
 
 def doc(**values: object) -> str:

@@ -1,6 +1,5 @@
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -9,7 +8,6 @@ from hypothesis import given, settings
 
 from tests.strategies import presets
 from zimage_ui.compare import Side
-from zimage_ui.keyguard import key_env_names
 from zimage_ui.params import parse_params
 from zimage_ui.preset_sharing import (
     list_team_presets,
@@ -24,12 +22,7 @@ from zimage_ui.providers import default_provider_id
 FAKE_KEY = "aiml-fake-key-abcdef0123"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def no_keys_set() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name in key_env_names():
-            patch.delenv(name, raising=False)
-        yield
+pytestmark = pytest.mark.usefixtures("no_provider_keys")
 
 
 def query_of(link: str) -> dict[str, str]:
