@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from zimage_ui.compare import Side, check_sides, params_for_side, run_comparison
+from zimage_ui.compare import Side, params_for_sides, run_comparison
 from zimage_ui.errors import InvalidParams
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.presets import (
@@ -266,10 +266,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def _checked(sides: list[Side], params: GenerationParams) -> GenerationParams:
     """Validate every side's overrides before any work; return params with one concrete seed."""
-    check_sides(sides)
     concrete = params.with_concrete_seed()
-    for side in sides:
-        params_for_side(concrete, side)
+    params_for_sides(sides, concrete)
     return concrete
 
 

@@ -65,6 +65,12 @@ def check_sides(sides: Sequence[Side]) -> None:
         raise InvalidParams({"sides": f"{len(sides)} sides; a comparison has {MIN_SIDES} to {MAX_SIDES}"})
 
 
+def params_for_sides(sides: Sequence[Side], base: GenerationParams) -> list[GenerationParams]:
+    """Each side's params, every problem raised before any work (2..6 sides, valid overrides)."""
+    check_sides(sides)
+    return [params_for_side(base, side) for side in sides]
+
+
 async def run_comparison(
     sides: Sequence[Side],
     base: GenerationParams,
@@ -74,9 +80,8 @@ async def run_comparison(
     cancel: CancelToken | None = None,
 ) -> list[Outcome]:
     """Every side at once on the same prompt and one concrete seed; outcomes in side order."""
-    check_sides(sides)
     base = base.with_concrete_seed()
-    side_params = [params_for_side(base, side) for side in sides]  # all errors before any work
+    side_params = params_for_sides(sides, base)
     report = progress or (lambda _index, _update: None)
 
     def side_progress(index: int) -> Callable[[Progress], None]:

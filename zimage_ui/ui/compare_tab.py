@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, check_sides, params_for_side, run_comparison
+from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, params_for_sides, run_comparison
 from zimage_ui.errors import InvalidParams
 from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome, save_outcome
@@ -192,9 +192,7 @@ async def run_compare(request: gr.Request, *values: Any) -> AsyncIterator[list[A
         raise gr.Error("Blind mode compares exactly 2 sides: set Sides to 2.", title="Invalid comparison")
     params = read_params(*shared).with_concrete_seed()
     try:
-        check_sides(sides)
-        for side in sides:
-            params_for_side(params, side)
+        params_for_sides(sides, params)
     except InvalidParams as exc:
         raise gr.Error(f"Check the sides: {exc}", title="Invalid comparison") from None
     order = list(range(n))
