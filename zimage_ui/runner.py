@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,7 +127,3 @@ def save_outcome(outcome: Outcome, out_dir: Path) -> list[Path]:
         path.write_bytes(data)
         paths.append(path)
     return paths
-
-
-def default_output_dir() -> Path:
-    return Path(os.environ.get("ZIMAGE_OUTPUT_DIR", "outputs"))

@@ -22,7 +22,7 @@ from zimage_ui.errors import InvalidParams
 from zimage_ui.metadata import read_text_chunks
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.providers.base import CancelToken, KeyRing, Progress
+from zimage_ui.providers.base import CancelToken, KeyRing, ignore_progress
 from zimage_ui.runner import Outcome, generate_one
 from zimage_ui.sheets import render_grid
 
@@ -220,7 +220,7 @@ async def run_sweep(
         nonlocal done
         async with gate:
             outcome = await generate_one(
-                cell.provider, cell.params, keys=keys, cancel=cancel, progress=_ignore
+                cell.provider, cell.params, keys=keys, cancel=cancel, progress=ignore_progress
             )
         done += 1
         if progress:
@@ -230,10 +230,6 @@ async def run_sweep(
     flat = await asyncio.gather(*(run_cell(cell) for row in cells for cell in row))
     width = len(spec.x.values)
     return SweepResult(spec, [list(flat[i : i + width]) for i in range(0, len(flat), width)])
-
-
-def _ignore(_: Progress) -> None:
-    return None
 
 
 def read_grid_spec(data: bytes) -> SweepSpec | None:
