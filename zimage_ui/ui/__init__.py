@@ -97,7 +97,7 @@ def build_demo() -> gr.Blocks:
         )
         for box in keys.boxes.values():
             box.change(
-                handlers.on_keys_change,
+                handlers.keys_changed(len(provider_dropdowns)),
                 list(keys.boxes.values()),
                 [session_keys, *provider_dropdowns],
                 **PRIVATE,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import CancelToken, Capabilities, KeyRing, PreparedRequest, Progress
 from zimage_ui.runner import Outcome, generate_one, save_outcome
 from zimage_ui.sizes import family_choices, parse_size
-from zimage_ui.ui.layout import NEGATIVE_PROMPT_OFF, provider_choices
+from zimage_ui.ui.layout import NEGATIVE_PROMPT_OFF, all_key_names, provider_choices
 
 T = TypeVar("T")
 
@@ -30,9 +31,7 @@ HISTORY_LIMIT = 100  # runs kept in a browser session's history
 
 
 def output_dir() -> Path:
-    from os import environ
-
-    configured = environ.get("ZIMAGE_OUTPUT_DIR")
+    configured = os.environ.get("ZIMAGE_OUTPUT_DIR")
     return Path(configured) if configured else Path(tempfile.gettempdir()) / "zimage-ui"
 
 
@@ -110,14 +109,15 @@ def on_reuse_seed(last_seed: int | None) -> tuple[Any, Any]:
     return gr.update(value=str(last_seed), interactive=True), False
 
 
-def on_keys_change(*values: str) -> list[Any]:
-    """Keep the session's keys, and relabel every provider dropdown (ready / what is missing)."""
-    from zimage_ui.compare import MAX_SIDES
-    from zimage_ui.ui.layout import all_key_names
+def keys_changed(dropdowns: int) -> Callable[..., list[Any]]:
+    """A handler that keeps the session's keys and relabels `dropdowns` provider dropdowns."""
 
-    keys = {name: value for name, value in zip(all_key_names(), values, strict=True) if value}
-    choices = provider_choices(KeyRing(keys))
-    return [keys, *(gr.update(choices=choices) for _ in range(2 + MAX_SIDES))]
+    def on_keys_change(*values: str) -> list[Any]:
+        keys = {name: value for name, value in zip(all_key_names(), values, strict=True) if value}
+        choices = provider_choices(KeyRing(keys))
+        return [keys, *(gr.update(choices=choices) for _ in range(dropdowns))]
+
+    return on_keys_change
 
 
 def read_params(
