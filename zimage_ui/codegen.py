@@ -18,6 +18,7 @@ from zimage_ui.keyguard import known_secrets, scrub
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import REDACTED, PreparedRequest
 from zimage_ui.providers.diffusers_local import DEFAULT_MODEL_ID, model_id
+from zimage_ui.redaction import safe_url
 
 LOCAL_METHOD = "CALL"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -89,7 +90,7 @@ def python_literal(value: object, indent: int = 0) -> str:
 
 def curl_code(prepared: PreparedRequest, names: Sequence[str]) -> str:
     auth, headers = _auth(prepared, names)
-    lines = [f"curl -X {prepared.method} {shlex.quote(prepared.url)}", *auth.curl_args]
+    lines = [f"curl -X {prepared.method} {shlex.quote(safe_url(prepared.url))}", *auth.curl_args]
     lines += [f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items()]
     lines.append(f"--data-raw {shlex.quote(json.dumps(prepared.body, ensure_ascii=False))}")
     return " \\\n  ".join(lines) + "\n"
@@ -112,7 +113,7 @@ def httpx_code(prepared: PreparedRequest, names: Sequence[str]) -> str:
             "",
             "import httpx",
             "",
-            f"URL = {prepared.url!r}",
+            f"URL = {safe_url(prepared.url)!r}",
             "HEADERS = {",
             *header_lines,
             "}",

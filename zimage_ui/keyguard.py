@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.providers.base import REDACTED
+from zimage_ui.redaction import redact, url_secrets
 
 MIN_SECRET_CHARS = 8  # shorter values would match ordinary words
 MAX_DEPTH = 8
@@ -35,22 +35,30 @@ def key_env_names() -> list[str]:
     return [name for provider in PROVIDERS.values() for name in provider.key_names]
 
 
+def base_url_env_names() -> list[str]:
+    """Every `ZIMAGE_<ID>_BASE_URL` a registered provider reads (it may hold credentials)."""
+    return [f"ZIMAGE_{provider_id.upper()}_BASE_URL" for provider_id in PROVIDERS]
+
+
 def known_secrets(extra: Iterable[str] = ()) -> Secrets:
-    """Every key set now (environment, plus `extra` entered on the page), long enough to match."""
+    """Every key set now (environment, base-URL credentials, plus `extra` entered on the page)."""
     found = [
         (f"the key set in {name}", value)
         for name in key_env_names()
         if len(value := os.environ.get(name, "").strip()) >= MIN_SECRET_CHARS
+    ]
+    found += [
+        (f"a credential in {name}", value)
+        for name in base_url_env_names()
+        for value in url_secrets(os.environ.get(name, "").strip())
     ]
     found += [("a key entered on the page", v.strip()) for v in extra if len(v.strip()) >= MIN_SECRET_CHARS]
     return found
 
 
 def scrub(text: str, secrets: Secrets) -> str:
-    """`text` with every known key value replaced by the redaction mark."""
-    for _, secret in secrets:
-        text = text.replace(secret, REDACTED)
-    return text
+    """`text` with every form of every known key (raw, base64, URL-encoded) redacted."""
+    return redact(text, (secret for _, secret in secrets))
 
 
 def keylike(name: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -13,8 +14,8 @@ from typing import Any
 from PIL import Image
 
 from zimage_ui.params import GenerationParams
-
-REDACTED = "***"
+from zimage_ui.redaction import REDACTED as REDACTED  # re-exported for the providers
+from zimage_ui.redaction import key_problem, safe_url
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class PreparedRequest:
         """A JSON-able view for the "What was sent" panel."""
         return {
             "provider": self.provider,
-            "request": f"{self.method} {self.url}",
+            "request": f"{self.method} {safe_url(self.url)}",
             "headers": self.headers,
             "body": self.body,
             "sent": {
@@ -125,22 +126,63 @@ def ignore_progress(_: Progress) -> None:
 
 
 class CancelToken:
-    """Set by Stop; checked by the pipeline callback (a thread) and the HTTP engine (async)."""
+    """Set by Stop; checked by the pipeline callback (a thread) and awaited by async code.
+
+    `wait()` needs no polling: `cancel()` wakes every waiter on its own event loop, from any thread.
+    """
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def cancel(self) -> None:
-        self._event.set()
+        with self._lock:
+            self._event.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
+                loop.call_soon_threadsafe(_resolve, future)
 
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
 
-    async def wait(self, poll_s: float = 0.05) -> None:
-        """Return once cancelled (for racing against network waits)."""
-        while not self._event.is_set():
-            await asyncio.sleep(poll_s)
+    async def wait(self) -> None:
+        """Return once cancelled (for racing against network waits and queues)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._waiters.append((loop, future))
+        try:
+            await future
+        finally:
+            with self._lock:
+                if (loop, future) in self._waiters:
+                    self._waiters.remove((loop, future))
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+SERVER_KEYS_ENV = "ZIMAGE_SERVER_KEYS"
+
+
+def server_keys_shared() -> bool:
+    """May page visitors use the keys in the server's environment? `ZIMAGE_SERVER_KEYS=all|none`.
+
+    Unset: yes on a private machine, no on a Hugging Face Space (`SPACE_ID` is set there), so a
+    public Space never spends its owner's credits unless the owner says `all`. Anything else
+    than `all` or `none` counts as `none`.
+    """
+    setting = os.environ.get(SERVER_KEYS_ENV, "").strip().lower()
+    if not setting:
+        return not os.environ.get("SPACE_ID")
+    return setting == "all"
 
 
 class KeyRing:
@@ -148,10 +190,15 @@ class KeyRing:
 
     def __init__(self, overrides: Mapping[str, str] | None = None, *, use_env: bool = True) -> None:
         self._overrides = {k: v for k, v in (overrides or {}).items() if v and v.strip()}
-        self._use_env = use_env
+        self.use_env = use_env
+
+    @classmethod
+    def for_visitor(cls, overrides: Mapping[str, str] | None = None) -> KeyRing:
+        """A page visitor's keys: their own, plus the server's where `ZIMAGE_SERVER_KEYS` allows."""
+        return cls(overrides, use_env=server_keys_shared())
 
     def get(self, name: str) -> str | None:
-        value = self._overrides.get(name) or (os.environ.get(name) if self._use_env else None)
+        value = self._overrides.get(name) or (os.environ.get(name) if self.use_env else None)
         return value.strip() if value and value.strip() else None
 
     def missing(self, names: tuple[str, ...]) -> list[str]:
@@ -175,8 +222,14 @@ class Provider(abc.ABC):
 
     def availability(self, keys: KeyRing) -> Availability:
         missing = keys.missing(self.key_names)
+        if missing and not keys.use_env:
+            return Availability(False, "enter your own key under API keys (this instance shares none)")
         if missing:
             return Availability(False, f"set {' and '.join(missing)} or enter the key on the page")
+        for name in self.key_names:
+            problem = key_problem(keys.get(name) or "")
+            if problem:
+                return Availability(False, f"the key in {name} is malformed: {problem}; paste it again")
         return Availability(True)
 
     def warm_up(self) -> None:  # noqa: B027 - optional hook, most providers need none

@@ -1,0 +1,92 @@
+"""Every form a secret can take in text, and the one function that removes them.
+
+A key leaks in more shapes than its raw value: an API that echoes the Authorization
+header repeats `Basic base64(key:secret)`; a URL carries it percent-encoded; a base URL
+can hold `user:password@` or `?token=...`. `redact` replaces all of them, longest first,
+so no part of a longer form survives a shorter one's replacement.
+
+This module imports nothing from the app, so the HTTP engine, the runner, the logs and
+every export can use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit, urlunsplit
+
+REDACTED = "***"
+MIN_FORM_CHARS = 4  # shorter forms would match ordinary text
+
+
+def forms(secret: str) -> set[str]:
+    """The raw value, its URL encodings and its base64 encodings (with and without padding)."""
+    raw = secret.encode("utf-8", errors="surrogatepass")
+    b64 = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    b64 |= {value.rstrip("=") for value in b64}
+    found = {secret, quote(secret, safe=""), quote_plus(secret), *b64}
+    found |= {quote(value, safe="") for value in b64}  # base64 inside a URL
+    return {value for value in found if len(value) >= MIN_FORM_CHARS}
+
+
+def header_secrets(headers: dict[str, str]) -> list[str]:
+    """The credential values of auth headers: `Basic abc=` gives both `Basic abc=` and `abc=`."""
+    found: list[str] = []
+    for value in headers.values():
+        found.append(value)
+        scheme, _, token = value.partition(" ")
+        if token and scheme.isalpha():
+            found.append(token)
+    return found
+
+
+def url_secrets(url: str) -> list[str]:
+    """Credentials a URL carries: its userinfo and its query values."""
+    try:
+        parts = urlsplit(url)
+        username, password = parts.username, parts.password
+    except ValueError:
+        return []
+    found = [value for value in (username, password) if value]
+    found += [value for _, value in parse_qsl(parts.query, keep_blank_values=False)]
+    return found
+
+
+def safe_url(url: str) -> str:
+    """The URL to show: userinfo and every query value replaced by the redaction mark."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return REDACTED
+    if not parts.username and not parts.password and not parts.query:
+        return url
+    userinfo = f"{REDACTED}@" if parts.username or parts.password else ""
+    query = "&".join(f"{name}={REDACTED}" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, f"{userinfo}{host}{port}", parts.path, query, parts.fragment))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every form of every secret replaced by the redaction mark."""
+    every = {form for secret in secrets if secret for form in forms(secret)}
+    if not every:
+        return text
+    pattern = re.compile("|".join(re.escape(form) for form in sorted(every, key=len, reverse=True)))
+    return pattern.sub(REDACTED, text)
+
+
+def key_problem(value: str) -> str | None:
+    """Why a typed or configured key can't be sent in an HTTP header, or None when it can.
+
+    Never repeats the key: the answer names the kind of character only.
+    """
+    stripped = value.strip()
+    if any(char.isspace() for char in stripped):
+        return "it contains a space or a line break"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in stripped):
+        return "it contains a control character"
+    if not stripped.isascii():
+        return "it contains a non-ASCII character (a curly quote or an accent?)"
+    return None
