@@ -31,6 +31,7 @@ from zimage_ui.providers.base import (
     SentValues,
     ignore_progress,
 )
+from zimage_ui.providers.gpu_queue import GpuQueue, ordinal
 
 if TYPE_CHECKING:
     from diffusers import ZImagePipeline
@@ -106,13 +107,13 @@ def _gpu_wrapper(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _PipelineSlot:
-    """One pipeline per process, built on first use and shared; `run_lock`: one call at a time."""
+    """One pipeline per process, built on first use and shared; `queue`: one call at a time, in order."""
 
     def __init__(self, build: Callable[[], ZImagePipeline]) -> None:
         self._build = build
         self._pipeline: ZImagePipeline | None = None
         self._build_lock = threading.Lock()
-        self.run_lock = threading.Lock()
+        self.queue = GpuQueue()
 
     def get(self) -> ZImagePipeline:
         with self._build_lock:
@@ -240,7 +241,7 @@ class _LocalPipelineProvider(Provider):
         try:
             images = await asyncio.to_thread(self._generate, prepared, report, cancel)
         finally:
-            self._slot.run_lock.release()
+            self._slot.queue.release()
         return RunResult(
             provider=self.id,
             images=images,
@@ -251,14 +252,17 @@ class _LocalPipelineProvider(Provider):
         )
 
     async def _wait_for_gpu(self, progress: ProgressFn, cancel: CancelToken) -> None:
-        """One generation at a time on the device; waiting costs no thread."""
-        if self._slot.run_lock.acquire(blocking=False):
-            return
-        progress(Progress(None, "waiting for the GPU: another generation is running"))
-        while not self._slot.run_lock.acquire(blocking=False):
-            if cancel.cancelled:
-                raise Cancelled(self.id, "stopped while waiting for the GPU")
-            await asyncio.sleep(0.05)
+        """One generation at a time on the device, first come, first served; waiting costs no thread."""
+
+        def tell(place: int) -> None:
+            progress(Progress(None, f"{ordinal(place)} in line for the {self.device_word}"))
+
+        if not await self._slot.queue.acquire(cancel, tell):
+            raise Cancelled(self.id, "stopped while waiting in line")
+
+    @property
+    def device_word(self) -> str:
+        return "GPU" if self.on_gpu else "CPU"
 
     def _generate(self, prepared: PreparedRequest, report: ProgressFn, cancel: CancelToken) -> list:
         if cancel.cancelled:
