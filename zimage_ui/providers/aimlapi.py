@@ -25,6 +25,7 @@ LABEL = "AIML API"
 MODEL = "alibaba/z-image-turbo"
 SIZE_LOW, SIZE_HIGH, SIZE_MULTIPLE = 512, 2048, 32
 SUBMIT_READ_TIMEOUT_S = 180.0  # synchronous: the answer comes when the image is made
+MAX_ANSWER_BYTES = 64 * 2**20  # up to 4 images inline as base64
 CAPABILITIES = Capabilities(
     size_rule="multiples of 32, 512..2048",
     steps_range=(1, 8),
@@ -97,11 +98,15 @@ class AimlApiProvider(HostedProvider):
     map_params = staticmethod(aiml_body)
 
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
-        data = await session.submit(prepared.url, prepared.body, read_timeout_s=SUBMIT_READ_TIMEOUT_S)
+        data = await session.submit(
+            prepared.url, prepared.body, read_timeout_s=SUBMIT_READ_TIMEOUT_S, max_bytes=MAX_ANSWER_BYTES
+        )
 
         async def load(kind: str, value: str) -> Image.Image:
             return (
-                session.image_from_b64(value) if kind == "b64_json" else await session.download_image(value)
+                await session.image_from_b64(value)
+                if kind == "b64_json"
+                else await session.download_image(value)
             )
 
         images = await gather_all(load(kind, value) for kind, value in image_items(data))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import math
 import os
 import time
@@ -36,9 +37,18 @@ from zimage_ui.providers.base import (
     SentValues,
     ignore_progress,
 )
-from zimage_ui.providers.http import DEFAULT_ERROR_PATHS, HttpEngine, HttpSession, Unexpected, redact, scrub
+from zimage_ui.providers.http import (
+    DEFAULT_ERROR_PATHS,
+    PIXEL_HEADROOM,
+    HttpEngine,
+    HttpSession,
+    Unexpected,
+    scrub,
+)
+from zimage_ui.redaction import header_secrets, redact, url_secrets
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # -- pure helpers ---------------------------------------------------------------------------
 
@@ -206,11 +216,9 @@ class HostedProvider(Provider):
         return prepared.url.removesuffix(self.submit_path)
 
     def key_values(self, keys: KeyRing) -> list[str]:
-        missing = keys.missing(self.key_names)
-        if missing:
-            raise ProviderUnavailable(
-                self.id, f"no key: set {' and '.join(missing)} or enter the key on the page"
-            )
+        status = self.availability(keys)
+        if not status.usable:
+            raise ProviderUnavailable(self.id, status.reason)
         return [keys.get(name) or "" for name in self.key_names]
 
     def auth_headers(self, values: list[str]) -> dict[str, str]:
@@ -263,28 +271,35 @@ class HostedProvider(Provider):
     ) -> RunResult:
         values = self.key_values(keys)
         started = time.perf_counter()
+        headers = self.auth_headers(values)
+        secrets = [*values, *header_secrets(headers), *url_secrets(prepared.url)]
         session = self.http.session(
             self.id,
-            headers=self.auth_headers(values),
-            secrets=values,
+            headers=headers,
+            secrets=secrets,
             key_hint=" and ".join(self.key_names),
             error_paths=self.error_paths,
             cancel=cancel,
+            max_pixels=prepared.sent.width * prepared.sent.height * PIXEL_HEADROOM,
         )
         async with session:
             progress(Progress(0.0, "sending the request"))
             try:
                 outcome = await self.execute(session, prepared, progress)
-            except Unexpected as exc:
+            except (Unexpected, AttributeError, TypeError, KeyError, IndexError) as exc:
+                # An answer of the wrong shape (a list where an object was documented, ...).
+                log.debug("%s answered in an unexpected shape", self.id, exc_info=True)
+                what = str(exc) if isinstance(exc, Unexpected) else type(exc).__name__
                 raise MalformedResponse(
                     self.id,
-                    f"answered in an unexpected shape ({scrub(str(exc), values)}): "
+                    f"malformed answer: it is not in the documented shape ({scrub(what, secrets)}): "
                     "retry; if it persists, the API may have changed",
                 ) from None
             except Refused as exc:
-                raise ProviderError(self.id, f"the request was refused ({scrub(str(exc), values)})") from None
+                refusal = scrub(str(exc), secrets)
+                raise ProviderError(self.id, f"the request was refused ({refusal})") from None
             except ProviderError as exc:  # a last guard: no message may carry a key
-                clean = redact(exc.detail, values)
+                clean = redact(exc.detail, secrets)
                 if clean != exc.detail:
                     raise type(exc)(exc.provider, clean) from None
                 raise

@@ -9,6 +9,11 @@ Retry rules (a submit starts a paid job, so it must never run twice):
   429, 503, or a connection that failed before the request was sent;
 - fetch (GET: polls, asset look-ups, downloads): retried on timeouts, network
   errors, 429 and any 5xx.
+
+Bounds (one answer can't take the server down): JSON answers are read as a stream and
+refused past a size cap; images are capped in bytes and, before decoding, in pixels
+relative to the size asked (Pillow's decompression-bomb warning is a refusal too); image
+checks run off the event loop. A cancel call gets a short slice inside the deadline.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import io
 import logging
 import os
 import ssl
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -42,7 +48,8 @@ from zimage_ui.errors import (
     ProviderTimeout,
     RateLimited,
 )
-from zimage_ui.providers.base import REDACTED, CancelToken
+from zimage_ui.providers.base import CancelToken
+from zimage_ui.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +58,14 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_POLL_INTERVAL_S = 1.0
 MAX_IMAGE_BYTES = 50 * 2**20
+MAX_JSON_BYTES = 8 * 2**20  # a status answer is a few KB; inline images get their own cap
 MAX_DETAIL_CHARS = 300
-CANCEL_CALL_TIMEOUT_S = 5.0
+CANCEL_CALL_TIMEOUT_S = 2.0  # at most this slice of the deadline is kept for a cancel call
+PIXEL_HEADROOM = 4  # an image may have up to 4x the pixels asked (providers snap sizes up)
+NO_PIXEL_LIMIT = 2048 * 2048 * PIXEL_HEADROOM
+
+# An image past Pillow's bomb threshold is refused, never decoded with a warning.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
 USER_AGENT = "zimage-ui"
 DEFAULT_ERROR_PATHS = ("error.message", "message", "detail", "title", "error")
 
@@ -158,14 +171,6 @@ def api_message(body: Any, paths: Iterable[str]) -> str | None:
     return None
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret value in `text`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """Redact, and keep a provider's own text short enough for one message."""
     text = redact(text, secrets)
@@ -188,32 +193,50 @@ def error_for_status(provider: str, status: int, detail: str | None, key_hint: s
     return ProviderError(provider, f"the request was refused (HTTP {status}){said}")
 
 
-def decode_image(provider: str, data: bytes, max_bytes: int = MAX_IMAGE_BYTES) -> Image.Image:
-    """Validate and load image bytes with Pillow; anything else is a MalformedResponse."""
+def decode_image(
+    provider: str, data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = NO_PIXEL_LIMIT
+) -> Image.Image:
+    """Validate and load image bytes with Pillow; anything else is a MalformedResponse.
+
+    The pixel count is read from the header and checked before any pixel is decoded.
+    """
     if len(data) > max_bytes:
         raise MalformedResponse(provider, f"the image is larger than {max_bytes // 2**20} MB: refused")
     try:
         with Image.open(io.BytesIO(data)) as probe:
+            if probe.width * probe.height > max_pixels:
+                raise MalformedResponse(
+                    provider,
+                    f"the image is {probe.width}x{probe.height}, far more pixels than asked: refused",
+                )
             probe.verify()
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise MalformedResponse(provider, "the image is a decompression bomb: refused") from None
+    except (OSError, SyntaxError, ValueError):
         raise MalformedResponse(
             provider, "the result is not a readable image: retry; if it persists, report it to the provider"
         ) from None
     return image
 
 
-def decode_b64_image(provider: str, text: str, max_bytes: int = MAX_IMAGE_BYTES) -> Image.Image:
-    """An image sent inline as base64 (optionally a `data:image/...;base64,` URI)."""
+def b64_payload(provider: str, text: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of an image sent inline as base64 (optionally a `data:image/...;base64,` URI)."""
     payload = text.split(",", 1)[1] if text.startswith("data:") else text
     if len(payload) * 3 // 4 > max_bytes:
         raise MalformedResponse(provider, f"the image is larger than {max_bytes // 2**20} MB: refused")
     try:
-        data = base64.b64decode(payload, validate=True)
+        return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise MalformedResponse(provider, "the inline image is not valid base64: retry") from None
-    return decode_image(provider, data, max_bytes)
+
+
+def decode_b64_image(
+    provider: str, text: str, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = NO_PIXEL_LIMIT
+) -> Image.Image:
+    """An image sent inline as base64, checked like a downloaded one."""
+    return decode_image(provider, b64_payload(provider, text, max_bytes), max_bytes, max_pixels)
 
 
 @functools.cache
@@ -233,6 +256,7 @@ class HttpEngine:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 60.0,
         max_image_bytes: int = MAX_IMAGE_BYTES,
+        max_json_bytes: int = MAX_JSON_BYTES,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.transport = transport
@@ -240,6 +264,7 @@ class HttpEngine:
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.max_image_bytes = max_image_bytes
+        self.max_json_bytes = max_json_bytes
         self.sleep = sleep  # between retries; tests pass a recorder
 
     def client(
@@ -263,8 +288,9 @@ class HttpEngine:
         key_hint: str,
         error_paths: tuple[str, ...] = DEFAULT_ERROR_PATHS,
         cancel: CancelToken | None = None,
+        max_pixels: int = NO_PIXEL_LIMIT,
     ) -> HttpSession:
-        return HttpSession(self, provider, headers, tuple(secrets), key_hint, error_paths, cancel)
+        return HttpSession(self, provider, headers, tuple(secrets), key_hint, error_paths, cancel, max_pixels)
 
 
 class HttpSession:
@@ -282,8 +308,10 @@ class HttpSession:
         key_hint: str,
         error_paths: tuple[str, ...],
         cancel: CancelToken | None,
+        max_pixels: int = NO_PIXEL_LIMIT,
     ) -> None:
         self.engine = engine
+        self._max_pixels = max_pixels
         self.provider = provider
         self._secrets = secrets
         self._key_hint = key_hint
@@ -291,13 +319,14 @@ class HttpSession:
         self._cancel = cancel or CancelToken()
         self._headers = headers
         self._limit_s = timeout_s()
-        self._deadline = 0.0
+        self._cancel_slice_s = min(CANCEL_CALL_TIMEOUT_S, self._limit_s / 10)
+        self._deadline = 0.0  # work stops here, leaving the cancel slice inside the limit
         self._sent = False  # a submit went out: a job may exist even without an id
         self._cancel_url: str | None = None
         self._job_known = False
 
     async def __aenter__(self) -> HttpSession:
-        self._deadline = asyncio.get_running_loop().time() + self._limit_s
+        self._deadline = asyncio.get_running_loop().time() + self._limit_s - self._cancel_slice_s
         self._api = self.engine.client(self._headers)
         self._bare = self.engine.client(follow_redirects=True)
         return self
@@ -313,13 +342,25 @@ class HttpSession:
         self._job_known = True
         self._cancel_url = cancel_url
 
-    async def submit(self, url: str, body: dict[str, Any], *, read_timeout_s: float | None = None) -> Any:
-        """POST that starts a paid job: retried only where the provider did no work."""
-        response = await self._guard(self._send("POST", url, body, submit_retryable, read_timeout_s))
+    async def submit(
+        self,
+        url: str,
+        body: dict[str, Any],
+        *,
+        read_timeout_s: float | None = None,
+        max_bytes: int | None = None,
+    ) -> Any:
+        """POST that starts a paid job: retried only where the provider did no work.
+
+        `max_bytes` raises the answer's size cap for APIs that return images inline.
+        """
+        response = await self._guard(
+            self._send("POST", url, body, submit_retryable, read_timeout_s, max_bytes)
+        )
         return self._json(response)
 
     async def get_json(self, url: str) -> Any:
-        response = await self._guard(self._send("GET", url, None, fetch_retryable, None))
+        response = await self._guard(self._send("GET", url, None, fetch_retryable, None, None))
         return self._json(response)
 
     async def poll(self, check: Callable[[], Awaitable[T | None]]) -> T:
@@ -334,7 +375,7 @@ class HttpSession:
     async def download_image(self, url: str) -> Image.Image:
         """Fetch an image URL without the provider's Authorization header, capped and validated."""
         if url.startswith("data:"):
-            return decode_b64_image(self.provider, url, self.engine.max_image_bytes)
+            return await self.image_from_b64(url)
         if urlsplit(url).scheme not in {"http", "https"}:
             raise MalformedResponse(self.provider, "the image link is not an http(s) URL: retry")
         try:
@@ -343,10 +384,16 @@ class HttpSession:
             raise ProviderError(
                 self.provider, f"the image host kept failing (HTTP {exc.status}): run the job again later"
             ) from None
-        return decode_image(self.provider, data, self.engine.max_image_bytes)
+        return await self._decoded(data)
 
-    def image_from_b64(self, text: str) -> Image.Image:
-        return decode_b64_image(self.provider, text, self.engine.max_image_bytes)
+    async def image_from_b64(self, text: str) -> Image.Image:
+        return await self._decoded(b64_payload(self.provider, text, self.engine.max_image_bytes))
+
+    async def _decoded(self, data: bytes) -> Image.Image:
+        """Check and decode off the event loop: a big image must not stall other users."""
+        return await asyncio.to_thread(
+            decode_image, self.provider, data, self.engine.max_image_bytes, self._max_pixels
+        )
 
     async def _send(
         self,
@@ -355,6 +402,7 @@ class HttpSession:
         body: dict[str, Any] | None,
         retryable: Callable[[BaseException], bool],
         read_timeout_s: float | None,
+        max_bytes: int | None,
     ) -> httpx.Response:
         timeout = (
             httpx.Timeout(read_timeout_s, connect=self.engine.connect_timeout_s)
@@ -362,9 +410,19 @@ class HttpSession:
             else httpx.USE_CLIENT_DEFAULT
         )
 
+        cap = max_bytes or self.engine.max_json_bytes
+
         async def once() -> httpx.Response:
             self._sent = self._sent or method == "POST"
-            response = await self._api.request(method, url, json=body, timeout=timeout)
+            request = self._api.build_request(method, url, json=body, timeout=timeout)
+            streamed = await self._api.send(request, stream=True)
+            try:
+                content = await self._read_capped(streamed, cap, "answer")
+            finally:
+                await streamed.aclose()
+            response = httpx.Response(
+                streamed.status_code, headers=streamed.headers, content=content, request=request
+            )
             log.debug("%s %s -> %s", method, urlsplit(url).path, response.status_code)
             if response.status_code == 429 or response.status_code >= 500:
                 raise RetryableStatus(response)
@@ -397,7 +455,7 @@ class HttpSession:
         except httpx.TimeoutException:
             raise self._network_timeout() from None
         except httpx.TransportError as exc:
-            host = urlsplit(str(exc.request.url)).netloc if _has_request(exc) else "the service"
+            host = _host(str(exc.request.url)) if _has_request(exc) else "the service"
             raise ProviderError(
                 self.provider,
                 f"could not reach {host} ({type(exc).__name__}): check the network or the base URL",
@@ -423,18 +481,20 @@ class HttpSession:
                     f"the image could not be downloaded (HTTP {response.status_code}): "
                     "the link may have expired; run the job again",
                 )
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > cap:
-                raise MalformedResponse(self.provider, f"the image is larger than {cap // 2**20} MB: refused")
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > cap:
-                    raise MalformedResponse(
-                        self.provider, f"the image is larger than {cap // 2**20} MB: refused"
-                    )
-                chunks.append(chunk)
+            return await self._read_capped(response, cap, "image")
+
+    async def _read_capped(self, response: httpx.Response, cap: int, what: str) -> bytes:
+        """The body, read as a stream and refused once it passes `cap` bytes."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise MalformedResponse(self.provider, f"the {what} is larger than {_size(cap)}: refused")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise MalformedResponse(self.provider, f"the {what} is larger than {_size(cap)}: refused")
+            chunks.append(chunk)
         return b"".join(chunks)
 
     def _json(self, response: httpx.Response) -> Any:
@@ -491,8 +551,8 @@ class HttpSession:
         if not self._cancel_url:
             return False
         try:
-            response = await self._api.post(self._cancel_url, timeout=CANCEL_CALL_TIMEOUT_S)
-        except httpx.HTTPError:
+            response = await asyncio.wait_for(self._api.post(self._cancel_url), self._cancel_slice_s)
+        except (httpx.HTTPError, asyncio.TimeoutError):
             return False
         return response.status_code < 400
 
@@ -502,6 +562,20 @@ class HttpSession:
         if self._job_known or self._sent:
             return "stopped; the provider was not told to stop, so the job may still finish and be billed"
         return "stopped before anything was sent"
+
+
+def _size(limit: int) -> str:
+    return f"{limit / 2**20:g} MB"
+
+
+def _host(url: str) -> str:
+    """Host and port only: a URL's userinfo or query may hold credentials."""
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.hostname or 'the service'}{port}"
 
 
 def _has_request(exc: httpx.TransportError) -> bool:
