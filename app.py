@@ -10,8 +10,10 @@ import argparse
 import os
 
 from zimage_ui.providers import default_provider_id, get_provider
+from zimage_ui.runs import max_active_runs
 from zimage_ui.ui import build_demo
-from zimage_ui.ui.handlers import output_dir
+
+MAX_UPLOAD = "50mb"  # PNG info reads images up to 50 MB; presets are far smaller
 
 
 def parse_args() -> argparse.Namespace:
@@ -25,10 +27,9 @@ def main() -> None:
     args = parse_args()
     # Build the default local pipeline in the background so the first click is quick.
     get_provider(default_provider_id()).warm_up()
-    folder = output_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    build_demo().queue(default_concurrency_limit=None).launch(
-        server_name=args.host, server_port=args.port, allowed_paths=[str(folder)]
+    # No allowed_paths: the page serves only what it hands to Gradio's cache, never a folder.
+    build_demo().queue(default_concurrency_limit=None, max_size=max_active_runs()).launch(
+        server_name=args.host, server_port=args.port, max_file_size=MAX_UPLOAD
     )
 
 

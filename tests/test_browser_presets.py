@@ -125,7 +125,7 @@ def test_generate_then_png_info_history_and_copy_as_code(site):
     expect(page.locator("#code-python")).to_contain_text("ZImagePipeline", timeout=10_000)
     expect(page.locator("#code-python")).to_contain_text("5150")
 
-    image = next((root / "out").glob("diffusers-tiny-5150-0.png"))
+    image = next((root / "out").glob("*/diffusers-tiny-5150-0.png"))
     page.get_by_role("tab", name="PNG info").click()
     page.locator("#png-info-file input[type=file]").set_input_files(str(image))
     expect(page.locator("#png-info-read")).to_contain_text("a paper crane", timeout=15_000)

@@ -78,6 +78,7 @@ async def run_comparison(
     keys: KeyRing | None = None,
     progress: SideProgress | None = None,
     cancel: CancelToken | None = None,
+    hosted_gate: asyncio.Semaphore | None = None,
 ) -> list[Outcome]:
     """Every side at once on the same prompt and one concrete seed; outcomes in side order."""
     base = base.with_concrete_seed()
@@ -90,7 +91,14 @@ async def run_comparison(
     return list(
         await asyncio.gather(
             *(
-                generate_one(side.provider, params, keys=keys, progress=side_progress(index), cancel=cancel)
+                generate_one(
+                    side.provider,
+                    params,
+                    keys=keys,
+                    progress=side_progress(index),
+                    cancel=cancel,
+                    hosted_gate=hosted_gate,
+                )
                 for index, (side, params) in enumerate(zip(sides, side_params, strict=True))
             )
         )

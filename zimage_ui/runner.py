@@ -1,7 +1,9 @@
 """Run one set of parameters on one or many providers: prepare, run, encode with provenance.
 
 Every failure becomes an `Outcome.error` message (never a traceback, never a key),
-so one failing provider never stops the others.
+so one failing provider never stops the others. Expected failures are logged as one
+line; only a real bug logs a traceback, scrubbed of every key. PNG encoding runs off
+the event loop.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zimage_ui.errors import ZImageError
+from zimage_ui.errors import Cancelled, ZImageError
 from zimage_ui.keyguard import known_secrets, scrub
 from zimage_ui.metadata import png_bytes
 from zimage_ui.params import GenerationParams
@@ -26,6 +29,7 @@ from zimage_ui.providers.base import (
     RunResult,
     ignore_progress,
 )
+from zimage_ui.runs import hosted_slot
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class Outcome:
     pngs: list[bytes] = field(default_factory=list)
     error: str | None = None
     elapsed_s: float = 0.0
+    stopped: bool = False  # the user's Stop ended it: not a failure
 
     @property
     def ok(self) -> bool:
@@ -59,7 +64,9 @@ async def generate_one(
     keys: KeyRing | None = None,
     progress: Callable[[Progress], None] = ignore_progress,
     cancel: CancelToken | None = None,
+    hosted_gate: asyncio.Semaphore | None = None,
 ) -> Outcome:
+    """One provider, one request. `hosted_gate` bounds the hosted requests a session has in flight."""
     keys = keys or KeyRing()
     started = time.perf_counter()
     outcome = Outcome(provider=provider_id)
@@ -70,19 +77,31 @@ async def generate_one(
             outcome.error = f"{provider_id}: not usable here: {status.reason}"
             return outcome
         outcome.prepared = provider.prepare(params)
-        result = await provider.run(outcome.prepared, keys=keys, progress=progress, cancel=cancel)
+        gate = None if provider.capabilities.local_gpu else hosted_gate
+        waiting = Progress(None, "waiting: this session has the most hosted requests allowed in flight")
+        async with hosted_slot(gate, lambda: progress(waiting)):
+            result = await provider.run(outcome.prepared, keys=keys, progress=progress, cancel=cancel)
         outcome.result = result
-        outcome.pngs = [
-            png_bytes(image, outcome.prepared.params, result.sent, provider_id) for image in result.images
-        ]
+        prepared = outcome.prepared
+        outcome.pngs = await asyncio.to_thread(
+            lambda: [png_bytes(image, prepared.params, result.sent, provider_id) for image in result.images]
+        )
+    except Cancelled as exc:
+        outcome.error, outcome.stopped = str(exc), True
     except ZImageError as exc:
         outcome.error = str(exc)
+        log.warning("%s", scrub(outcome.error, known_secrets(keys.secrets())))
     except Exception as exc:  # a bug or an unmapped library error: still a message, not a crash
-        log.exception("unexpected error from provider %s", provider_id)
+        known = known_secrets(keys.secrets())
+        log.error(
+            "unexpected error from %s\n%s",
+            provider_id,
+            scrub("".join(traceback.format_exception(exc)), known),
+        )
         outcome.error = scrub(
             f"{provider_id}: unexpected error ({type(exc).__name__}: {exc}); "
             "try again, and report it if it keeps happening",
-            known_secrets(keys.secrets()),
+            known,
         )
     finally:
         outcome.elapsed_s = time.perf_counter() - started
@@ -114,16 +133,27 @@ async def generate_many(
     )
 
 
-def output_name(outcome: Outcome, index: int) -> str:
+def output_name(outcome: Outcome, index: int, prefix: str = "") -> str:
+    """`{prefix}{provider}-{seed}-{index}.png`: the prefix (a side or cell) keeps names unique in a run."""
     seed = outcome.seed if outcome.seed is not None else "noseed"
-    return f"{outcome.provider}-{seed}-{index}.png"
+    return f"{prefix}{outcome.provider}-{seed}-{index}.png"
 
 
-def save_outcome(outcome: Outcome, out_dir: Path) -> list[Path]:
+def save_outcome(outcome: Outcome, out_dir: Path, prefix: str = "") -> list[Path]:
+    """Write the PNGs into `out_dir`; an existing file is never overwritten (`-2`, `-3`... instead)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, data in enumerate(outcome.pngs):
-        path = out_dir / output_name(outcome, index)
-        path.write_bytes(data)
-        paths.append(path)
-    return paths
+    return [
+        _write_new(out_dir / output_name(outcome, i, prefix), data) for i, data in enumerate(outcome.pngs)
+    ]
+
+
+def _write_new(path: Path, data: bytes) -> Path:
+    for attempt in range(1, 10_000):
+        candidate = path if attempt == 1 else path.with_stem(f"{path.stem}-{attempt}")
+        try:
+            with candidate.open("xb") as file:
+                file.write(data)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"too many files named like {path.name} in {path.parent}")

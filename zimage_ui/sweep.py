@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from zimage_ui.errors import InvalidParams
@@ -37,6 +38,8 @@ AXIS_LABELS: dict[str, str] = {
 GRID_KEY = "zimage-grid"
 DEFAULT_MAX_CELLS = 36
 CONCURRENT_CELLS = 4  # hosted cells at once; local cells share the one device anyway
+MAX_AXIS_TEXT = 4000  # characters of one axis's values
+GRID_CELL_MAX = 384  # a grid cell's longest side in pixels: the full-size cells are separate files
 
 _RANGE = re.compile(r"^\s*(-?[\d.]+)\s*-\s*(-?[\d.]+)\s*(?:\(\s*\+\s*([\d.]+)\s*\)|\[\s*(\d+)\s*\])?\s*$")
 
@@ -70,12 +73,15 @@ class SweepSpec(BaseModel):
         return len(self.x.values) * (len(self.y.values) if self.y else 1)
 
 
-def _numbers(text: str, *, integer: bool) -> list[int | float]:
+def _numbers(text: str, *, integer: bool, limit: int) -> list[int | float]:
     values: list[int | float] = []
     for part in _split(text):
         match = _RANGE.match(part)
         if match:
             start, end, step, count = match.groups()
+            planned = _range_length(float(start), float(end), step, count)
+            if len(values) + planned > limit:  # counted from the text, before anything is expanded
+                raise ValueError(f"{part!r} makes {planned} values, over the limit of {limit} cells")
             values.extend(_expand(float(start), float(end), step, count, integer=integer))
             continue
         try:
@@ -84,6 +90,16 @@ def _numbers(text: str, *, integer: bool) -> list[int | float]:
             raise ValueError(f"{part!r} is not a number or a range like 1-8 or 1-8 (+2)") from None
         values.append(int(number) if integer else number)
     return values
+
+
+def _range_length(start: float, end: float, step: str | None, count: str | None) -> int:
+    """How many values a range gives, computed without building them."""
+    if count is not None:
+        return int(count)
+    increment = float(step) if step else 1.0
+    if increment <= 0:
+        raise ValueError("a range step must be above 0")
+    return int(abs(end - start) / increment + 1e-9) + 1
 
 
 def _expand(start: float, end: float, step: str | None, count: str | None, *, integer: bool) -> list:
@@ -103,8 +119,6 @@ def _expand(start: float, end: float, step: str | None, count: str | None, *, in
     while (current <= end + 1e-9) if direction > 0 else (current >= end - 1e-9):
         values.append(round(current) if integer else round(current, 4))
         current += increment * direction
-        if len(values) > 10_000:
-            raise ValueError("that range is far too long")
     return values
 
 
@@ -114,13 +128,20 @@ def _split(text: str) -> list[str]:
     return [value.strip() for value in (rows[0] if rows else []) if value.strip()]
 
 
-def parse_axis(kind: AxisKind, text: str, prompt: str = "") -> Axis:
-    """Parse one axis's values; raise InvalidParams naming the axis on bad input."""
+def parse_axis(kind: AxisKind, text: str, prompt: str = "", limit: int | None = None) -> Axis:
+    """Parse one axis's values; raise InvalidParams naming the axis on bad input.
+
+    No axis may have more values than the cell limit, and that is checked before a range
+    is expanded, so `1-8 [1000000000]` costs nothing.
+    """
+    limit = max_cells() if limit is None else limit
     try:
+        if len(text) > MAX_AXIS_TEXT:
+            raise ValueError(f"{len(text)} characters is too long; list at most {limit} values")
         if kind in ("seed", "steps"):
-            values: list[str | int | float] = list(_numbers(text, integer=True))
+            values: list[str | int | float] = list(_numbers(text, integer=True, limit=limit))
         elif kind == "shift":
-            values = list(_numbers(text, integer=False))
+            values = list(_numbers(text, integer=False, limit=limit))
         elif kind == "provider":
             values = list(_split(text))
             unknown = [v for v in values if v not in PROVIDERS]
@@ -134,6 +155,8 @@ def parse_axis(kind: AxisKind, text: str, prompt: str = "") -> Axis:
         raise InvalidParams({AXIS_LABELS[kind]: str(exc)}) from None
     if not values:
         raise InvalidParams({AXIS_LABELS[kind]: "no values: list some, like 1, 4, 8 or 1-8 (+2)"})
+    if len(values) > limit:
+        raise InvalidParams({AXIS_LABELS[kind]: f"{len(values)} values is over the limit of {limit} cells"})
     return Axis(kind=kind, values=values)
 
 
@@ -194,12 +217,24 @@ class SweepResult:
     def grid_png(self) -> bytes:
         from zimage_ui.metadata import png_with_chunks
 
-        cells = [[o.result.images[0] if o.ok and o.result else None for o in row] for row in self.outcomes]
+        cells = [
+            [_thumbnail(o.result.images[0]) if o.ok and o.result else None for o in row]
+            for row in self.outcomes
+        ]
         errors = [[o.error for o in row] for row in self.outcomes]
         column_labels = [self.spec.x.label(v) for v in self.spec.x.values]
         row_labels = [self.spec.y.label(v) for v in self.spec.y.values] if self.spec.y else []
         image = render_grid(cells, column_labels, row_labels, errors=errors)
         return png_with_chunks(image, {GRID_KEY: self.spec.model_dump_json()})
+
+
+def _thumbnail(image: Image.Image) -> Image.Image:
+    """A grid cell no larger than GRID_CELL_MAX on its longest side, so a grid stays a few MB."""
+    if max(image.size) <= GRID_CELL_MAX:
+        return image
+    small = image.copy()
+    small.thumbnail((GRID_CELL_MAX, GRID_CELL_MAX))
+    return small
 
 
 async def run_sweep(
@@ -208,6 +243,7 @@ async def run_sweep(
     keys: KeyRing | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: CancelToken | None = None,
+    hosted_gate: asyncio.Semaphore | None = None,
 ) -> SweepResult:
     """Run every cell (a few at a time); `progress(done, total)` after each cell."""
     check_size(spec)
@@ -220,7 +256,12 @@ async def run_sweep(
         nonlocal done
         async with gate:
             outcome = await generate_one(
-                cell.provider, cell.params, keys=keys, cancel=cancel, progress=ignore_progress
+                cell.provider,
+                cell.params,
+                keys=keys,
+                cancel=cancel,
+                progress=ignore_progress,
+                hosted_gate=hosted_gate,
             )
         done += 1
         if progress:

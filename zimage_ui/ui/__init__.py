@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from zimage_ui.providers import default_provider_id
+from zimage_ui.runs import cache_ttl_s
 from zimage_ui.ui import compare_tab, handlers, info_tab, presets_panel, sweep_tab
 from zimage_ui.ui.form import Form
 from zimage_ui.ui.layout import (
@@ -26,7 +27,9 @@ PRIVATE = {"queue": False, "api_visibility": "private"}
 
 def build_demo() -> gr.Blocks:
     default_provider = default_provider_id()
-    with gr.Blocks(title=TITLE) as demo:
+    ttl = int(cache_ttl_s())
+    # Gradio's cache holds every file the page hands out; files older than the TTL are deleted.
+    with gr.Blocks(title=TITLE, delete_cache=(max(60, min(ttl // 4, 900)), ttl)) as demo:
         gr.Markdown(f"# {TITLE}\nOne prompt, any provider: your own GPU or a hosted API, side by side.")
         session_keys = gr.State({})
         last_seed = gr.State(None)
@@ -113,7 +116,7 @@ def build_demo() -> gr.Blocks:
             api_name="generate",
             concurrency_limit=None,
         ).then(handlers.show_code, [last_prepared, session_keys], [output.curl, output.python], **PRIVATE)
-        stop_button.click(handlers.stop, None, output.status, **PRIVATE)
+        stop_button.click(handlers.stop_handler("generate"), None, output.status, **PRIVATE)
 
         # Compare.
         compare.count.change(
@@ -140,7 +143,7 @@ def build_demo() -> gr.Blocks:
             api_name="compare",
             concurrency_limit=None,
         )
-        compare.stop.click(handlers.stop, None, compare.summary, **PRIVATE)
+        compare.stop.click(handlers.stop_handler("compare"), None, compare.summary, **PRIVATE)
         for picker_box in (compare.left, compare.right):
             picker_box.change(
                 compare_tab.on_slider_pick,
@@ -182,7 +185,7 @@ def build_demo() -> gr.Blocks:
             api_name="sweep",
             concurrency_limit=None,
         )
-        sweep.stop.click(handlers.stop, None, sweep.status, **PRIVATE)
+        sweep.stop.click(handlers.stop_handler("sweep"), None, sweep.status, **PRIVATE)
 
         # Presets and sharing: every change to the form goes through Form.outputs, whole or not at all.
         fill = [presets.status, *form.outputs]

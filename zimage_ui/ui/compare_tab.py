@@ -15,9 +15,18 @@ import gradio as gr
 from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, params_for_sides, run_comparison
 from zimage_ui.errors import InvalidParams
 from zimage_ui.providers.base import KeyRing, Progress
-from zimage_ui.runner import Outcome, save_outcome
+from zimage_ui.runner import Outcome
+from zimage_ui.runs import Run
 from zimage_ui.sizes import parse_size
-from zimage_ui.ui.handlers import follow, outcome_status, output_dir, read_params, remember, stoppable
+from zimage_ui.ui.handlers import (
+    STOPPED,
+    follow,
+    outcome_status,
+    owned_run,
+    read_params,
+    remember,
+    save_run_files,
+)
 from zimage_ui.ui.layout import provider_choices
 from zimage_ui.votes import VERDICT_LABELS, Vote, leaderboard, read_votes, record_vote
 
@@ -76,7 +85,7 @@ def build_compare_tab(default_provider: str) -> CompareTab:
         with gr.Row(visible=index < 2, equal_height=True) as row:
             provider = gr.Dropdown(
                 label=f"Side {index + 1} provider",
-                choices=provider_choices(KeyRing()),
+                choices=provider_choices(KeyRing.for_visitor()),
                 value=default_provider,
                 scale=3,
                 elem_id=f"side-{index + 1}-provider",
@@ -201,17 +210,18 @@ async def run_compare(request: gr.Request, *values: Any) -> AsyncIterator[list[A
     shown = [sides[i] for i in order]
     titles = [BLIND_NAMES[k] if blind else f"**{k + 1}. {side.title()}**" for k, side in enumerate(shown)]
     statuses = ["waiting…"] * n
-    keys = KeyRing(session_keys)
+    keys = KeyRing.for_visitor(session_keys)
     summary = f"Running {n} sides on seed {params.seed}…"
-    with stoppable(request) as token:
+    with owned_run("compare", request) as run:
         updates: asyncio.Queue[tuple[int, Progress]] = asyncio.Queue()
         task = asyncio.create_task(
             run_comparison(
                 shown,
                 params,
                 keys=keys,
-                cancel=token,
+                cancel=run.token,
                 progress=lambda index, update: updates.put_nowait((index, update)),
+                hosted_gate=run.hosted_gate,
             )
         )
         yield [*_frame(n, titles, [None] * n, statuses, [None] * n, summary), gr.skip()]
@@ -219,20 +229,21 @@ async def run_compare(request: gr.Request, *values: Any) -> AsyncIterator[list[A
             statuses[index] = update.message
             yield [*_frame(n, titles, None, statuses, None, summary), gr.skip()]
         outcomes = task.result()
-    failed = sum(not outcome.ok for outcome in outcomes)
-    hidden = blind and not failed  # a failed side ends the blind round: no vote, names shown
+        failed = sum(not outcome.ok for outcome in outcomes)
+        hidden = blind and not failed  # a failed side ends the blind round: no vote, names shown
+        saved = [await save_run_files(run, o, f"side{k + 1}-") for k, o in enumerate(outcomes)]
+        images = [
+            await _shown_image(run, outcome, paths, blind_name=BLIND_NAMES[k] if hidden else None)
+            for k, (outcome, paths) in enumerate(zip(outcomes, saved, strict=True))
+        ]
+        stopped = run.token.cancelled
     if blind and failed:
         titles = [f"**{k + 1}. {side.title()}**" for k, side in enumerate(shown)]
-    saved = [save_outcome(outcome, output_dir()) for outcome in outcomes]
-    images = [
-        _shown_image(outcome, paths, blind_name=BLIND_NAMES[k] if hidden else None)
-        for k, (outcome, paths) in enumerate(zip(outcomes, saved, strict=True))
-    ]
-    statuses = [_blind_status(o) if hidden else outcome_status(o) for o in outcomes]
+    statuses = [_blind_status(o) if hidden else _side_status(o) for o in outcomes]
     sent = [None if hidden or not o.prepared else o.prepared.display() for o in outcomes]
     slowest = max(outcome.elapsed_s for outcome in outcomes)
     summary = f"Seed {params.seed} · {n - failed} of {n} sides done · slowest side {slowest:.2f} s" + (
-        " · **stopped**" if token.cancelled else ""
+        " · **stopped**" if stopped else ""
     )
     if blind and failed:
         summary += " · blind round ended without a vote: a side failed"
@@ -247,16 +258,20 @@ async def run_compare(request: gr.Request, *values: Any) -> AsyncIterator[list[A
     yield [*_frame(n, titles, images, statuses, sent, summary, blind_state=blind_state, final=True), history]
 
 
-def _shown_image(outcome: Outcome, paths: list[Path], blind_name: str | None = None) -> str | None:
+async def _shown_image(
+    run: Run, outcome: Outcome, paths: list[Path], blind_name: str | None = None
+) -> str | None:
     """The side's first PNG; in blind mode a copy under a neutral name that reveals nothing."""
     if not paths:
         return None
     if blind_name is None:
         return str(paths[0])
-    neutral = output_dir() / "blind" / f"{uuid.uuid4().hex}-{blind_name.replace(' ', '-').lower()}.png"
-    neutral.parent.mkdir(parents=True, exist_ok=True)
-    neutral.write_bytes(outcome.pngs[0])
-    return str(neutral)
+    name = f"{uuid.uuid4().hex}-{blind_name.replace(' ', '-').lower()}.png"
+    return str(await asyncio.to_thread(run.write, name, outcome.pngs[0]))
+
+
+def _side_status(outcome: Outcome) -> str:
+    return f"{STOPPED} {outcome.error}" if outcome.stopped else outcome_status(outcome)
 
 
 def _blind_status(outcome: Outcome) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,21 +16,17 @@ from zimage_ui.history import history_from_env
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.presets import export_preset, preset_from_params
 from zimage_ui.providers import get_provider
-from zimage_ui.providers.base import CancelToken, Capabilities, KeyRing, PreparedRequest, Progress
-from zimage_ui.runner import Outcome, generate_one, save_outcome
+from zimage_ui.providers.base import Capabilities, KeyRing, PreparedRequest, Progress
+from zimage_ui.redaction import key_problem
+from zimage_ui.runner import Outcome, generate_one, output_name
+from zimage_ui.runs import RUNS, Run, ServerBusy
 from zimage_ui.sizes import family_choices, parse_size
 from zimage_ui.ui.layout import NEGATIVE_PROMPT_OFF, all_key_names, provider_choices
 
 T = TypeVar("T")
 
-# Stop buttons reach the running generation through the session's token.
-ACTIVE: dict[str, CancelToken] = {}
 HISTORY_LIMIT = 100  # runs kept in a browser session's history
-
-
-def output_dir() -> Path:
-    configured = os.environ.get("ZIMAGE_OUTPUT_DIR")
-    return Path(configured) if configured else Path(tempfile.gettempdir()) / "zimage-ui"
+STOPPED = "**Stopped.**"
 
 
 def capabilities_text(caps: Capabilities) -> str:
@@ -113,8 +107,16 @@ def keys_changed(dropdowns: int) -> Callable[..., list[Any]]:
     """A handler that keeps the session's keys and relabels `dropdowns` provider dropdowns."""
 
     def on_keys_change(*values: str) -> list[Any]:
-        keys = {name: value for name, value in zip(all_key_names(), values, strict=True) if value}
-        choices = provider_choices(KeyRing(keys))
+        keys: dict[str, str] = {}
+        for name, value in zip(all_key_names(), values, strict=True):
+            if not value:
+                continue
+            problem = key_problem(value)
+            if problem:  # never kept, never echoed: the message names the field only
+                gr.Warning(f"{name} is malformed: {problem}. Paste the key again.")
+                continue
+            keys[name] = value
+        choices = provider_choices(KeyRing.for_visitor(keys))
         return [keys, *(gr.update(choices=choices) for _ in range(dropdowns))]
 
     return on_keys_change
@@ -182,17 +184,37 @@ def outcome_status(outcome: Outcome) -> str:
     return " · ".join(facts) + notes
 
 
+def session_of(request: gr.Request | None) -> str | None:
+    return request.session_hash if request else None
+
+
 @contextmanager
-def stoppable(request: gr.Request | None) -> Iterator[CancelToken]:
-    """A cancel token the session's Stop buttons reach while the block runs."""
-    token = CancelToken()
-    session = (request.session_hash if request else None) or "anonymous"
-    ACTIVE[session] = token
+def owned_run(kind: str, request: gr.Request | None) -> Iterator[Run]:
+    """A run of `kind` for this browser session: its own id, Stop and folder, for the block's life."""
     try:
-        yield token
-    finally:
-        if ACTIVE.get(session) is token:
-            del ACTIVE[session]
+        with RUNS.start(kind, session_of(request)) as run:
+            yield run
+    except ServerBusy as exc:
+        raise gr.Error(f"{exc}.", title="Server busy") from None
+
+
+async def save_run_files(run: Run, outcome: Outcome, prefix: str = "") -> list[Path]:
+    """Write an outcome's PNGs into the run's folder (off the event loop)."""
+    return await asyncio.to_thread(
+        lambda: [run.write(output_name(outcome, i, prefix), data) for i, data in enumerate(outcome.pngs)]
+    )
+
+
+def stop_handler(kind: str) -> Callable[[gr.Request], str]:
+    """Stop for one tab: it reaches this session's runs of that tab, nothing else."""
+
+    def stop(request: gr.Request) -> str:
+        if not RUNS.stop(kind, session_of(request)):
+            return "Nothing is running."
+        return "Stopping…"
+
+    stop.__name__ = f"stop_{kind}"
+    return stop
 
 
 async def follow(task: asyncio.Task[Any], updates: asyncio.Queue[T]) -> AsyncIterator[T]:
@@ -246,21 +268,31 @@ async def generate(
     params = read_params(
         prompt, negative_prompt, width, height, seed, random_seed, steps, guidance, shift, num_images
     ).with_concrete_seed()
-    keys = KeyRing(session_keys)
+    keys = KeyRing.for_visitor(session_keys)
     skip = gr.skip()
-    with stoppable(request) as token:
+    with owned_run("generate", request) as run:
         updates: asyncio.Queue[Progress] = asyncio.Queue()
         task = asyncio.create_task(
-            generate_one(provider_id, params, keys=keys, progress=updates.put_nowait, cancel=token)
+            generate_one(
+                provider_id,
+                params,
+                keys=keys,
+                progress=updates.put_nowait,
+                cancel=run.token,
+                hosted_gate=run.hosted_gate,
+            )
         )
         starting = f"Starting on **{provider_id}** with seed {params.seed}…"
         yield skip, str(params.seed), starting, skip, skip, skip, skip
         async for update in follow(task, updates):
             yield skip, skip, f"**{provider_id}**: {update.message}", skip, skip, skip, skip
         outcome = task.result()
+        paths = await save_run_files(run, outcome)
     sent = outcome.prepared.display() if outcome.prepared else None
-    paths = save_outcome(outcome, output_dir())
     history = remember(outcome, paths, keys, history)
+    if outcome.stopped:
+        yield skip, str(params.seed), f"{STOPPED} {outcome.error}", sent, skip, outcome.prepared, history
+        return
     if not outcome.ok:
         yield skip, str(params.seed), outcome_status(outcome), sent, skip, outcome.prepared, history
         raise gr.Error(outcome.error or "failed", title=f"{provider_id} failed")
@@ -280,11 +312,3 @@ def show_code(prepared: PreparedRequest | None, session_keys: dict[str, str] | N
     if prepared is None:
         return "", ""
     return copy_as_code(prepared, secrets=KeyRing(session_keys).secrets())
-
-
-def stop(request: gr.Request) -> str:
-    token = ACTIVE.get(request.session_hash or "anonymous")
-    if token is None:
-        return "Nothing is running."
-    token.cancel()
-    return "Stopping…"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from zimage_ui.infotext import read_png_settings
 from zimage_ui.presets import PresetError, import_preset
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing
+from zimage_ui.runs import scratch_folder
 from zimage_ui.ui.presets_panel import NO_CHANGE_COUNT, applied, refused
 
 MAX_IMAGE_BYTES = 50 * 2**20
@@ -56,9 +56,9 @@ def build_info_tab() -> InfoTab:
 def on_png(path: str | None) -> tuple[Any, ...]:
     if not path:
         return "", None, None, gr.update(interactive=False), None
-    data = Path(path).read_bytes()[: MAX_IMAGE_BYTES + 1]
-    if len(data) > MAX_IMAGE_BYTES:
+    if Path(path).stat().st_size > MAX_IMAGE_BYTES:  # checked before a byte is read
         return "That file is over 50 MB: not read.", None, None, gr.update(interactive=False), None
+    data = Path(path).read_bytes()
     result = read_png_settings(data)
     read = dict(result.params)
     if result.provider:
@@ -169,6 +169,6 @@ def export_runs() -> Any:
     store = history_from_env()
     if store is None:
         raise gr.Error("No team run log is configured: set ZIMAGE_HISTORY_DB.")
-    path = Path(tempfile.mkdtemp(prefix="zimage-history-")) / "zimage-runs.csv"
+    path = scratch_folder("history") / "zimage-runs.csv"
     path.write_text(store.export_csv(), encoding="utf-8")
     return gr.update(value=str(path), visible=True)

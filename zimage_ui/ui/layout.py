@@ -66,7 +66,7 @@ class ProviderPicker:
 def build_provider_picker(default_provider: str) -> ProviderPicker:
     provider = gr.Dropdown(
         label="Provider",
-        choices=provider_choices(KeyRing()),
+        choices=provider_choices(KeyRing.for_visitor()),
         value=default_provider,
         info="Where the image is made. Entries say why they can't be used here.",
         elem_id="provider",

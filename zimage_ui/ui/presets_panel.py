@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets as token_source
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from zimage_ui.preset_sharing import (
 )
 from zimage_ui.presets import Preset, PresetError, export_preset, import_preset, read_preset_file
 from zimage_ui.providers.base import KeyRing
+from zimage_ui.runs import scratch_folder
 from zimage_ui.ui.compare_tab import read_sides
 from zimage_ui.ui.form import current_preset, fill_values
 
@@ -163,8 +163,7 @@ def applied(preset: Preset, where: str) -> list[Any]:
 
 def export_file(*values: Any) -> Any:
     preset = preset_from_form(values)
-    folder = Path(tempfile.mkdtemp(prefix="zimage-preset-"))
-    path = folder / f"{safe_stem(preset.name or 'zimage-preset')}.json"
+    path = scratch_folder("preset") / f"{safe_stem(preset.name or 'zimage-preset')}.json"
     path.write_text(export_preset(preset))
     return gr.update(value=str(path), visible=True)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +11,8 @@ import gradio as gr
 
 from zimage_ui.errors import InvalidParams
 from zimage_ui.providers.base import KeyRing
-from zimage_ui.runner import save_outcome
 from zimage_ui.sweep import AXIS_LABELS, SweepSpec, check_size, max_cells, parse_axis, run_sweep
-from zimage_ui.ui.handlers import follow, output_dir, read_params, stoppable
+from zimage_ui.ui.handlers import follow, owned_run, read_params, save_run_files
 from zimage_ui.ui.layout import provider_choices
 
 NO_AXIS = "none"
@@ -44,7 +42,7 @@ def build_sweep_tab(default_provider: str) -> SweepTab:
     )
     provider = gr.Dropdown(
         label="Provider",
-        choices=provider_choices(KeyRing()),
+        choices=provider_choices(KeyRing.for_visitor()),
         value=default_provider,
         elem_id="sweep-provider",
     )
@@ -105,28 +103,36 @@ async def run_sweep_ui(request: gr.Request, *values: Any) -> AsyncIterator[tuple
     except InvalidParams as exc:
         raise gr.Error(f"Check the sweep: {exc}", title="Invalid sweep") from None
     total = spec.cell_count
-    with stoppable(request) as token:
+    with owned_run("sweep", request) as run:
         done: asyncio.Queue[int] = asyncio.Queue()
         task = asyncio.create_task(
             run_sweep(
-                spec, keys=KeyRing(session_keys), cancel=token, progress=lambda n, _total: done.put_nowait(n)
+                spec,
+                keys=KeyRing.for_visitor(session_keys),
+                cancel=run.token,
+                progress=lambda n, _total: done.put_nowait(n),
+                hosted_gate=run.hosted_gate,
             )
         )
         yield f"Running {total} cells…", gr.skip(), gr.skip(), gr.skip()
         async for finished in follow(task, done):
             yield f"{finished} of {total} cells done…", gr.skip(), gr.skip(), gr.skip()
         result = task.result()
-    folder = output_dir() / f"sweep-{uuid.uuid4().hex[:8]}"
-    cell_paths = [
-        str(path) for row in result.outcomes for outcome in row for path in save_outcome(outcome, folder)[:1]
-    ]
-    grid_path = folder / "grid.png"
-    folder.mkdir(parents=True, exist_ok=True)
-    grid_path.write_bytes(result.grid_png())
+        cell_paths = [
+            str(paths[0])
+            for y, row in enumerate(result.outcomes)
+            for x, outcome in enumerate(row)
+            if (paths := await save_run_files(run, outcome, f"row{y + 1}-col{x + 1}-"))
+        ]
+        grid = await asyncio.to_thread(result.grid_png)
+        grid_path = await asyncio.to_thread(run.write, "grid.png", grid)
+        stopped = run.token.cancelled
     failures = [o.error for row in result.outcomes for o in row if not o.ok]
     status = f"**Done**: {total - len(failures)} of {total} cells"
     if "seed" not in {x.kind, y.kind if y else None}:
         status += f" · seed {result.spec.params.seed}"
-    if failures:
+    if stopped:
+        status += " · **stopped**"
+    elif failures:
         status += f" · {len(failures)} failed, e.g. {failures[0]}"
     yield status, str(grid_path), cell_paths, str(grid_path)

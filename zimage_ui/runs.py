@@ -1,0 +1,208 @@
+"""Runs on a shared instance: each Generate, Compare or Sweep owns an id, a Stop and its files.
+
+- A run's files go to its own private folder (`work_root()/<run id>/`), named so that no two
+  sides, cells or images share a name; the page hands them to Gradio, which copies them into
+  its cache. The work root is never served, and old run folders are pruned on a schedule.
+- Stop reaches the runs of one kind ("generate", "compare", "sweep") in one browser session,
+  and nothing else.
+- Bounded work: at most `ZIMAGE_MAX_ACTIVE_RUNS` runs at once on the server (a clear "busy"
+  otherwise), and at most `ZIMAGE_SESSION_HOSTED_LIMIT` hosted requests in flight per session.
+- `ZIMAGE_OUTPUT_DIR`, when set, keeps a team copy of every image in per-run folders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from zimage_ui.errors import ZImageError
+from zimage_ui.providers.base import CancelToken
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_TTL_S = 7200.0
+DEFAULT_MAX_ACTIVE_RUNS = 64
+DEFAULT_SESSION_HOSTED_LIMIT = 6  # a full comparison of hosted sides runs at once
+PRUNE_EVERY_S = 60.0
+
+
+class ServerBusy(ZImageError):
+    """Too many runs on this server right now."""
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, "").strip() or default)
+    except ValueError:
+        log.warning("%s is not a number; using %g", name, default)
+        return default
+    return value if value > 0 else default
+
+
+def cache_ttl_s() -> float:
+    """How long generated files are kept (Gradio's cache and the run folders)."""
+    return _env_number("ZIMAGE_CACHE_TTL_S", DEFAULT_CACHE_TTL_S)
+
+
+def max_active_runs() -> int:
+    return int(_env_number("ZIMAGE_MAX_ACTIVE_RUNS", DEFAULT_MAX_ACTIVE_RUNS))
+
+
+def session_hosted_limit() -> int:
+    return int(_env_number("ZIMAGE_SESSION_HOSTED_LIMIT", DEFAULT_SESSION_HOSTED_LIMIT))
+
+
+def team_output_dir() -> Path | None:
+    configured = os.environ.get("ZIMAGE_OUTPUT_DIR", "").strip()
+    return Path(configured) if configured else None
+
+
+_root_lock = threading.Lock()
+_root: Path | None = None
+_last_prune = 0.0
+
+
+def work_root() -> Path:
+    """This process's private folder for run files (mode 0700, removed at exit)."""
+    global _root
+    with _root_lock:
+        if _root is None or not _root.is_dir():
+            _root = Path(tempfile.mkdtemp(prefix="zimage-ui-runs-"))
+            atexit.register(shutil.rmtree, _root, True)
+        return _root
+
+
+def prune(now: float | None = None, *, force: bool = False) -> int:
+    """Remove run folders older than the cache TTL (at most once a minute); how many went."""
+    global _last_prune
+    now = time.time() if now is None else now
+    if not force and now - _last_prune < PRUNE_EVERY_S:
+        return 0
+    _last_prune = now
+    removed, cutoff = 0, now - cache_ttl_s()
+    for folder in work_root().iterdir():
+        try:
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def scratch_folder(kind: str) -> Path:
+    """A fresh private folder for one download (an exported preset, a CSV), pruned like runs."""
+    prune()
+    folder = work_root() / f"{kind}-{uuid.uuid4().hex}"
+    folder.mkdir()
+    return folder
+
+
+@dataclass
+class Run:
+    """One Generate, Compare or Sweep: its id, its Stop and its private folder."""
+
+    kind: str
+    session: str
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    token: CancelToken = field(default_factory=CancelToken)
+    started: float = field(default_factory=time.time)
+    hosted_gate: asyncio.Semaphore | None = None
+
+    @property
+    def folder(self) -> Path:
+        return work_root() / self.id
+
+    def write(self, name: str, data: bytes) -> Path:
+        """Write one of this run's files; names are unique within the run, the run id across runs."""
+        self.folder.mkdir(exist_ok=True)
+        path = self.folder / name
+        if path.exists():
+            raise FileExistsError(f"{name} was already written in run {self.id}")
+        path.write_bytes(data)
+        team = team_output_dir()
+        if team is not None:
+            stamp = datetime.fromtimestamp(self.started, timezone.utc).strftime("%Y%m%d-%H%M%S")
+            copy = team / f"{stamp}-{self.kind}-{self.id[:12]}" / name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(data)
+        return path
+
+
+@dataclass
+class _SessionGate:
+    gate: asyncio.Semaphore
+    runs: int = 0
+
+
+class RunRegistry:
+    """The runs in progress on this server, by browser session and kind."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, Run] = {}
+        self._gates: dict[str, _SessionGate] = {}
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+    @contextmanager
+    def start(self, kind: str, session: str | None) -> Iterator[Run]:
+        """Register a run for its lifetime; raises ServerBusy when the server is full."""
+        session = session or f"anonymous-{uuid.uuid4().hex}"
+        prune()
+        with self._lock:
+            limit = max_active_runs()
+            if len(self._runs) >= limit:
+                raise ServerBusy(f"the server is busy ({limit} runs in progress): try again in a minute")
+            shared = self._gates.setdefault(session, _SessionGate(asyncio.Semaphore(session_hosted_limit())))
+            shared.runs += 1
+            run = Run(kind=kind, session=session, hosted_gate=shared.gate)
+            self._runs[run.id] = run
+        try:
+            yield run
+        finally:
+            with self._lock:
+                del self._runs[run.id]
+                shared.runs -= 1
+                if shared.runs == 0:
+                    del self._gates[session]
+
+    def stop(self, kind: str, session: str | None) -> int:
+        """Stop every run of `kind` in `session`; how many were stopped."""
+        with self._lock:
+            runs = [r for r in self._runs.values() if r.kind == kind and r.session == session]
+        for run in runs:
+            run.token.cancel()
+        return len(runs)
+
+
+RUNS = RunRegistry()
+
+
+@asynccontextmanager
+async def hosted_slot(
+    gate: asyncio.Semaphore | None, on_wait: Callable[[], None] | None = None
+) -> AsyncIterator[None]:
+    """Hold one of the session's hosted-request slots (no limit outside a run)."""
+    if gate is None:
+        yield
+        return
+    if gate.locked() and on_wait is not None:
+        on_wait()
+    async with gate:
+        yield
