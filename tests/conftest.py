@@ -13,6 +13,7 @@ from tests.emulators import EMULATORS, Emulator, running
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+
 @pytest.fixture(scope="module")
 def no_provider_keys() -> Iterator[None]:
     """Tests decide which keys exist; a key in the real environment must not change results."""

@@ -26,12 +26,15 @@ def free_port() -> int:
 def running_app(extra_env: dict[str, str] | None = None, timeout_s: float = 90) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(extra_env or {})}
-    log = (ROOT / ".pytest_cache")
+    log = ROOT / ".pytest_cache"
     log.mkdir(exist_ok=True)
     with open(log / f"app-{port}.log", "w") as out:
         process = subprocess.Popen(
             [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}/"
         try:

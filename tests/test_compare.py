@@ -104,8 +104,12 @@ def test_cells_over_the_cap_are_refused_before_running():
 
 
 def test_plan_applies_prompt_replacement_and_provider_axes():
-    spec = SweepSpec(params=BASE, provider=TINY, x=parse_axis("prompt_sr", "fox, cat", "a red fox"),
-                     y=parse_axis("provider", "diffusers-tiny, diffusers"))
+    spec = SweepSpec(
+        params=BASE,
+        provider=TINY,
+        x=parse_axis("prompt_sr", "fox, cat", "a red fox"),
+        y=parse_axis("provider", "diffusers-tiny, diffusers"),
+    )
     cells = plan(spec)
     assert [[c.params.prompt for c in row] for row in cells] == [["a red fox", "a red cat"]] * 2
     assert [row[0].provider for row in cells] == ["diffusers-tiny", "diffusers"]

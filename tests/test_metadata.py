@@ -8,8 +8,9 @@ from zimage_ui.providers.base import SentValues
 
 
 def _sent(params: GenerationParams, steps: int | None = 8) -> SentValues:
-    return SentValues(width=params.width, height=params.height, steps=steps, seed=params.seed or 0,
-                      shift=params.shift)
+    return SentValues(
+        width=params.width, height=params.height, steps=steps, seed=params.seed or 0, shift=params.shift
+    )
 
 
 def test_infotext_matches_a1111_layout():
@@ -41,7 +42,7 @@ def test_provider_default_steps_in_infotext():
 
 
 def test_png_round_trip_keeps_both_chunks():
-    params = GenerationParams(prompt="ünïcode, \"quotes\"\nand lines: yes", seed=9, width=256, height=256)
+    params = GenerationParams(prompt='ünïcode, "quotes"\nand lines: yes', seed=9, width=256, height=256)
     data = png_bytes(Image.new("RGB", (8, 8), "red"), params, _sent(params), "diffusers-tiny")
     chunks = read_text_chunks(data)
     assert chunks["parameters"].startswith(params.prompt)

@@ -20,8 +20,9 @@ def _params(**overrides) -> GenerationParams:
 
 async def test_generates_an_image_of_the_requested_size_with_step_progress():
     updates: list[Progress] = []
-    outcome = await generate_one(TINY, _params(width=320, height=256, num_inference_steps=4),
-                                 progress=updates.append)
+    outcome = await generate_one(
+        TINY, _params(width=320, height=256, num_inference_steps=4), progress=updates.append
+    )
     assert outcome.ok, outcome.error
     assert outcome.result is not None
     assert [image.size for image in outcome.result.images] == [(320, 256)]

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.emulators.base import (
+    HANG_S,
     INT,
     NUMBER,
     BadRequest,
@@ -43,6 +44,7 @@ class AimlApiEmulator(Emulator):
     provider_id = "aimlapi"
     prefix = "/v1"
     keys: ClassVar[dict[str, str]] = {"AIML_API_KEY": "emu-aimlapi-key"}
+    synchronous = True
 
     def routes(self) -> list[Route]:
         return [Route(f"{self.prefix}/images/generations", self.generate, methods=["POST"])]
@@ -70,7 +72,7 @@ class AimlApiEmulator(Emulator):
         width, height = (size["width"], size["height"]) if isinstance(size, dict) else (1024, 768)
         job = self.new_job(width, height, body.get("seed", 1), int(body.get("num_images", 1)))
         job.polls = self.behaviour.polls_before_done  # a synchronous API has no status checks to wait for
-        phase = await self.hold(job, self.behaviour.job_delay_s + 5)
+        phase = await self.hold(job, HANG_S if self.behaviour.stuck else self.behaviour.job_delay_s + 5)
         if phase == "failed":
             return self.error(400, self.behaviour.fail_reason or "generation failed")
         items = [self._item(job.images[i], width, height, job.seed + i) for i in range(job.count)]

@@ -13,17 +13,20 @@ import io
 import itertools
 import json
 import socket
+import struct
 import threading
 import time
-from collections.abc import Iterable
+import zlib
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
@@ -49,6 +52,18 @@ class Behaviour:
     image_as_string: bool = False  # inference.sh: output.image as a plain URL
     failed_spelling: str = "failure"  # Scenario: "failure" (SDK) or "failed"
     sync_wait_s: float = 0.2  # RunPod: how long /runsync holds before answering IN_QUEUE
+    # faults a shared instance must survive (tests/test_fault_matrix.py)
+    hang_submit: bool = False  # the submit never answers (held for HANG_S)
+    rate_limit_always: bool = False  # every submit gets 429 (Retry-After only when retry_after is set)
+    server_error_always: bool = False  # every call answers 500
+    stuck: bool = False  # the job never finishes
+    hang_cancel: bool = False  # a cancel call never answers
+    wrong_shape: bool = False  # JSON of the wrong shape: lists where objects are documented
+    huge_json: bool = False  # the submit streams HUGE_JSON_BYTES of JSON with no length
+    huge_image: bool = False  # the image streams past the 50 MB cap
+    image_bomb: bool = False  # the image declares 20000x20000 pixels
+    oversized_image: bool = False  # the image declares 6000x6000: far more pixels than asked
+    echo_key: bool = False  # with reject_key: the error repeats the Authorization header
 
 
 @dataclass
@@ -142,6 +157,38 @@ class BadRequest(Exception):
         self.problems = problems
 
 
+HANG_S = 60.0  # "never answers": far past any deadline a test sets, yet bounded
+HUGE_JSON_BYTES = 150 * 2**20
+HUGE_IMAGE_BYTES = 60 * 2**20
+WRONG_SHAPE = {"job": ["?"], "data": ["?"], "id": ["?"], "status": ["?"], "output": ["?"], "results": "?"}
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares `width` x `height` (its pixel data is cut short)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    pixels = zlib.compress(b"\0" * (width + 1) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+async def _huge_json() -> AsyncIterator[bytes]:
+    yield b'{"data": ['
+    block = b'{"url": "' + b"x" * 65_000 + b'"},'
+    for _ in range(HUGE_JSON_BYTES // len(block)):
+        yield block
+    yield b'{"url": "x"}]}'
+
+
+async def _huge_image() -> AsyncIterator[bytes]:
+    yield b"\x89PNG\r\n\x1a\n"
+    block = b"\0" * 2**20
+    for _ in range(HUGE_IMAGE_BYTES // len(block)):
+        yield block
+
+
 class Emulator:
     """Base class: subclasses set the ids below and add their routes in `routes()`."""
 
@@ -149,6 +196,7 @@ class Emulator:
     prefix: ClassVar[str]  # the API root's path on this server
     keys: ClassVar[dict[str, str]]  # env var -> the value this emulator accepts
     refuses_credit_by_status: ClassVar[bool] = True  # no credit -> HTTP 402 (else the API's own way)
+    synchronous: ClassVar[bool] = False  # the submit's answer is the result (no later status call)
 
     def __init__(self) -> None:
         self.behaviour = Behaviour()
@@ -270,6 +318,9 @@ class Emulator:
     async def admit(self, request: Request, *, submit: bool) -> Any:
         """Record the request, refuse it where the behaviour says so, and return its JSON body."""
         body = await self.receive(request)
+        b = self.behaviour
+        if (submit and b.hang_submit) or (b.hang_cancel and request.url.path.endswith("cancel")):
+            await asyncio.sleep(HANG_S)
         refused = self.gate(request, submit=submit)
         if refused:
             raise Refusal(refused)
@@ -278,8 +329,22 @@ class Emulator:
     def gate(self, request: Request, *, submit: bool) -> Response | None:
         """The answers every call may get before its real work: 401, 402, 429, 502, broken JSON."""
         b = self.behaviour
+        if b.reject_key and b.echo_key:
+            auth = request.headers.get("authorization", "")
+            return self.error(401, f"invalid credentials: {auth} (sent as {quote(auth, safe='')})")
         if b.reject_key or not self.authorized(request):
             return self.error(401, "invalid API key")
+        if b.server_error_always:
+            return self.error(500, "internal error")
+        if submit and b.rate_limit_always:
+            response = self.error(429, "rate limit exceeded")
+            if b.retry_after:
+                response.headers["Retry-After"] = b.retry_after
+            return response
+        if submit and b.huge_json:
+            return StreamingResponse(_huge_json(), media_type="application/json")
+        if b.wrong_shape and (self.synchronous or not submit):
+            return json_response(WRONG_SHAPE)
         if submit and b.no_credit and self.refuses_credit_by_status:
             return self.error(402, "insufficient credits")
         if submit and b.rate_limit_once and self.once("429"):
@@ -314,7 +379,7 @@ class Emulator:
             return "cancelled"
         b = self.behaviour
         waiting_for_polls = job.polls < b.polls_before_done + (1 if poll else 0)
-        if waiting_for_polls or time.monotonic() - job.created < b.job_delay_s:
+        if b.stuck or waiting_for_polls or time.monotonic() - job.created < b.job_delay_s:
             return "running"
         return "failed" if b.fail_reason else "done"
 
@@ -335,6 +400,12 @@ class Emulator:
             )
         if self.behaviour.non_image:
             return Response("<html><body>not an image</body></html>", media_type="text/html")
+        if self.behaviour.huge_image:
+            return StreamingResponse(_huge_image(), media_type="image/png")
+        if self.behaviour.image_bomb:
+            return Response(declared_png(20_000, 20_000), media_type="image/png")
+        if self.behaviour.oversized_image:
+            return Response(declared_png(6_000, 6_000), media_type="image/png")
         data = self._images.get(request.path_params["name"])
         if data is None:
             return Response("not found", status_code=404)

@@ -60,6 +60,8 @@ class RunPodEmulator(Emulator):
 
     async def runsync(self, request: Request) -> Response:
         job = await self._create(request)
+        if self.behaviour.wrong_shape:  # answer "still running", so the odd shape comes on a status call
+            return json_response({"id": job.id, "status": "IN_QUEUE"})
         phase = await self.hold(job, self.behaviour.sync_wait_s)
         return json_response(self._job(job, phase))
 

@@ -19,7 +19,7 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpSession, Unexpected, dig
+from zimage_ui.providers.http import HttpSession, Unexpected, dig, dig_text
 
 LABEL = "EvoLink"
 MODEL = "z-image-turbo"
@@ -57,7 +57,7 @@ def evolink_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, 
 
 
 def task_state(data: Any) -> JobState:
-    status = str(dig(data, "status"))
+    status = dig_text(data, "status")
     error = data.get("error") if isinstance(data.get("error"), dict) else {}
     reason = ": ".join(str(error[k]) for k in ("code", "message") if error.get(k))
     return JobState(PHASES.get(status, "running"), status, percent_fraction(data.get("progress")), reason)

@@ -288,7 +288,7 @@ class HostedProvider(Provider):
                 outcome = await self.execute(session, prepared, progress)
             except (Unexpected, AttributeError, TypeError, KeyError, IndexError) as exc:
                 # An answer of the wrong shape (a list where an object was documented, ...).
-                log.debug("%s answered in an unexpected shape", self.id, exc_info=True)
+                log.debug("%s answered in an unexpected shape: %r", self.id, scrub(repr(exc), secrets))
                 what = str(exc) if isinstance(exc, Unexpected) else type(exc).__name__
                 raise MalformedResponse(
                     self.id,

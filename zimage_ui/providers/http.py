@@ -158,6 +158,14 @@ def dig(data: Any, *path: str | int) -> Any:
     return current
 
 
+def dig_text(data: Any, *path: str | int) -> str:
+    """Like `dig`, for a documented string (a status): anything else is the wrong shape."""
+    value = dig(data, *path)
+    if not isinstance(value, str):
+        raise Unexpected(f"{'.'.join(str(p) for p in path)} is not text")
+    return value
+
+
 def api_message(body: Any, paths: Iterable[str]) -> str | None:
     """The first readable message found at one of the dotted `paths` of an error body."""
     for path in paths:

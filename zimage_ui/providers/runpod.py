@@ -15,7 +15,7 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpSession, Unexpected, dig
+from zimage_ui.providers.http import HttpSession, Unexpected, dig, dig_text
 
 LABEL = "RunPod"
 SIZES = (
@@ -70,7 +70,7 @@ def runpod_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, l
 
 
 def job_state(data: Any) -> JobState:
-    status = str(dig(data, "status"))
+    status = dig_text(data, "status")
     error = data.get("error")
     reason = error if isinstance(error, str) else api_error(error)
     return JobState(PHASES.get(status, "running"), MESSAGES.get(status, status.lower()), None, reason)

@@ -19,7 +19,7 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpSession, Unexpected, dig
+from zimage_ui.providers.http import HttpSession, Unexpected, dig, dig_text
 
 LABEL = "Scenario"
 CAPABILITIES = Capabilities(
@@ -70,7 +70,7 @@ def job_id_of(created: Any) -> str:
 
 def job_state(data: Any) -> JobState:
     job = dig(data, "job")
-    status = str(dig(job, "status"))
+    status = dig_text(job, "status")
     progress = job.get("progress")
     fraction = float(progress) if isinstance(progress, (int, float)) else None
     metadata = job.get("metadata") or {}
