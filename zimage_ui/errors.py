@@ -33,6 +33,10 @@ class InvalidParams(ZImageError):
         return cls(fields)
 
 
+class ServerBusy(ZImageError):
+    """Too many runs on this server right now: try again shortly."""
+
+
 class ProviderError(ZImageError):
     """A provider could not produce the image; the message names the provider."""
 

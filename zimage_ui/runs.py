@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from zimage_ui.errors import ZImageError
+from zimage_ui.errors import ServerBusy
 from zimage_ui.providers.base import CancelToken
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,6 @@ DEFAULT_CACHE_TTL_S = 7200.0
 DEFAULT_MAX_ACTIVE_RUNS = 64
 DEFAULT_SESSION_HOSTED_LIMIT = 6  # a full comparison of hosted sides runs at once
 PRUNE_EVERY_S = 60.0
-
-
-class ServerBusy(ZImageError):
-    """Too many runs on this server right now."""
 
 
 def _env_number(name: str, default: float) -> float:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from zimage_ui.codegen import copy_as_code
-from zimage_ui.errors import InvalidParams
+from zimage_ui.errors import InvalidParams, ServerBusy
 from zimage_ui.history import history_from_env
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.presets import export_preset, preset_from_params
@@ -19,7 +19,7 @@ from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import Capabilities, KeyRing, PreparedRequest, Progress
 from zimage_ui.redaction import key_problem
 from zimage_ui.runner import Outcome, generate_one, output_name
-from zimage_ui.runs import RUNS, Run, ServerBusy
+from zimage_ui.runs import RUNS, Run
 from zimage_ui.sizes import family_choices, parse_size
 from zimage_ui.ui.layout import NEGATIVE_PROMPT_OFF, all_key_names, provider_choices
 

@@ -1,0 +1,135 @@
+"""A shared instance, used the way a team or a public Space uses it: many sessions at once.
+
+Each test starts the real app (`python app.py`) and talks to it through `gradio_client`, one
+client per session, so sessions are as separate as two browsers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from tests.emulators import Emulator
+from tests.serving import running_app
+from zimage_ui.metadata import read_provenance, read_text_chunks
+
+SESSIONS = 20
+SEED = "4242"
+
+
+@pytest.fixture(scope="module")
+def shared_app(emulator_servers: dict[str, Emulator], tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    team = tmp_path_factory.mktemp("team-outputs")
+    env = {
+        "ZIMAGE_POLL_INTERVAL_S": "0.05",
+        "ZIMAGE_TIMEOUT_S": "30",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "ZIMAGE_OUTPUT_DIR": str(team),
+        "ZIMAGE_SERVER_KEYS": "all",
+    }
+    for emulator in emulator_servers.values():
+        env.update(emulator.env())
+    with running_app(env) as url:
+        yield url, team
+
+
+def generate(url: str, provider: str, prompt: str, size: int) -> tuple[str, bytes]:
+    client = Client(url, verbose=False)
+    gallery, seed_used, status, _sent = client.predict(
+        provider, prompt, "", size, size, SEED, False, 4, 0.0, 3.0, 1, api_name="/generate"
+    )
+    assert "Done" in status, status
+    assert seed_used == SEED
+    return prompt, Path(gallery[0]["image"]).read_bytes()
+
+
+@pytest.mark.parametrize(("provider", "size"), [("diffusers-tiny", 256), ("aimlapi", 512), ("runpod", 512)])
+def test_sessions_sharing_a_seed_each_get_their_own_image(
+    provider: str, size: int, shared_app: tuple[str, Path], emulator_servers: dict[str, Emulator]
+) -> None:
+    url, _team = shared_app
+    for emulator in emulator_servers.values():
+        emulator.reset()
+    prompts = [f"session {index}: a lighthouse in a storm" for index in range(SESSIONS)]
+    with ThreadPoolExecutor(SESSIONS) as pool:
+        results = list(pool.map(lambda p: generate(url, provider, p, size), prompts))
+    for prompt, png in results:
+        chunks = read_text_chunks(png)
+        assert chunks["parameters"].split("\n")[0] == prompt, "a session got another session's image"
+        assert read_provenance(png)["params"]["prompt"] == prompt
+        assert f"Seed: {SEED}" in chunks["parameters"]
+
+
+def test_compare_of_one_provider_at_two_step_counts_shows_two_images(shared_app: tuple[str, Path]) -> None:
+    url, _team = shared_app
+    shared = ["a paper boat", "", 256, 256, "77", False, 8, 0.0, 3.0, 1]
+    sides = ["diffusers-tiny", "2", "", "", "diffusers-tiny", "8", "", ""] + [
+        "diffusers-tiny",
+        "",
+        "",
+        "",
+    ] * 4
+    result = Client(url, verbose=False).predict(*shared, 2, False, *sides, api_name="/compare")
+    first, second = Path(result[1]), Path(result[5])
+    assert first != second
+    first_png, second_png = first.read_bytes(), second.read_bytes()
+    assert read_provenance(first_png)["sent"]["steps"] == 2
+    assert read_provenance(second_png)["sent"]["steps"] == 8
+    from PIL import Image, ImageChops
+
+    with Image.open(first) as a, Image.open(second) as b:
+        assert ImageChops.difference(a.convert("RGB"), b.convert("RGB")).getbbox() is not None
+
+
+def test_team_copies_are_kept_per_run_and_never_served(shared_app: tuple[str, Path]) -> None:
+    url, team = shared_app
+    client = Client(url, verbose=False)
+    gallery, *_ = client.predict(
+        "diffusers-tiny", "a quiet harbour", "", 256, 256, "5", False, 2, 0.0, 3.0, 1, api_name="/generate"
+    )
+    copies = sorted(team.rglob("diffusers-tiny-5-0.png"))
+    assert copies, "the team folder keeps a copy of every image"
+    assert all(copy.parent.parent == team for copy in copies), "copies sit in per-run folders"
+    for copy in copies:
+        answer = httpx.get(f"{url}gradio_api/file={copy}", timeout=10)
+        assert answer.status_code == 403, "a file in ZIMAGE_OUTPUT_DIR was served"
+    private = Path(gallery[0]["image"])  # the client's download; the app's own run folders:
+    runs = sorted(Path("/tmp").glob("zimage-ui-runs-*/*/diffusers-tiny-5-0.png"))
+    assert runs and private.exists()
+    assert httpx.get(f"{url}gradio_api/file={runs[-1]}", timeout=10).status_code == 403
+
+
+def test_cached_file_urls_cannot_be_guessed_from_provider_and_seed(shared_app: tuple[str, Path]) -> None:
+    url, _team = shared_app
+    client = Client(url, verbose=False)
+    job = client.submit(
+        "diffusers-tiny", "an owl", "", 256, 256, "9", False, 2, 0.0, 3.0, 1, api_name="/generate"
+    )
+    job.result()
+    final = job.outputs()[-1]
+    name = Path(final[0][0]["image"]).name
+    assert name == "diffusers-tiny-9-0.png"
+    # What a stranger might try: the old shared folder, by provider and seed, answers nothing.
+    guesses = [f"/tmp/zimage-ui/{name}", f"/tmp/gradio/{name}"]
+    for guess in guesses:
+        assert httpx.get(f"{url}gradio_api/file={guess}", timeout=10).status_code == 403
+
+
+def test_a_sweep_range_of_a_billion_values_is_refused_at_once(shared_app: tuple[str, Path]) -> None:
+    url, _team = shared_app
+    client = Client(url, verbose=False)
+    started = time.monotonic()
+    with pytest.raises(Exception) as caught:
+        client.predict(
+            "a red fox", "", 256, 256, "1", False, 8, 0.0, 3.0, 1,
+            "diffusers-tiny", "steps", "1-8 [1000000000]", "none", "",
+            api_name="/sweep",
+        )  # fmt: skip
+    assert time.monotonic() - started < 5
+    assert "over the limit" in str(caught.value)
