@@ -1,0 +1,149 @@
+"""Many sessions at once on one instance: throughput, latency, cross-talk, memory and files.
+
+Starts the real app (`python app.py`) against the loopback emulators, then N sessions (one
+`gradio_client` each, in threads) make M requests each on one hosted provider, all with the
+same seed and each with its own prompt. Every emulated job takes `--delay` seconds, so the
+ideal is N requests per delay. Reports requests/s against that ideal, p50/p95 latency,
+errors, cross-talk (a PNG holding another session's prompt), the app's RSS before and after,
+the files it left, and the app's own CPU time per request. Loopback only, bounded in count.
+
+    python -m benchmarks.load [--sessions 20] [--requests 5] [--provider runpod] [--delay 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from gradio_client import Client
+
+from benchmarks._machine import machine
+from tests.emulators import running
+from tests.serving import running_app
+from zimage_ui.metadata import read_text_chunks
+
+SEED = "1234"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def app_pid(port: int) -> int:
+    """The app process serving `port` (found by its command line)."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"app.py" in cmdline and str(port).encode() in cmdline:
+                return int(proc.name)
+    raise RuntimeError(f"no app process on port {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def files_under(folder: Path) -> int:
+    return sum(1 for path in folder.rglob("*") if path.is_file())
+
+
+def session(url: str, provider: str, index: int, requests: int, size: int) -> tuple[list[float], int, int]:
+    client = Client(url, verbose=False)
+    latencies, errors, crosstalk = [], 0, 0
+    for number in range(requests):
+        prompt = f"session {index} request {number}: a harbour at dusk"
+        started = time.perf_counter()
+        try:
+            gallery, *_ = client.predict(
+                provider, prompt, "", size, size, SEED, False, 8, 0.0, 3.0, 1, api_name="/generate"
+            )
+        except Exception:
+            errors += 1
+            continue
+        latencies.append(time.perf_counter() - started)
+        text = read_text_chunks(Path(gallery[0]["image"]).read_bytes())["parameters"]
+        crosstalk += text.split("\n")[0] != prompt
+    return latencies, errors, crosstalk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=5, help="requests per session, one after another")
+    parser.add_argument("--provider", default="runpod")
+    parser.add_argument("--delay", type=float, default=0.5, help="seconds each emulated job takes")
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="zimage-load-"))
+    with running(args.provider) as emulators:
+        emulator = emulators[args.provider]
+        emulator.behaviour.job_delay_s = args.delay
+        emulator.behaviour.sync_wait_s = args.delay + 1
+        env = {
+            **emulator.env(),
+            "ZIMAGE_POLL_INTERVAL_S": "0.05",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "TMPDIR": str(scratch),  # the app's Gradio cache and run folders, to count files left
+        }
+        with running_app(env) as url:
+            pid = app_pid(int(url.rstrip("/").rsplit(":", 1)[1]))
+            session(url, args.provider, -1, 1, args.size)  # warm up: first request, imports
+            rss_before, files_before, cpu_before = rss_mib(pid), files_under(scratch), cpu_seconds(pid)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.sessions) as pool:
+                results = list(
+                    pool.map(
+                        lambda i: session(url, args.provider, i, args.requests, args.size),
+                        range(args.sessions),
+                    )
+                )
+            wall = time.perf_counter() - started
+            cpu = cpu_seconds(pid) - cpu_before
+            rss_after, files_after = rss_mib(pid), files_under(scratch)
+    latencies = sorted(value for result in results for value in result[0])
+    errors, crosstalk = sum(r[1] for r in results), sum(r[2] for r in results)
+    done = len(latencies)
+    ideal = args.sessions / args.delay
+    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else float("nan")
+    print(f"machine: {machine()} (threads: {threading.active_count()})")
+    print(
+        f"{args.sessions} sessions x {args.requests} requests on {args.provider} (emulated, "
+        f"{args.delay:g} s a job), {args.size}x{args.size}, one seed, a prompt per request"
+    )
+    rows = [
+        ("requests done", f"{done} of {args.sessions * args.requests}"),
+        ("errors", str(errors)),
+        ("cross-talk (another session's prompt)", str(crosstalk)),
+        ("requests/s", f"{done / wall:.1f}"),
+        ("ideal requests/s (sessions / delay)", f"{ideal:.1f}"),
+        ("ratio to ideal", f"{done / wall / ideal:.2f}"),
+        ("latency p50 s", f"{statistics.median(latencies):.3f}" if latencies else "-"),
+        ("latency p95 s", f"{p95:.3f}"),
+        ("app CPU ms per request", f"{1000 * cpu / max(done, 1):.1f}"),
+        ("app RSS MiB before -> after", f"{rss_before:.0f} -> {rss_after:.0f}"),
+        (
+            "files left (cache + run folders)",
+            f"{files_after - files_before} (removed after ZIMAGE_CACHE_TTL_S)",
+        ),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
