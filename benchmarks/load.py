@@ -32,17 +32,18 @@ SEED = "1234"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def app_pid(port: int) -> int:
-    """The app process serving `port` (found by its command line)."""
+def app_pid(url: str) -> int:
+    """The process serving `url` (found by the port on its command line)."""
+    port = url.rstrip("/").rsplit(":", 1)[1].encode()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 cmdline = (proc / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"app.py" in cmdline and str(port).encode() in cmdline:
+            if b"--port" in cmdline and port in cmdline and any(arg.endswith(b".py") for arg in cmdline):
                 return int(proc.name)
-    raise RuntimeError(f"no app process on port {port}")
+    raise RuntimeError(f"no app process serves {url}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -80,6 +81,21 @@ def session(url: str, provider: str, index: int, requests: int, size: int) -> tu
     return latencies, errors, crosstalk
 
 
+def measure(url: str, args: argparse.Namespace, scratch: Path) -> tuple:
+    """Run every session against `url`; results, wall time, the server's CPU s, RSS, files left."""
+    pid = app_pid(url)
+    session(url, args.provider, -1, 1, args.size)  # warm up: first request, imports
+    rss_before, files_before, cpu_before = rss_mib(pid), files_under(scratch), cpu_seconds(pid)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.sessions) as pool:
+        results = list(
+            pool.map(lambda i: session(url, args.provider, i, args.requests, args.size), range(args.sessions))
+        )
+    wall = time.perf_counter() - started
+    cpu = cpu_seconds(pid) - cpu_before
+    return results, wall, cpu, rss_before, rss_mib(pid), files_under(scratch) - files_before
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
@@ -100,20 +116,11 @@ def main() -> None:
             "TMPDIR": str(scratch),  # the app's Gradio cache and run folders, to count files left
         }
         with running_app(env) as url:
-            pid = app_pid(int(url.rstrip("/").rsplit(":", 1)[1]))
-            session(url, args.provider, -1, 1, args.size)  # warm up: first request, imports
-            rss_before, files_before, cpu_before = rss_mib(pid), files_under(scratch), cpu_seconds(pid)
-            started = time.perf_counter()
-            with ThreadPoolExecutor(args.sessions) as pool:
-                results = list(
-                    pool.map(
-                        lambda i: session(url, args.provider, i, args.requests, args.size),
-                        range(args.sessions),
-                    )
-                )
-            wall = time.perf_counter() - started
-            cpu = cpu_seconds(pid) - cpu_before
-            rss_after, files_after = rss_mib(pid), files_under(scratch)
+            measured = measure(url, args, scratch)
+    bare_env = {"TMPDIR": str(scratch), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    with running_app(bare_env, script="benchmarks/bare_app.py") as url:
+        floor = measure(url, args, scratch)
+    results, wall, cpu, rss_before, rss_after, files_left = measured
     latencies = sorted(value for result in results for value in result[0])
     errors, crosstalk = sum(r[1] for r in results), sum(r[2] for r in results)
     done = len(latencies)
@@ -133,12 +140,11 @@ def main() -> None:
         ("ratio to ideal", f"{done / wall / ideal:.2f}"),
         ("latency p50 s", f"{statistics.median(latencies):.3f}" if latencies else "-"),
         ("latency p95 s", f"{p95:.3f}"),
-        ("app CPU ms per request", f"{1000 * cpu / max(done, 1):.1f}"),
+        ("app CPU ms per request (whole process)", f"{1000 * cpu / max(done, 1):.1f}"),
+        ("bare Gradio page, same I/O: CPU ms per request", f"{1000 * floor[2] / max(done, 1):.1f}"),
+        ("the app's own CPU ms per request (difference)", f"{1000 * (cpu - floor[2]) / max(done, 1):.1f}"),
         ("app RSS MiB before -> after", f"{rss_before:.0f} -> {rss_after:.0f}"),
-        (
-            "files left (cache + run folders)",
-            f"{files_after - files_before} (removed after ZIMAGE_CACHE_TTL_S)",
-        ),
+        ("files left (cache + run folders)", f"{files_left}, removed after ZIMAGE_CACHE_TTL_S"),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

@@ -23,14 +23,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(extra_env: dict[str, str] | None = None, timeout_s: float = 90) -> Iterator[str]:
+def running_app(
+    extra_env: dict[str, str] | None = None, timeout_s: float = 90, script: str = "app.py"
+) -> Iterator[str]:
+    """`python <script> --host 127.0.0.1 --port <free port>` until the block ends; yields its URL."""
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(extra_env or {})}
     log = ROOT / ".pytest_cache"
     log.mkdir(exist_ok=True)
     with open(log / f"app-{port}.log", "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, script, "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -51,3 +51,34 @@ def test_png_round_trip_keeps_both_chunks():
     assert GenerationParams.model_validate(record["params"]) == params
     assert record["provider"] == "diffusers-tiny"
     assert json.loads(chunks["zimage"])["sent"]["seed"] == 9
+
+
+def test_a_providers_png_gets_provenance_without_re_encoding():
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    from zimage_ui.metadata import png_bytes, read_provenance
+    from zimage_ui.params import GenerationParams
+    from zimage_ui.providers.base import SOURCE_BYTES, SentValues
+    from zimage_ui.providers.http import decode_image
+
+    original = Image.effect_noise((64, 48), 40).convert("RGB")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "the provider's own text")
+    buffer = io.BytesIO()
+    original.save(buffer, format="PNG", pnginfo=info, compress_level=9)
+    sent_png = buffer.getvalue()
+    image = decode_image("p", sent_png)
+    assert image.info[SOURCE_BYTES] == sent_png
+    params = GenerationParams(prompt="a fox, at dawn", seed=3)
+    out = png_bytes(image, params, SentValues(64, 48, None, 3), "p")
+    # the pixel data is the provider's, byte for byte; only the text chunks changed
+    assert sent_png[sent_png.index(b"IDAT") - 4 :] in out
+    with Image.open(io.BytesIO(out)) as reread:
+        reread.verify()
+    with Image.open(io.BytesIO(out)) as reread:
+        assert reread.convert("RGB").tobytes() == original.tobytes()
+        assert reread.text["parameters"].startswith("a fox, at dawn\nSteps:")
+    assert read_provenance(out)["params"]["prompt"] == "a fox, at dawn"
+    assert b"the provider's own text" not in out

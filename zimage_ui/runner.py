@@ -22,6 +22,7 @@ from zimage_ui.metadata import png_bytes
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import (
+    SOURCE_BYTES,
     CancelToken,
     KeyRing,
     PreparedRequest,
@@ -83,9 +84,14 @@ async def generate_one(
             result = await provider.run(outcome.prepared, keys=keys, progress=progress, cancel=cancel)
         outcome.result = result
         prepared = outcome.prepared
-        outcome.pngs = await asyncio.to_thread(
-            lambda: [png_bytes(image, prepared.params, result.sent, provider_id) for image in result.images]
-        )
+
+        def encode() -> list[bytes]:
+            return [png_bytes(image, prepared.params, result.sent, provider_id) for image in result.images]
+
+        # A provider's PNG only has its text chunks spliced (microseconds); encoding pixels is
+        # CPU-heavy and runs off the event loop.
+        spliced = all(SOURCE_BYTES in image.info for image in result.images)
+        outcome.pngs = encode() if spliced else await asyncio.to_thread(encode)
     except Cancelled as exc:
         outcome.error, outcome.stopped = str(exc), True
     except ZImageError as exc:

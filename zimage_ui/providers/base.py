@@ -17,6 +17,8 @@ from zimage_ui.params import GenerationParams
 from zimage_ui.redaction import REDACTED as REDACTED  # re-exported for the providers
 from zimage_ui.redaction import key_problem, safe_url
 
+SOURCE_BYTES = "zimage-source-bytes"  # Image.info key: the PNG a provider sent, kept to avoid re-encoding
+
 
 @dataclass(frozen=True)
 class Capabilities:

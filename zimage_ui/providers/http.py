@@ -48,7 +48,7 @@ from zimage_ui.errors import (
     ProviderTimeout,
     RateLimited,
 )
-from zimage_ui.providers.base import CancelToken
+from zimage_ui.providers.base import SOURCE_BYTES, CancelToken
 from zimage_ui.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,7 @@ def decode_image(
             probe.verify()
         image = Image.open(io.BytesIO(data))
         image.load()
+        image.info[SOURCE_BYTES] = data  # lets the PNG writer add provenance without re-encoding
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise MalformedResponse(provider, "the image is a decompression bomb: refused") from None
     except (OSError, SyntaxError, ValueError):

@@ -115,6 +115,7 @@ def build_demo() -> gr.Blocks:
             [output.gallery, output.seed_used, output.status, output.sent, last_seed, last_prepared, history],
             api_name="generate",
             concurrency_limit=None,
+            show_progress_on=output.gallery,
         ).then(handlers.show_code, [last_prepared, session_keys], [output.curl, output.python], **PRIVATE)
         stop_button.click(handlers.stop_handler("generate"), None, output.status, **PRIVATE)
 

@@ -217,6 +217,19 @@ def stop_handler(kind: str) -> Callable[[gr.Request], str]:
     return stop
 
 
+def progress_reporter(progress: gr.Progress, label: str) -> Callable[[Progress], None]:
+    """Our provider progress as Gradio progress: a step count where known, else the message."""
+
+    def report(update: Progress) -> None:
+        desc = f"{label}: {update.message}"
+        if update.step is not None and update.total:
+            progress((update.step, update.total), desc=desc, unit="steps")
+        else:
+            progress(update.fraction, desc=desc)
+
+    return report
+
+
 async def follow(task: asyncio.Task[Any], updates: asyncio.Queue[T]) -> AsyncIterator[T]:
     """Each progress update as it arrives, until the task is done."""
     while not task.done():
@@ -259,11 +272,15 @@ async def generate(
     session_keys: dict[str, str] | None,
     history: list[dict[str, str]] | None,
     request: gr.Request,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's way of asking for progress
 ) -> AsyncIterator[tuple[Any, ...]]:
-    """Generate on one provider, yielding step progress, then the images and the seed used.
+    """Generate on one provider: progress (steps, place in line) on Gradio's progress channel,
+    then the images and the seed used, in one update.
 
     Outputs: gallery, seed used, status, what was sent, then (not in the API) the last seed,
-    the prepared request for "copy as code", and the session history.
+    the prepared request for "copy as code", and the session history. Progress goes through
+    `gr.Progress`, which API clients see too, not through intermediate yields: each yield
+    makes Gradio rebuild every skipped output component.
     """
     params = read_params(
         prompt, negative_prompt, width, height, seed, random_seed, steps, guidance, shift, num_images
@@ -271,22 +288,14 @@ async def generate(
     keys = KeyRing.for_visitor(session_keys)
     skip = gr.skip()
     with owned_run("generate", request) as run:
-        updates: asyncio.Queue[Progress] = asyncio.Queue()
-        task = asyncio.create_task(
-            generate_one(
-                provider_id,
-                params,
-                keys=keys,
-                progress=updates.put_nowait,
-                cancel=run.token,
-                hosted_gate=run.hosted_gate,
-            )
+        outcome = await generate_one(
+            provider_id,
+            params,
+            keys=keys,
+            progress=progress_reporter(progress, f"{provider_id} · seed {params.seed}"),
+            cancel=run.token,
+            hosted_gate=run.hosted_gate,
         )
-        starting = f"Starting on **{provider_id}** with seed {params.seed}…"
-        yield skip, str(params.seed), starting, skip, skip, skip, skip
-        async for update in follow(task, updates):
-            yield skip, skip, f"**{provider_id}**: {update.message}", skip, skip, skip, skip
-        outcome = task.result()
         paths = await save_run_files(run, outcome)
     sent = outcome.prepared.display() if outcome.prepared else None
     history = remember(outcome, paths, keys, history)
