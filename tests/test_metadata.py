@@ -82,3 +82,29 @@ def test_a_providers_png_gets_provenance_without_re_encoding():
         assert reread.text["parameters"].startswith("a fox, at dawn\nSteps:")
     assert read_provenance(out)["params"]["prompt"] == "a fox, at dawn"
     assert b"the provider's own text" not in out
+
+
+def test_png_info_reads_a_huge_image_without_decoding_it():
+    import resource
+    import struct
+    import zlib
+
+    from zimage_ui.infotext import read_png_settings
+    from zimage_ui.metadata import PNG_SIGNATURE, splice_text_chunks
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # 12000 x 12000 (144 MP, between 1x and 2x Pillow's bomb limit), pixel data cut short
+    header = struct.pack(">IIBBBBB", 12_000, 12_000, 8, 2, 0, 0, 0)
+    png = (
+        PNG_SIGNATURE
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 9))
+        + chunk(b"IEND", b"")
+    )
+    png = splice_text_chunks(png, {"parameters": "a kite\nSteps: 8, Seed: 5, Size: 12000x12000"})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = read_png_settings(png)
+    assert result.params["seed"] == 5 and result.params["prompt"] == "a kite"
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB: nothing decoded

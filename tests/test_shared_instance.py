@@ -133,3 +133,12 @@ def test_a_sweep_range_of_a_billion_values_is_refused_at_once(shared_app: tuple[
         )  # fmt: skip
     assert time.monotonic() - started < 5
     assert "over the limit" in str(caught.value)
+
+
+def test_uploads_over_the_cap_are_refused_before_they_are_kept(shared_app: tuple[str, Path]) -> None:
+    url, _team = shared_app
+    big = b"\0" * (51 * 2**20)
+    answer = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.png", big, "image/png")}, timeout=60)
+    assert answer.status_code == 413
+    small = httpx.post(f"{url}gradio_api/upload", files={"files": ("ok.png", b"\0" * 1024, "image/png")})
+    assert small.status_code == 200

@@ -215,3 +215,58 @@ async def test_stop_is_not_a_failure(emulators):
     token.cancel()
     outcome = await asyncio.wait_for(task, 5)
     assert outcome.stopped and "stopped" in (outcome.error or "")
+
+
+async def test_a_key_echoed_by_the_provider_never_reaches_the_run_log(emulators, tmp_path):
+    from zimage_ui.history import HistoryStore
+    from zimage_ui.redaction import forms
+
+    emulator = emulators["scenario"]
+    emulator.behaviour.reject_key = emulator.behaviour.echo_key = True
+    store = HistoryStore(tmp_path / "runs.db")
+    outcome = await generate_one("scenario", GenerationParams(prompt="a kite", seed=2))
+    assert outcome.error and "refused" in outcome.error
+    store.record_outcome(outcome)
+    saved = store.export_csv() + (tmp_path / "runs.db").read_bytes().decode("latin-1")
+    key, secret = emulator.keys.values()
+    basic = base64.b64encode(f"{key}:{secret}".encode()).decode()
+    for value in (key, secret, basic):
+        for form in forms(value):
+            assert form not in saved
+
+
+async def test_stop_on_a_stuck_job_whose_cancel_hangs_ends_quickly(emulators, monkeypatch):
+    monkeypatch.setenv("ZIMAGE_TIMEOUT_S", "60")
+    emulators["inferencesh"].behaviour.stuck = emulators["inferencesh"].behaviour.hang_cancel = True
+    token = CancelToken()
+    task = asyncio.create_task(
+        generate_one("inferencesh", GenerationParams(prompt="a kite", seed=2), cancel=token)
+    )
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    token.cancel()
+    outcome = await asyncio.wait_for(task, 10)
+    assert time.monotonic() - started < 3, "the cancel call has a short slice, not the whole deadline"
+    assert outcome.stopped and "may still finish" in (outcome.error or "")
+
+
+def test_a_sweep_grid_of_36_large_cells_stays_small():
+    from PIL import Image
+
+    from zimage_ui.providers.base import RunResult, SentValues
+    from zimage_ui.runner import Outcome
+    from zimage_ui.sweep import GRID_CELL_MAX, SweepResult, SweepSpec
+
+    spec = SweepSpec(
+        params=GenerationParams(prompt="x", seed=1),
+        provider="diffusers-tiny",
+        x=parse_axis("seed", "1-6"),
+        y=parse_axis("steps", "1-6"),
+    )
+    cell = Image.effect_noise((1024, 1024), 60).convert("RGB")
+    result = RunResult("p", [cell], seed=1, sent=SentValues(1024, 1024, 8, 1), elapsed_s=0.1)
+    outcomes = [[Outcome(provider="p", result=result) for _ in range(6)] for _ in range(6)]
+    png = SweepResult(spec, outcomes).grid_png()
+    assert len(png) < 8 * 2**20
+    with Image.open(__import__("io").BytesIO(png)) as grid:
+        assert grid.width <= 6 * GRID_CELL_MAX + 300

@@ -17,7 +17,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from zimage_ui.errors import InvalidParams
-from zimage_ui.metadata import PARAMETERS_KEY, ZIMAGE_KEY, ZIMAGE_SCHEMA
+from zimage_ui.metadata import PARAMETERS_KEY, ZIMAGE_KEY, ZIMAGE_SCHEMA, png_text_chunks
 from zimage_ui.params import MODEL_NAME, GenerationParams
 from zimage_ui.providers import PROVIDERS
 
@@ -210,12 +210,17 @@ def _user_comment(image: Image.Image) -> str | None:
 
 
 def _text_chunks(data: bytes) -> dict[str, str] | None:
-    """Text metadata by key, or None when the bytes are not a readable image."""
+    """Text metadata by key, or None when the bytes are not a readable image.
+
+    A PNG's chunks are read from its bytes (no pixel decoded, whatever its size).
+    """
+    png = png_text_chunks(data)
+    if png is not None and ({PARAMETERS_KEY, ZIMAGE_KEY} & set(png)):
+        return png
     try:
         with Image.open(io.BytesIO(data)) as image:
             chunks = {str(k): v for k, v in image.info.items() if isinstance(v, str)}
-            if image.format == "PNG" and not {PARAMETERS_KEY, ZIMAGE_KEY} & set(chunks):
-                chunks.update({str(k): str(v) for k, v in getattr(image, "text", {}).items()})
+            chunks.update(png or {})
             if PARAMETERS_KEY not in chunks and (comment := _user_comment(image)):
                 chunks[PARAMETERS_KEY] = comment
     except Exception:  # any undecodable input: PIL raises many types for broken files

@@ -114,11 +114,57 @@ def splice_text_chunks(png: bytes, chunks: dict[str, str]) -> bytes:
     return b"".join(out)
 
 
+MAX_TEXT_BYTES = 1 << 20  # a compressed text chunk inflates to at most this (as Pillow caps it)
+
+
+def png_text_chunks(data: bytes) -> dict[str, str] | None:
+    """A PNG's text chunks (tEXt, zTXt, iTXt) read straight from its bytes; None if not a PNG.
+
+    No pixel is decoded, so an image of any size costs only a walk over its chunks, and a
+    compressed chunk is inflated to MAX_TEXT_BYTES at most.
+    """
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    found: dict[str, str] = {}
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        end = position + 12 + length
+        body = data[position + 8 : end - 4]
+        if end > len(data) or struct.unpack(">I", data[end - 4 : end])[0] != zlib.crc32(kind + body):
+            break  # truncated or damaged from here on: keep what was read before
+        position = end
+        if kind == b"IEND":
+            break
+        try:
+            if kind == b"tEXt":
+                key, _, value = body.partition(b"\0")
+                found[key.decode("latin-1")] = value.decode("latin-1")
+            elif kind == b"zTXt":
+                key, _, rest = body.partition(b"\0")
+                found[key.decode("latin-1")] = _inflate(rest[1:]).decode("latin-1")
+            elif kind == b"iTXt":
+                key, _, rest = body.partition(b"\0")
+                compressed, rest = rest[0], rest[2:]
+                _language, _, rest = rest.partition(b"\0")
+                _translated, _, text = rest.partition(b"\0")
+                found[key.decode("latin-1")] = (_inflate(text) if compressed else text).decode("utf-8")
+        except (ValueError, IndexError, zlib.error):
+            continue  # one unreadable chunk: skip it, keep the rest
+    return found
+
+
+def _inflate(data: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, MAX_TEXT_BYTES)
+    if inflater.unconsumed_tail:
+        raise ValueError("a text chunk inflates past the cap")
+    return out
+
+
 def read_text_chunks(data: bytes) -> dict[str, str]:
-    """The PNG's text chunks (tEXt, zTXt and iTXt)."""
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        return {str(k): str(v) for k, v in getattr(image, "text", {}).items()}
+    """The PNG's text chunks (tEXt, zTXt and iTXt), read without decoding any pixel; {} if not a PNG."""
+    return png_text_chunks(data) or {}
 
 
 def read_provenance(data: bytes) -> dict[str, Any] | None:
