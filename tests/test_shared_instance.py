@@ -6,6 +6,7 @@ client per session, so sessions are as separate as two browsers.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -142,3 +143,20 @@ def test_uploads_over_the_cap_are_refused_before_they_are_kept(shared_app: tuple
     assert answer.status_code == 413
     small = httpx.post(f"{url}gradio_api/upload", files={"files": ("ok.png", b"\0" * 1024, "image/png")})
     assert small.status_code == 200
+
+
+def test_api_clients_see_progress_and_their_place_in_line(shared_app: tuple[str, Path]) -> None:
+    url, _team = shared_app
+    args = ("diffusers-tiny", "a long run", "", 1024, 1024, "3", False, 30, 0.0, 3.0, 1)
+    first = Client(url, verbose=False).submit(*args, api_name="/generate")
+    second = Client(url, verbose=False).submit(*args, api_name="/generate")
+    seen: set[str] = set()
+    deadline = time.monotonic() + 120
+    while not second.done() and time.monotonic() < deadline:
+        for job in (first, second):
+            for unit in job.status().progress_data or []:
+                seen.add(unit.desc or "")
+        time.sleep(0.05)
+    first.result(), second.result()
+    assert any("1st in line" in text for text in seen), seen
+    assert any(re.search(r"step \d+/30", text) for text in seen), seen

@@ -270,3 +270,18 @@ def test_a_sweep_grid_of_36_large_cells_stays_small():
     assert len(png) < 8 * 2**20
     with Image.open(__import__("io").BytesIO(png)) as grid:
         assert grid.width <= 6 * GRID_CELL_MAX + 300
+
+
+def test_old_run_folders_are_pruned(monkeypatch: pytest.MonkeyPatch):
+    import os
+
+    from zimage_ui.runs import prune, work_root
+
+    monkeypatch.setenv("ZIMAGE_CACHE_TTL_S", "100")
+    old, fresh = work_root() / "old-run", work_root() / "fresh-run"
+    for folder in (old, fresh):
+        folder.mkdir(exist_ok=True)
+        (folder / "a.png").write_bytes(b"png")
+    os.utime(old, (time.time() - 500, time.time() - 500))
+    prune(wait=True)
+    assert not old.exists() and fresh.exists()

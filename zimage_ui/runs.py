@@ -80,22 +80,28 @@ def work_root() -> Path:
         return _root
 
 
-def prune(now: float | None = None, *, force: bool = False) -> int:
-    """Remove run folders older than the cache TTL (at most once a minute); how many went."""
+def prune(now: float | None = None, *, wait: bool = False) -> None:
+    """Remove run folders older than the cache TTL, at most once a minute, in a background thread
+    (deleting many files must not hold up the event loop); `wait` runs it here, for tests."""
     global _last_prune
     now = time.time() if now is None else now
-    if not force and now - _last_prune < PRUNE_EVERY_S:
-        return 0
-    _last_prune = now
-    removed, cutoff = 0, now - cache_ttl_s()
+    with _root_lock:
+        if not wait and now - _last_prune < PRUNE_EVERY_S:
+            return
+        _last_prune = now
+    if wait:
+        _remove_older_than(now - cache_ttl_s())
+    else:
+        threading.Thread(target=_remove_older_than, args=(now - cache_ttl_s(),), daemon=True).start()
+
+
+def _remove_older_than(cutoff: float) -> None:
     for folder in work_root().iterdir():
         try:
             if folder.stat().st_mtime < cutoff:
                 shutil.rmtree(folder, ignore_errors=True)
-                removed += 1
         except OSError:
             continue
-    return removed
 
 
 def scratch_folder(kind: str) -> Path:

@@ -224,8 +224,8 @@ def progress_reporter(progress: gr.Progress, label: str) -> Callable[[Progress],
         desc = f"{label}: {update.message}"
         if update.step is not None and update.total:
             progress((update.step, update.total), desc=desc, unit="steps")
-        else:
-            progress(update.fraction, desc=desc)
+        else:  # the page shows a message only beside a bar: an unknown fraction shows as 0
+            progress(update.fraction or 0.0, desc=desc)
 
     return report
 
