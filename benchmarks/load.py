@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import threading
@@ -62,8 +63,10 @@ def files_under(folder: Path) -> int:
     return sum(1 for path in folder.rglob("*") if path.is_file())
 
 
-def session(url: str, provider: str, index: int, requests: int, size: int) -> tuple[list[float], int, int]:
-    client = Client(url, verbose=False)
+def session(
+    url: str, provider: str, index: int, requests: int, size: int, downloads: Path
+) -> tuple[list[float], int, int]:
+    client = Client(url, verbose=False, download_files=str(downloads))
     latencies, errors, crosstalk = [], 0, 0
     for number in range(requests):
         prompt = f"session {index} request {number}: a harbour at dusk"
@@ -84,15 +87,20 @@ def session(url: str, provider: str, index: int, requests: int, size: int) -> tu
 def measure(url: str, args: argparse.Namespace, scratch: Path) -> tuple:
     """Run every session against `url`; results, wall time, the server's CPU s, RSS, files left."""
     pid = app_pid(url)
-    session(url, args.provider, -1, 1, args.size)  # warm up: first request, imports
+    downloads = Path(tempfile.mkdtemp(prefix="zimage-load-client-"))  # the clients' copies
+    session(url, args.provider, -1, 1, args.size, downloads)  # warm up: first request, imports
     rss_before, files_before, cpu_before = rss_mib(pid), files_under(scratch), cpu_seconds(pid)
     started = time.perf_counter()
     with ThreadPoolExecutor(args.sessions) as pool:
         results = list(
-            pool.map(lambda i: session(url, args.provider, i, args.requests, args.size), range(args.sessions))
+            pool.map(
+                lambda i: session(url, args.provider, i, args.requests, args.size, downloads),
+                range(args.sessions),
+            )
         )
     wall = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu_before
+    shutil.rmtree(downloads, ignore_errors=True)
     return results, wall, cpu, rss_before, rss_mib(pid), files_under(scratch) - files_before
 
 
@@ -120,6 +128,7 @@ def main() -> None:
     bare_env = {"TMPDIR": str(scratch), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     with running_app(bare_env, script="benchmarks/bare_app.py") as url:
         floor = measure(url, args, scratch)
+    shutil.rmtree(scratch, ignore_errors=True)
     results, wall, cpu, rss_before, rss_after, files_left = measured
     latencies = sorted(value for result in results for value in result[0])
     errors, crosstalk = sum(r[1] for r in results), sum(r[2] for r in results)

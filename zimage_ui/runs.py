@@ -71,13 +71,30 @@ _last_prune = 0.0
 
 
 def work_root() -> Path:
-    """This process's private folder for run files (mode 0700, removed at exit)."""
+    """The private folder for run files: `<tmp>/zimage-ui-runs-<uid>`, mode 0700, shared by this
+    user's processes, so folders a stopped process left behind are pruned by the next one.
+
+    A folder of that name that is not ours, or a link, is never used: a fresh private one is.
+    """
     global _root
     with _root_lock:
         if _root is None or not _root.is_dir():
-            _root = Path(tempfile.mkdtemp(prefix="zimage-ui-runs-"))
-            atexit.register(shutil.rmtree, _root, True)
+            _root = _own_folder(Path(tempfile.gettempdir()) / f"zimage-ui-runs-{os.getuid()}")
         return _root
+
+
+def _own_folder(path: Path) -> Path:
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = path.lstat()
+        if path.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise PermissionError(f"{path} is not a private folder of this user")
+        return path
+    except OSError as exc:
+        log.warning("not using %s (%s); using a fresh private folder", path, exc)
+        fresh = Path(tempfile.mkdtemp(prefix="zimage-ui-runs-"))
+        atexit.register(shutil.rmtree, fresh, True)
+        return fresh
 
 
 def prune(now: float | None = None, *, wait: bool = False) -> None:
