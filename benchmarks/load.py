@@ -8,6 +8,7 @@ errors, cross-talk (a PNG holding another session's prompt), the app's RSS befor
 the files it left, and the app's own CPU time per request. Loopback only, bounded in count.
 
     python -m benchmarks.load [--sessions 20] [--requests 5] [--provider runpod] [--delay 0.5]
+    python -m benchmarks.load --provider diffusers-tiny --size 256   # the local line (no ideal)
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 from gradio_client import Client
 
 from benchmarks._machine import machine
-from tests.emulators import running
+from tests.emulators import EMULATORS, running
 from tests.serving import running_app
 from zimage_ui.metadata import read_text_chunks
 
@@ -113,12 +115,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="zimage-load-"))
-    with running(args.provider) as emulators:
-        emulator = emulators[args.provider]
-        emulator.behaviour.job_delay_s = args.delay
-        emulator.behaviour.sync_wait_s = args.delay + 1
+    emulated = args.provider in EMULATORS  # else a local provider: one device, first come first served
+    with running(args.provider) if emulated else nullcontext({}) as emulators:
+        for emulator in emulators.values():
+            emulator.behaviour.job_delay_s = args.delay
+            emulator.behaviour.sync_wait_s = args.delay + 1
         env = {
-            **emulator.env(),
+            **(emulators[args.provider].env() if emulated else {}),
             "ZIMAGE_POLL_INTERVAL_S": "0.05",
             "NO_PROXY": "127.0.0.1,localhost",
             "TMPDIR": str(scratch),  # the app's Gradio cache and run folders, to count files left
@@ -133,12 +136,13 @@ def main() -> None:
     latencies = sorted(value for result in results for value in result[0])
     errors, crosstalk = sum(r[1] for r in results), sum(r[2] for r in results)
     done = len(latencies)
-    ideal = args.sessions / args.delay
+    ideal = args.sessions / args.delay if emulated else float("nan")
     p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else float("nan")
     print(f"machine: {machine()} (threads: {threading.active_count()})")
     print(
-        f"{args.sessions} sessions x {args.requests} requests on {args.provider} (emulated, "
-        f"{args.delay:g} s a job), {args.size}x{args.size}, one seed, a prompt per request"
+        f"{args.sessions} sessions x {args.requests} requests on {args.provider} "
+        + (f"(emulated, {args.delay:g} s a job)" if emulated else "(local, one device)")
+        + f", {args.size}x{args.size}, one seed, a prompt per request"
     )
     rows = [
         ("requests done", f"{done} of {args.sessions * args.requests}"),
@@ -149,6 +153,7 @@ def main() -> None:
         ("ratio to ideal", f"{done / wall / ideal:.2f}"),
         ("latency p50 s", f"{statistics.median(latencies):.3f}" if latencies else "-"),
         ("latency p95 s", f"{p95:.3f}"),
+        ("p95 / p50", f"{p95 / statistics.median(latencies):.2f}" if latencies else "-"),
         ("app CPU ms per request (whole process)", f"{1000 * cpu / max(done, 1):.1f}"),
         ("bare Gradio page, same I/O: CPU ms per request", f"{1000 * floor[2] / max(done, 1):.1f}"),
         ("the app's own CPU ms per request (difference)", f"{1000 * (cpu - floor[2]) / max(done, 1):.1f}"),
