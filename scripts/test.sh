@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need (Python packages, and Debian's Chromium for the browser
-# tests), lint, then run the whole suite. Browser tests fail, not skip, without Chromium.
+# tests), lint, check formatting and types, then run the whole suite. Browser tests fail,
+# not skip, without Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1; then
@@ -12,4 +13,6 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 python -m pip install -q -r requirements-test.txt
 python -m ruff check .
+python -m ruff format --check .
+python -m mypy
 python -m pytest "$@"

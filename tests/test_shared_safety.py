@@ -274,13 +274,15 @@ def test_a_sweep_grid_of_36_large_cells_stays_small():
 
 def test_old_run_folders_are_pruned(monkeypatch: pytest.MonkeyPatch):
     import os
+    import uuid
 
     from zimage_ui.runs import prune, work_root
 
     monkeypatch.setenv("ZIMAGE_CACHE_TTL_S", "100")
-    old, fresh = work_root() / "old-run", work_root() / "fresh-run"
+    tag = uuid.uuid4().hex
+    old, fresh = work_root() / f"old-{tag}", work_root() / f"fresh-{tag}"
     for folder in (old, fresh):
-        folder.mkdir(exist_ok=True)
+        folder.mkdir()
         (folder / "a.png").write_bytes(b"png")
     os.utime(old, (time.time() - 500, time.time() - 500))
     prune(wait=True)

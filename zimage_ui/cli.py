@@ -191,8 +191,8 @@ def run_generate(args: argparse.Namespace) -> int:
         elif outcome.ok:
             print(
                 f"{outcome.provider}: seed {outcome.seed}, {outcome.elapsed_s:.1f} s -> "
-                + ", ".join(record["images"])
-            )  # type: ignore[arg-type]
+                + ", ".join(map(str, paths))
+            )
         else:
             print(f"{outcome.error}", file=sys.stderr)
     return EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_FAILED

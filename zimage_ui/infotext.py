@@ -65,7 +65,9 @@ def parse_infotext(text: str) -> tuple[str, str, dict[str, str]]:
     if len(RE_PARAM.findall(last)) < 3:
         lines.append(last)
         last = ""
-    prompt, negative, in_negative = [], [], False
+    prompt: list[str] = []
+    negative: list[str] = []
+    in_negative = False
     for raw in lines:
         line = raw.strip()
         if line.startswith(NEGATIVE_PREFIX):

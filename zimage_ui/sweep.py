@@ -149,7 +149,7 @@ def parse_axis(kind: AxisKind, text: str, prompt: str = "", limit: int | None = 
                 raise ValueError(f"unknown provider {unknown[0]!r}; use ids from the Provider list")
         else:
             values = list(_split(text))
-            if values and values[0] not in prompt:
+            if values and str(values[0]) not in prompt:
                 raise ValueError(f"the first value {values[0]!r} must appear in the prompt: it is replaced")
     except ValueError as exc:
         raise InvalidParams({AXIS_LABELS[kind]: str(exc)}) from None
@@ -178,19 +178,20 @@ def plan(spec: SweepSpec) -> list[list[Cell]]:
     """Rows (Y values) of cells (X values); every cell's params validated before any work."""
     base = spec.params.with_concrete_seed()  # run_sweep makes it concrete first, so this is a no-op there
     rows: list[list[Cell]] = []
-    y_values = spec.y.values if spec.y else [None]
+    y_values: list[str | int | float | None] = list(spec.y.values) if spec.y else [None]
     for y_value in y_values:
         row = []
         for x_value in spec.x.values:
             values, provider = base.model_dump(), spec.provider
-            for axis, value in ((spec.x, x_value), (spec.y, y_value)):
-                if axis is None:
-                    continue
-                provider = _set(axis, value, provider, values, base.prompt)
+            provider = _set(spec.x, x_value, provider, values, base.prompt)
+            if spec.y is not None and y_value is not None:
+                provider = _set(spec.y, y_value, provider, values, base.prompt)
             try:
                 row.append(Cell(provider, parse_params(**values)))
             except InvalidParams as exc:
-                where = spec.x.label(x_value) + (f", {spec.y.label(y_value)}" if spec.y else "")
+                where = spec.x.label(x_value) + (
+                    f", {spec.y.label(y_value)}" if spec.y and y_value is not None else ""
+                )
                 raise InvalidParams({f"{where}: {k}": v for k, v in exc.fields.items()}) from None
         rows.append(row)
     return rows

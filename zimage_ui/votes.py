@@ -94,12 +94,12 @@ def leaderboard(votes: list[dict]) -> list[list[object]]:
             key = "ties" if verdict == "tie" else "both_bad"
             tally[left][key] += 1
             tally[right][key] += 1
-    rows = []
-    for name, counts in tally.items():
+
+    def win_rate(counts: Counter[str]) -> float:
         games = sum(counts.values())
-        rate = counts["wins"] / games if games else 0.0
-        rows.append(
-            [name, counts["wins"], counts["ties"], counts["losses"], counts["both_bad"], f"{rate:.0%}"]
-        )
-    rows.sort(key=lambda row: (-(row[1] / max(1, sum(row[1:5]))), row[0]))  # type: ignore[operator]
-    return rows
+        return counts["wins"] / games if games else 0.0
+
+    ranked = sorted(tally.items(), key=lambda item: (-win_rate(item[1]), item[0]))
+    return [
+        [name, c["wins"], c["ties"], c["losses"], c["both_bad"], f"{win_rate(c):.0%}"] for name, c in ranked
+    ]

@@ -276,7 +276,7 @@ class _LocalPipelineProvider(Provider):
 
 def _call_pipeline(
     provider_id: str,
-    pipeline: ZImagePipeline,
+    pipeline: Any,  # a ZImagePipeline: its components are registered at run time, unseen by type checkers
     prepared: PreparedRequest,
     report: ProgressFn,
     cancel: CancelToken,

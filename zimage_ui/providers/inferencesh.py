@@ -110,9 +110,10 @@ def image_urls(task: dict[str, Any]) -> list[str]:
     found = output.get("image", output.get("images")) if isinstance(output, dict) else None
     files = found if isinstance(found, list) else [found]
     urls = [item.get("uri") or item.get("url") if isinstance(item, dict) else item for item in files]
-    if not urls or not all(isinstance(url, str) and url for url in urls):
+    texts = [url for url in urls if isinstance(url, str) and url]
+    if not texts or len(texts) != len(urls):
         raise Unexpected("no output.image in the finished task")
-    return urls
+    return texts
 
 
 class InferenceShProvider(HostedProvider):

@@ -85,8 +85,9 @@ def build_tiny_pipeline() -> ZImagePipeline:
             axes_lens=[1024, 512, 512],
         )
         with torch.no_grad():  # created with torch.empty: fix them so no NaN slips in
-            transformer.x_pad_token.copy_(torch.ones_like(transformer.x_pad_token))
-            transformer.cap_pad_token.copy_(torch.ones_like(transformer.cap_pad_token))
+            for name in ("x_pad_token", "cap_pad_token"):
+                token = getattr(transformer, name)
+                token.copy_(torch.ones_like(token))
         torch.manual_seed(_WEIGHT_SEED)
         # Four blocks: downsamples by 8 like the real VAE, so token counts match real sizes.
         vae = AutoencoderKL(
@@ -124,5 +125,5 @@ def build_tiny_pipeline() -> ZImagePipeline:
         tokenizer=tokenizer,
         transformer=transformer,
     )
-    pipeline.set_progress_bar_config(disable=True)
+    pipeline.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # a DiffusionPipeline method
     return pipeline

@@ -7,6 +7,8 @@ back from a PNG, and browse the History.
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from zimage_ui.providers import default_provider_id
@@ -22,7 +24,7 @@ from zimage_ui.ui.layout import (
 )
 
 TITLE = "Z-Image-Turbo playground"
-PRIVATE = {"queue": False, "api_visibility": "private"}
+PRIVATE: dict[str, Any] = {"queue": False, "api_visibility": "private"}
 
 
 def build_demo() -> gr.Blocks:
@@ -168,9 +170,19 @@ def build_demo() -> gr.Blocks:
             )
 
         # Sweep.
-        count_inputs = [sweep.x_kind, sweep.x_values, sweep.y_kind, sweep.y_values, prompt_panel.prompt]
-        for component in count_inputs:
-            component.change(sweep_tab.cell_count_text, count_inputs, sweep.cells, **PRIVATE)
+        gr.on(
+            [
+                sweep.x_kind.change,
+                sweep.x_values.change,
+                sweep.y_kind.change,
+                sweep.y_values.change,
+                prompt_panel.prompt.change,
+            ],
+            sweep_tab.cell_count_text,
+            [sweep.x_kind, sweep.x_values, sweep.y_kind, sweep.y_values, prompt_panel.prompt],
+            sweep.cells,
+            **PRIVATE,
+        )
         sweep.run.click(
             sweep_tab.run_sweep_ui,
             [

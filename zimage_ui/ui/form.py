@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +17,10 @@ from zimage_ui.ui.handlers import read_params
 class Form:
     """Every component a preset touches, in a fixed order."""
 
-    shared: list[gr.components.Component]  # prompt .. num_images, as read_params takes them
+    shared: Sequence[gr.components.Component]  # prompt .. num_images, as read_params takes them
     provider: gr.Dropdown
     side_count: gr.Slider
-    sides: list[gr.components.Component]  # provider, steps, shift, size for each of MAX_SIDES
+    sides: Sequence[gr.components.Component]  # provider, steps, shift, size for each of MAX_SIDES
     tabs: gr.Tabs
 
     @property
