@@ -37,9 +37,17 @@ def size_label(width: int, height: int) -> str:
     return f"{width}x{height} ({aspect_label(width, height)})"
 
 
+CUSTOM_SIZE = "custom"  # the Size choice shown when width x height is none of the family's sizes
+
+
 def family_choices(family: str) -> list[tuple[str, str]]:
     """Dropdown (label, value) pairs for one family; value is "WxH"."""
     return [(size_label(w, h), f"{w}x{h}") for w, h in SIZE_FAMILIES[family]]
+
+
+def size_choices(family: str) -> list[tuple[str, str]]:
+    """The Size dropdown's choices: the family's sizes, then "Custom" for any other width x height."""
+    return [*family_choices(family), ("Custom", CUSTOM_SIZE)]
 
 
 def parse_size(value: str) -> tuple[int, int]:

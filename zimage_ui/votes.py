@@ -13,8 +13,8 @@ from typing import Literal
 
 Verdict = Literal["left", "right", "tie", "both_bad"]
 VERDICT_LABELS: dict[str, str] = {
-    "left": "Left is better",
-    "right": "Right is better",
+    "left": "Side A is better",
+    "right": "Side B is better",
     "tie": "Tie",
     "both_bad": "Both bad",
 }

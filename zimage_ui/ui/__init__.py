@@ -24,6 +24,16 @@ from zimage_ui.ui.layout import (
 )
 
 TITLE = "Z-Image-Turbo playground"
+# Ctrl+Enter (Cmd+Enter on a Mac) in the prompt runs the tab in view: Generate, Compare or Sweep.
+RUN_FROM_KEYBOARD_JS = """() => {
+    document.addEventListener("keydown", (event) => {
+        if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) { return; }
+        if (!event.target.closest || !event.target.closest("#prompt")) { return; }
+        const run = [...document.querySelectorAll("#generate, #compare-run, #sweep-run")]
+            .find((button) => button.offsetParent !== null);
+        if (run) { event.preventDefault(); run.click(); }
+    });
+}"""
 PRIVATE: dict[str, Any] = {"queue": False, "api_visibility": "private"}
 
 
@@ -77,7 +87,10 @@ def build_demo() -> gr.Blocks:
         ]  # fmt: skip
         for trigger in (picker.provider.change, demo.load):
             trigger(
-                handlers.on_provider_change, [picker.provider, settings.guidance], provider_outputs, **PRIVATE
+                handlers.on_provider_change,
+                [picker.provider, settings.guidance, settings.steps, settings.num_images],
+                provider_outputs,
+                **PRIVATE,
             )
         settings.guidance.change(
             handlers.negative_prompt_update,
@@ -85,17 +98,25 @@ def build_demo() -> gr.Blocks:
             prompt_panel.negative_prompt,
             **PRIVATE,
         )
-        settings.size_family.change(handlers.on_family_change, settings.size_family, settings.size, **PRIVATE)
-        settings.size.change(
+        # No loop: the Size box writes width and height only when a person picks a size (.input);
+        # width and height, however set, write the Size box back (.change).
+        settings.size_family.input(
+            handlers.on_family_change,
+            [settings.size_family, settings.width, settings.height],
+            [settings.size, settings.width, settings.height],
+            **PRIVATE,
+        )
+        settings.size.input(
             handlers.on_size_change, settings.size, [settings.width, settings.height], **PRIVATE
         )
-        for side_box in (settings.width, settings.height):
-            side_box.input(
-                handlers.on_custom_size,
-                [settings.width, settings.height, settings.size_family],
-                settings.size,
-                **PRIVATE,
-            )
+        # .change, not .input: a preset, a share link or PNG info setting the size counts too.
+        gr.on(
+            [settings.width.change, settings.height.change],
+            handlers.on_custom_size,
+            [settings.width, settings.height, settings.size_family],
+            settings.size,
+            **PRIVATE,
+        )
         settings.random_seed.change(handlers.on_random_toggle, settings.random_seed, settings.seed, **PRIVATE)
         settings.reuse_seed.click(
             handlers.on_reuse_seed, last_seed, [settings.seed, settings.random_seed], **PRIVATE
@@ -125,7 +146,7 @@ def build_demo() -> gr.Blocks:
         compare.count.change(
             compare_tab.on_count_change,
             compare.count,
-            [*(side.row for side in compare.sides), *(r.column for r in compare.results)],
+            [*(side.row for side in compare.sides), *(r.column for r in compare.results), compare.blind],
             **PRIVATE,
         )
         result_outputs = [c for r in compare.results for c in (r.title, r.image, r.status, r.sent)]
@@ -210,7 +231,9 @@ def build_demo() -> gr.Blocks:
             *side_inputs,
             presets.name,
         ]
-        presets.export.click(presets_panel.export_file, preset_inputs, presets.exported, **PRIVATE)
+        presets.export.click(
+            presets_panel.export_file, preset_inputs, [presets.exported, presets.status], **PRIVATE
+        )
         presets.upload.upload(presets_panel.import_file, [presets.upload, session_keys], fill, **PRIVATE)
         presets.save.click(
             presets_panel.save_in_browser,
@@ -232,8 +255,9 @@ def build_demo() -> gr.Blocks:
             presets_panel.save_to_team, preset_inputs, [presets.team, presets.status], **PRIVATE
         )
         presets.link_button.click(
-            presets_panel.share_link_query, preset_inputs, presets.query, **PRIVATE
+            presets_panel.share_link_query, preset_inputs, [presets.query, presets.status], **PRIVATE
         ).then(None, presets.query, presets.link, js=presets_panel.SHARE_LINK_JS)
+        demo.load(None, None, None, js=RUN_FROM_KEYBOARD_JS)
         demo.load(presets_panel.refresh_saved, presets.store, presets.saved, **PRIVATE)
         demo.load(presets_panel.fill_from_link, None, fill, **PRIVATE)
 

@@ -163,9 +163,15 @@ def leaderboard_rows() -> Any:
 
 
 def on_count_change(count: float) -> list[Any]:
+    """Show `count` sides; blind mode compares exactly 2, so it is off (and says why) otherwise."""
     n = int(count)
     updates = [gr.update(visible=index < n) for index in range(MAX_SIDES)]
-    return updates + updates  # the side controls, then the result columns
+    blind = (
+        gr.update(interactive=True, info="names stay hidden until you vote")
+        if n == 2
+        else gr.update(value=False, interactive=False, info="blind mode compares exactly 2 sides")
+    )
+    return [*updates, *updates, blind]  # the side controls, the result columns, blind mode
 
 
 def read_sides(count: float, values: tuple[Any, ...]) -> list[Side]:
@@ -275,8 +281,8 @@ def _side_status(outcome: Outcome) -> str:
 
 
 def _blind_status(outcome: Outcome) -> str:
-    """Nothing that names the provider (no notes, no request) until the vote."""
-    return f"**Done** in {outcome.elapsed_s:.2f} s"
+    """Nothing that tells the sides apart (no notes, no request, no time) until the vote."""
+    return "**Done.** Vote to see which provider made it."
 
 
 def _frame(

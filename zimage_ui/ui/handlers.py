@@ -20,7 +20,7 @@ from zimage_ui.providers.base import Capabilities, KeyRing, PreparedRequest, Pro
 from zimage_ui.redaction import key_problem
 from zimage_ui.runner import Outcome, generate_one, output_name
 from zimage_ui.runs import RUNS, Run
-from zimage_ui.sizes import family_choices, parse_size
+from zimage_ui.sizes import CUSTOM_SIZE, family_choices, parse_size, size_choices
 from zimage_ui.ui.layout import NEGATIVE_PROMPT_OFF, all_key_names, provider_choices
 
 T = TypeVar("T")
@@ -37,57 +37,85 @@ def capabilities_text(caps: Capabilities) -> str:
     return " · ".join(parts)
 
 
-def on_provider_change(provider_id: str, guidance: float) -> tuple[Any, ...]:
-    caps = get_provider(provider_id).capabilities
-    steps = (
-        gr.update(interactive=True, minimum=caps.steps_range[0], maximum=caps.steps_range[1], info=None)
-        if caps.steps_range
-        else gr.update(interactive=False, info="this provider picks its own steps")
-    )
+def on_provider_change(provider_id: str, guidance: float, steps: float, num_images: float) -> tuple[Any, ...]:
+    """Every hint and range recomputed from the chosen provider's capabilities.
+
+    Each update names its `info` explicitly (Gradio keeps the old hint when an update leaves it
+    out), and a value outside the new range is clamped with a note saying so.
+    """
+    provider = get_provider(provider_id)
+    caps = provider.capabilities
+    if caps.steps_range:
+        low, high = caps.steps_range
+        value = min(max(int(steps), low), high)
+        note = f"{low}..{high} on {provider_id}"
+        if value != int(steps):
+            note = f"set to {value}: {provider_id} takes {low}..{high} steps (was {int(steps)})"
+        steps_update = gr.update(interactive=True, minimum=low, maximum=high, value=value, info=note)
+    else:
+        steps_update = gr.update(interactive=False, info=f"{provider_id} picks its own steps")
+    status = provider.availability(KeyRing.for_visitor())
+    summary = capabilities_text(caps)
+    if not status.usable:
+        summary = f"**{provider_id} is not usable here:** {status.reason}.\n\n{summary}"
     return (
         gr.update(visible=provider_id == "diffusers-tiny"),
-        steps,
-        gr.update(interactive=caps.shift, info=None if caps.shift else "not adjustable on this provider"),
-        gr.update(interactive=caps.guidance, info="Turbo: 0" if caps.guidance else "fixed by this provider"),
+        steps_update,
+        gr.update(
+            interactive=caps.shift,
+            info="scheduler shift (Turbo: 3)" if caps.shift else f"not adjustable on {provider_id}",
+        ),
+        gr.update(interactive=caps.guidance, info="Turbo: 0" if caps.guidance else f"fixed by {provider_id}"),
         negative_prompt_update(provider_id, guidance),
-        images_update(caps.max_images),
-        capabilities_text(caps),
+        images_update(caps.max_images, int(num_images), provider_id),
+        summary,
     )
 
 
-def images_update(max_images: int) -> Any:
+def images_update(max_images: int, current: int = 1, provider_id: str = "this provider") -> Any:
     """A slider's maximum must stay above its minimum (1): a one-image provider locks it instead."""
     if max_images <= 1:
-        return gr.update(value=1, maximum=4, interactive=False, info="one image per run on this provider")
-    return gr.update(maximum=max_images, interactive=True, info=None)
+        return gr.update(value=1, maximum=4, interactive=False, info=f"one image per run on {provider_id}")
+    value = min(max(current, 1), max_images)
+    return gr.update(maximum=max_images, value=value, interactive=True, info=f"up to {max_images}")
 
 
 def negative_prompt_update(provider_id: str, guidance: float) -> Any:
+    """The negative prompt follows each provider's rule: the local pipeline uses it only with
+    guidance above 0; a hosted API that takes one (Scenario) applies it its own way."""
     caps = get_provider(provider_id).capabilities
     if not caps.negative_prompt:
-        return gr.update(interactive=False, info="this provider takes no negative prompt")
+        return gr.update(interactive=False, info=f"{provider_id} takes no negative prompt")
+    if not caps.guidance:
+        return gr.update(interactive=True, info=f"sent to {provider_id}, which applies it its own way")
     if not guidance:
         return gr.update(interactive=False, info=NEGATIVE_PROMPT_OFF)
     return gr.update(interactive=True, info="used because Guidance is above 0")
 
 
-def on_family_change(family: str) -> Any:
-    choices = family_choices(family)
-    return gr.update(choices=choices, value=choices[0][1])
+def on_family_change(family: str, width: float | None, height: float | None) -> tuple[Any, Any, Any]:
+    """The sizes of a family; the current size stays when it is one of them, else the first."""
+    sizes = family_choices(family)
+    current = f"{int(width or 0)}x{int(height or 0)}"
+    if current in {size for _label, size in sizes}:
+        return gr.update(choices=size_choices(family), value=current), gr.skip(), gr.skip()
+    new_width, new_height = parse_size(sizes[0][1])
+    return gr.update(choices=size_choices(family), value=sizes[0][1]), new_width, new_height
 
 
 def on_size_change(size: str | None) -> tuple[Any, Any]:
-    if not size:
+    if not size or size == CUSTOM_SIZE:
         return gr.update(), gr.update()
     width, height = parse_size(size)
     return width, height
 
 
 def on_custom_size(width: float | None, height: float | None, family: str) -> Any:
-    """Typed sizes pick the matching preset, or clear it so it never shows a size not in use."""
+    """Width and height, however they were set (typed, a preset, a link), pick the matching
+    size of the family, or "Custom": the Size box never shows a size that is not in use."""
     value = f"{int(width or 0)}x{int(height or 0)}"
     known = {size for _label, size in family_choices(family)}
-    return gr.update(value=value if value in known else None)
+    return gr.update(value=value if value in known else CUSTOM_SIZE)
 
 
 def on_random_toggle(random_seed: bool) -> Any:

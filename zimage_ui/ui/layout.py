@@ -9,7 +9,7 @@ import gradio as gr
 from zimage_ui.params import MAX_SEED, TURBO_SHIFT, TURBO_STEPS
 from zimage_ui.providers import PROVIDERS, availability, choice_label
 from zimage_ui.providers.base import KeyRing
-from zimage_ui.sizes import SIZE_FAMILIES, family_choices
+from zimage_ui.sizes import SIZE_FAMILIES, size_choices
 
 NEGATIVE_PROMPT_OFF = (
     "Turbo runs without guidance (0), so a negative prompt has no effect. Raise Guidance to use it."
@@ -96,7 +96,7 @@ def build_settings_panel() -> SettingsPanel:
         with gr.Row():
             size_family = gr.Radio(label="Size family", choices=list(SIZE_FAMILIES), value="1024", scale=1)
             size = gr.Dropdown(
-                label="Size", choices=family_choices("1024"), value="1024x1024", scale=2, elem_id="size"
+                label="Size", choices=size_choices("1024"), value="1024x1024", scale=2, elem_id="size"
             )
         with gr.Row():
             width = gr.Number(
@@ -120,12 +120,16 @@ def build_settings_panel() -> SettingsPanel:
         reuse_seed = gr.Button("Reuse last seed", scale=1, size="sm", elem_id="reuse-seed")
     with gr.Row():
         steps = gr.Slider(label="Steps", minimum=1, maximum=50, step=1, value=TURBO_STEPS, elem_id="steps")
-        shift = gr.Slider(label="Shift", minimum=1.0, maximum=10.0, step=0.1, value=TURBO_SHIFT)
+        shift = gr.Slider(
+            label="Shift", minimum=1.0, maximum=10.0, step=0.1, value=TURBO_SHIFT, elem_id="shift"
+        )
     with gr.Row():
         guidance = gr.Slider(
             label="Guidance", minimum=0.0, maximum=10.0, step=0.5, value=0.0, info="Turbo: 0"
         )
-        num_images = gr.Slider(label="Number of images", minimum=1, maximum=4, step=1, value=1)
+        num_images = gr.Slider(
+            label="Number of images", minimum=1, maximum=4, step=1, value=1, elem_id="num-images"
+        )
     capabilities = gr.Markdown(elem_id="capabilities")
     return SettingsPanel(
         size_family,

@@ -161,11 +161,23 @@ def applied(preset: Preset, where: str) -> list[Any]:
     return [f"Loaded preset{label} from {where}.", *fill_values(preset)]
 
 
-def export_file(*values: Any) -> Any:
-    preset = preset_from_form(values)
+NEEDS_NAME = "**Give the preset a name first** (Preset name, above)."
+
+
+def form_problem(exc: gr.Error) -> str:
+    """A refused form as a status line: these events are not queued, so an error toast would
+    never reach the page."""
+    return f"**Nothing done:** {exc.message}"
+
+
+def export_file(*values: Any) -> tuple[Any, str]:
+    try:
+        preset = preset_from_form(values)
+    except gr.Error as exc:
+        return gr.skip(), form_problem(exc)
     path = scratch_folder("preset") / f"{safe_stem(preset.name or 'zimage-preset')}.json"
     path.write_text(export_preset(preset))
-    return gr.update(value=str(path), visible=True)
+    return gr.update(value=str(path), visible=True), f"Exported “{path.name}”: download it below."
 
 
 def import_file(file: str | None, session_keys: dict[str, str] | None) -> list[Any]:
@@ -179,9 +191,12 @@ def import_file(file: str | None, session_keys: dict[str, str] | None) -> list[A
 
 
 def save_in_browser(store: dict[str, str] | None, *values: Any) -> tuple[Any, ...]:
-    preset = preset_from_form(values)
-    if not preset.name:
-        raise gr.Error("Give the preset a name first.")
+    if not str(values[-1] or "").strip():  # the name comes last
+        return gr.skip(), gr.skip(), NEEDS_NAME
+    try:
+        preset = preset_from_form(values)
+    except gr.Error as exc:
+        return gr.skip(), gr.skip(), form_problem(exc)
     store = {**(store or {}), preset.name: export_preset(preset)}
     return (
         store,
@@ -233,20 +248,28 @@ def load_from_team(title: str | None, session_keys: dict[str, str] | None) -> li
 def save_to_team(*values: Any) -> tuple[Any, Any]:
     folder = team_folder()
     if folder is None:
-        raise gr.Error("No team folder is configured: set ZIMAGE_PRESETS_DIR.")
-    preset = preset_from_form(values)
-    if not preset.name:
-        raise gr.Error("Give the preset a name first.")
+        return gr.skip(), "No team folder is configured: set ZIMAGE_PRESETS_DIR."
+    if not str(values[-1] or "").strip():  # the name comes last
+        return gr.skip(), NEEDS_NAME
+    try:
+        preset = preset_from_form(values)
+    except gr.Error as exc:
+        return gr.skip(), form_problem(exc)
     folder.mkdir(parents=True, exist_ok=True)
     path = save_team_preset(folder, preset)
     return gr.update(choices=team_choices()), f"Saved “{preset.name}” to the team folder as {path.name}."
 
 
-def share_link_query(*values: Any) -> str:
-    return share_query(preset_from_form(values))
+def share_link_query(*values: Any) -> tuple[str, str]:
+    """The link's query and a status line; an empty query (the form is refused) makes no link."""
+    try:
+        return share_query(preset_from_form(values)), "Link copied: anyone who opens it gets these settings."
+    except gr.Error as exc:
+        return "", form_problem(exc)
 
 
 SHARE_LINK_JS = """(query) => {
+    if (!query) { return ""; }
     const url = window.location.origin + window.location.pathname + '?' + query;
     if (navigator.clipboard) { navigator.clipboard.writeText(url).catch(() => {}); }
     return url;
