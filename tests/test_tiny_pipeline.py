@@ -99,3 +99,26 @@ def test_unusable_provider_is_an_error_not_a_crash():
     outcome = asyncio.run(generate_one("no-such-provider", _params()))
     assert not outcome.ok
     assert "unknown provider" in outcome.error
+
+
+async def test_each_image_of_a_batch_has_its_own_seed_and_can_be_made_again_alone():
+    import io
+
+    from PIL import Image, ImageChops
+
+    from zimage_ui.metadata import read_provenance, read_text_chunks
+    from zimage_ui.runner import generate_one
+
+    base = GenerationParams(prompt="a kite", width=256, height=256, seed=40, num_inference_steps=3)
+    batch = await generate_one("diffusers-tiny", base.model_copy(update={"num_images": 4}))
+    assert batch.ok, batch.error
+    records = [read_provenance(png) for png in batch.pngs]
+    assert [r["sent"]["seed"] for r in records] == [40, 41, 42, 43]
+    assert all(r["params"]["num_images"] == 1 for r in records)
+    assert "Seed: 42," in read_text_chunks(batch.pngs[2])["parameters"]
+    third = records[2]["params"]
+    alone = await generate_one("diffusers-tiny", GenerationParams.model_validate(third))
+    with Image.open(io.BytesIO(batch.pngs[2])) as a, Image.open(io.BytesIO(alone.pngs[0])) as b:
+        assert ImageChops.difference(a.convert("RGB"), b.convert("RGB")).getbbox() is None
+    with Image.open(io.BytesIO(batch.pngs[0])) as a, Image.open(io.BytesIO(batch.pngs[1])) as b:
+        assert ImageChops.difference(a.convert("RGB"), b.convert("RGB")).getbbox() is not None

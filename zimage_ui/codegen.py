@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from zimage_ui.keyguard import known_secrets, scrub
+from zimage_ui.params import image_seed
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import REDACTED, PreparedRequest
 from zimage_ui.providers.diffusers_local import DEFAULT_MODEL_ID, model_id
@@ -134,9 +135,27 @@ def httpx_code(prepared: PreparedRequest, names: Sequence[str]) -> str:
     )
 
 
+def _per_seed(call_args: list[str], seeds: list[int]) -> list[str]:
+    """The pipeline call for one seed, or a loop of one call per seed (each image alone)."""
+    seed = "seed" if len(seeds) > 1 else str(seeds[0])
+    call = [
+        "image = pipe(",
+        *call_args,
+        f'    generator=torch.Generator("cpu").manual_seed({seed}),',
+        ").images[0]",
+        f'image.save(f"zimage-{{{seed}}}.png")' if len(seeds) > 1 else f'image.save("zimage-{seed}.png")',
+    ]
+    if len(seeds) == 1:
+        return call
+    intro = "# one call per image, each with its own seed: any image can be made again alone"
+    return [intro, f"for seed in {seeds!r}:", *(f"    {line}" for line in call)]
+
+
 def pipeline_code(prepared: PreparedRequest) -> str:
     """The in-process equivalent: build the pipeline, set Turbo's scheduler shift, call it."""
     params = prepared.params
+    assert params.seed is not None
+    seeds = [image_seed(params.seed, index) for index in range(params.num_images)]
     kwargs = {key: value for key, value in prepared.body.items() if key not in {"generator", "scheduler"}}
     call_args = [f"    {key}={value!r}," for key, value in kwargs.items()]
     if prepared.provider == "diffusers-tiny":
@@ -162,12 +181,7 @@ def pipeline_code(prepared: PreparedRequest) -> str:
             "pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(",
             f"    pipe.scheduler.config, shift={params.shift!r}, use_dynamic_shifting=False",
             ")",
-            "images = pipe(",
-            *call_args,
-            f'    generator=torch.Generator("cpu").manual_seed({params.seed}),',
-            ").images",
-            "for index, image in enumerate(images):",
-            f'    image.save(f"zimage-{params.seed}-{{index}}.png")',
+            *_per_seed(call_args, seeds),
             "",
         ]
     )

@@ -121,12 +121,22 @@ class GenerationParams(BaseModel):
     def size(self) -> str:
         return f"{self.width}x{self.height}"
 
+    def for_image(self, index: int) -> GenerationParams:
+        """Image `index` of this batch as a run of its own: its seed, one image."""
+        assert self.seed is not None, "a batch's seeds come from a concrete seed"
+        return self.model_copy(update={"seed": image_seed(self.seed, index), "num_images": 1})
+
     def with_concrete_seed(self, rng: random.Random | None = None) -> GenerationParams:
         """Return a copy whose seed is set: the app draws random seeds itself (1..MAX_SEED)."""
         if self.seed is not None:
             return self
         draw = (rng or random.SystemRandom()).randint(1, MAX_SEED)
         return self.model_copy(update={"seed": draw})
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The seed of image `index` of a batch: seed + index, wrapping past MAX_SEED to 0."""
+    return (seed + index) % (MAX_SEED + 1)
 
 
 def parse_params(**values: object) -> GenerationParams:

@@ -13,7 +13,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from zimage_ui.errors import Cancelled, ZImageError
@@ -28,6 +28,7 @@ from zimage_ui.providers.base import (
     PreparedRequest,
     Progress,
     RunResult,
+    SentValues,
     ignore_progress,
 )
 from zimage_ui.runs import hosted_slot
@@ -86,7 +87,10 @@ async def generate_one(
         prepared = outcome.prepared
 
         def encode() -> list[bytes]:
-            return [png_bytes(image, prepared.params, result.sent, provider_id) for image in result.images]
+            return [
+                png_bytes(image, *image_provenance(prepared.params, result, index), provider_id)
+                for index, image in enumerate(result.images)
+            ]
 
         # A provider's PNG only has its text chunks spliced (microseconds); encoding pixels is
         # CPU-heavy and runs off the event loop.
@@ -137,6 +141,17 @@ async def generate_many(
             )
         )
     )
+
+
+def image_provenance(
+    params: GenerationParams, result: RunResult, index: int
+) -> tuple[GenerationParams, SentValues]:
+    """What image `index` records: as a run of its own (its seed, one image) where its seed is
+    known, so it can be made again alone; else the batch it came from."""
+    seed = result.image_seed(index)
+    if params.num_images == 1 or seed is None:
+        return params, result.sent
+    return params.for_image(index), replace(result.sent, seed=seed)
 
 
 def output_name(outcome: Outcome, index: int, prefix: str = "") -> str:

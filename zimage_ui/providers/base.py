@@ -109,6 +109,13 @@ class RunResult:
     cost: Cost | None = None
     job_id: str | None = None
     notes: list[str] = field(default_factory=list)
+    seeds: list[int] | None = None  # each image's own seed, where the provider makes them known
+
+    def image_seed(self, index: int) -> int | None:
+        """The seed image `index` can be made again from alone; None where only the provider knows."""
+        if self.seeds is not None:
+            return self.seeds[index]
+        return self.seed if index == 0 else None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zimage_ui.errors import Cancelled, JobFailed, ProviderUnavailable
-from zimage_ui.params import GenerationParams
+from zimage_ui.params import GenerationParams, image_seed
 from zimage_ui.providers.base import (
     Availability,
     CancelToken,
@@ -170,16 +170,31 @@ def _build_tiny() -> ZImagePipeline:
     return build_tiny_pipeline()
 
 
+def _seeds(params: GenerationParams) -> list[int]:
+    """One seed per image (seed, seed + 1, ...), so each image can be made again alone."""
+    assert params.seed is not None
+    return [image_seed(params.seed, index) for index in range(params.num_images)]
+
+
 def _pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
-    """The exact keyword arguments the pipeline gets (Turbo's values always explicit)."""
+    """The exact keyword arguments of each pipeline call (Turbo's values always explicit).
+
+    A batch is one call per image, each with its own seed: a batched call gives slightly
+    different pixels than the same seed alone, and every image must be reproducible alone.
+    """
+    seeds = _seeds(params)
     kwargs: dict[str, Any] = {
         "prompt": params.prompt,
         "height": params.height,
         "width": params.width,
         "num_inference_steps": params.num_inference_steps,
         "guidance_scale": params.guidance_scale,
-        "num_images_per_prompt": params.num_images,
-        "generator": f"torch.Generator('cpu').manual_seed({params.seed})",
+        "num_images_per_prompt": 1,
+        "generator": (
+            f"torch.Generator('cpu').manual_seed({seeds[0]})"
+            if len(seeds) == 1
+            else f"torch.Generator('cpu').manual_seed(seed), one call for each seed in {seeds}"
+        ),
         "scheduler": f"FlowMatchEulerDiscreteScheduler(shift={params.shift})",
     }
     if params.guidance_scale > 0 and params.negative_prompt.strip():
@@ -246,6 +261,7 @@ class _LocalPipelineProvider(Provider):
             provider=self.id,
             images=images,
             seed=prepared.sent.seed,
+            seeds=_seeds(prepared.params),
             sent=prepared.sent,
             elapsed_s=time.perf_counter() - started,
             notes=list(prepared.notes),
@@ -285,32 +301,40 @@ def _call_pipeline(
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     params = prepared.params
-    total = params.num_inference_steps
+    steps, seeds = params.num_inference_steps, _seeds(params)
+    total = steps * len(seeds)
     pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
         pipeline.scheduler.config, shift=params.shift, use_dynamic_shifting=False
     )
-
-    def on_step_end(pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        if cancel.cancelled:
-            pipe._interrupt = True  # the pipeline skips the remaining steps
-        report(Progress((step + 1) / total, f"step {step + 1}/{total}", step + 1, total))
-        return tensors
-
     kwargs = {k: v for k, v in _pipeline_kwargs(params).items() if k not in {"generator", "scheduler"}}
+    images = []
     report(Progress(0.0, f"step 0/{total}", 0, total))
-    try:
-        output = pipeline(
-            **kwargs,
-            generator=torch.Generator("cpu").manual_seed(params.seed or 0),
-            callback_on_step_end=on_step_end,
-        )
-    except torch.cuda.OutOfMemoryError:
-        raise JobFailed(
-            provider_id, "the GPU ran out of memory: try a smaller size or fewer images"
-        ) from None
-    if cancel.cancelled:
-        raise Cancelled(provider_id, "stopped")
-    return list(output.images)
+    for index, seed in enumerate(seeds):
+        done_before = index * steps
+
+        def on_step_end(
+            pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any], done_before: int = done_before
+        ) -> dict[str, Any]:
+            if cancel.cancelled:
+                pipe._interrupt = True  # the pipeline skips the remaining steps
+            done = done_before + step + 1
+            report(Progress(done / total, f"step {done}/{total}", done, total))
+            return tensors
+
+        try:
+            output = pipeline(
+                **kwargs,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                callback_on_step_end=on_step_end,
+            )
+        except torch.cuda.OutOfMemoryError:
+            raise JobFailed(
+                provider_id, "the GPU ran out of memory: try a smaller size or fewer images"
+            ) from None
+        if cancel.cancelled:
+            raise Cancelled(provider_id, "stopped")
+        images.extend(output.images)
+    return images
 
 
 # Decorated once, at import: ZeroGPU registers `spaces.GPU` functions when the app starts.
