@@ -16,6 +16,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def app_log(url: str) -> str:
+    """What the app started by `running_app` at `url` printed so far."""
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    return (ROOT / ".pytest_cache" / f"app-{port}.log").read_text()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ import pytest
 from gradio_client import Client
 
 from tests.emulators import Emulator
-from tests.serving import running_app
+from tests.serving import app_log, running_app
 from zimage_ui.metadata import read_provenance, read_text_chunks
 
 SESSIONS = 20
@@ -160,3 +160,36 @@ def test_api_clients_see_progress_and_their_place_in_line(shared_app: tuple[str,
     first.result(), second.result()
     assert any("1st in line" in text for text in seen), seen
     assert any(re.search(r"step \d+/30", text) for text in seen), seen
+
+
+def test_sweep_cells_carry_captions_and_failures_stay_in_place(
+    shared_app: tuple[str, Path], emulator_servers: dict[str, Emulator]
+) -> None:
+    url, _team = shared_app
+    emulator_servers["evolink"].reset()
+    emulator_servers["evolink"].behaviour.fail_reason = "prompt refused"
+    status, _grid, cells, _file = Client(url, verbose=False).predict(
+        "a red fox", "", 512, 512, "8", False, 4, 0.0, 3.0, 1,
+        "diffusers-tiny", "provider", "diffusers-tiny, evolink", "none", "",
+        api_name="/sweep",
+    )  # fmt: skip
+    emulator_servers["evolink"].reset()
+    assert "1 failed" in status and "prompt refused" in status
+    assert [cell["caption"] for cell in cells] == ["Provider: diffusers-tiny", "Provider: evolink: failed"]
+    assert all(Path(cell["image"]).read_bytes().startswith(b"\x89PNG") for cell in cells)
+
+
+def test_expected_failures_print_no_traceback(
+    shared_app: tuple[str, Path], emulator_servers: dict[str, Emulator]
+) -> None:
+    url, _team = shared_app
+    client = Client(url, verbose=False)
+    args = ["a fox", "", 256, 256, "1", False, 8, 0.0, 3.0, 1]
+    with pytest.raises(Exception, match="multiple of 16"):
+        client.predict("diffusers-tiny", *args[:2], 1000, *args[3:], api_name="/generate")
+    emulator_servers["evolink"].reset()
+    emulator_servers["evolink"].behaviour.fail_reason = "prompt refused"
+    with pytest.raises(Exception, match="prompt refused"):
+        client.predict("evolink", *args, api_name="/generate")
+    emulator_servers["evolink"].reset()
+    assert "Traceback" not in app_log(url), app_log(url)[-3000:]

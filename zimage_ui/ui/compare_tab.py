@@ -26,6 +26,7 @@ from zimage_ui.ui.handlers import (
     read_params,
     remember,
     save_run_files,
+    user_error,
 )
 from zimage_ui.ui.layout import provider_choices
 from zimage_ui.votes import VERDICT_LABELS, Vote, leaderboard, read_votes, record_vote
@@ -194,7 +195,7 @@ def read_sides(count: float, values: tuple[Any, ...]) -> list[Side]:
         if not problems:
             sides.append(Side(**fields))
     if problems:
-        raise gr.Error(f"Check the sides: {InvalidParams(problems)}", title="Invalid comparison")
+        raise user_error(f"Check the sides: {InvalidParams(problems)}", title="Invalid comparison")
     return sides
 
 
@@ -204,12 +205,12 @@ async def run_compare(request: gr.Request, *values: Any) -> AsyncIterator[list[A
     sides, history = read_sides(count, values[13:-1]), values[-1]
     n = len(sides)
     if blind and n != 2:
-        raise gr.Error("Blind mode compares exactly 2 sides: set Sides to 2.", title="Invalid comparison")
+        raise user_error("Blind mode compares exactly 2 sides: set Sides to 2.", title="Invalid comparison")
     params = read_params(*shared).with_concrete_seed()
     try:
         params_for_sides(sides, params)
     except InvalidParams as exc:
-        raise gr.Error(f"Check the sides: {exc}", title="Invalid comparison") from None
+        raise user_error(f"Check the sides: {exc}", title="Invalid comparison") from None
     order = list(range(n))
     if blind:
         random.shuffle(order)  # position must not reveal the provider
@@ -338,7 +339,7 @@ def on_slider_pick(images: list[str | None], left: str, right: str) -> Any:
 def vote_handler(verdict: str):
     def vote(blind_state: dict[str, Any] | None) -> list[Any]:
         if not blind_state:
-            raise gr.Error("Run a blind comparison of 2 sides first.")
+            raise user_error("Run a blind comparison of 2 sides first.")
         left, right = blind_state["providers"]
         record_vote(Vote(left, right, verdict, blind_state["prompt"], blind_state["seed"]))  # type: ignore[arg-type]
         reveal = f"Voted **{VERDICT_LABELS[verdict]}**. Side A was **{left}**, Side B was **{right}**."

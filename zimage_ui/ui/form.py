@@ -10,7 +10,7 @@ import gradio as gr
 
 from zimage_ui.compare import MAX_SIDES, Side
 from zimage_ui.presets import Preset, PresetError, preset_from_params
-from zimage_ui.ui.handlers import read_params
+from zimage_ui.ui.handlers import read_params, user_error
 
 
 @dataclass
@@ -75,4 +75,4 @@ def current_preset(values: list[Any], provider: str, sides: list[Side] | None, n
     try:
         return preset_from_params(params, provider, sides, name=name.strip())
     except PresetError as exc:
-        raise gr.Error(f"Can't make a preset: {exc}", title="Invalid settings") from None
+        raise user_error(f"Can't make a preset: {exc}", title="Invalid settings") from None

@@ -176,7 +176,7 @@ def read_params(
             num_images=int(num_images),
         )
     except InvalidParams as exc:
-        raise gr.Error(f"Check the form: {exc}", title="Invalid settings") from None
+        raise user_error(f"Check the form: {exc}", title="Invalid settings") from None
 
 
 def _whole(value: float | None, name: str) -> int:
@@ -212,6 +212,11 @@ def outcome_status(outcome: Outcome) -> str:
     return " · ".join(facts) + notes
 
 
+def user_error(message: str, title: str = "Error") -> gr.Error:
+    """An error the person can act on: shown on the page, one log line, never a traceback."""
+    return gr.Error(message, title=title, print_exception=False)
+
+
 def session_of(request: gr.Request | None) -> str | None:
     return request.session_hash if request else None
 
@@ -223,7 +228,7 @@ def owned_run(kind: str, request: gr.Request | None) -> Iterator[Run]:
         with RUNS.start(kind, session_of(request)) as run:
             yield run
     except ServerBusy as exc:
-        raise gr.Error(f"{exc}.", title="Server busy") from None
+        raise user_error(f"{exc}.", title="Server busy") from None
 
 
 async def save_run_files(run: Run, outcome: Outcome, prefix: str = "") -> list[Path]:
@@ -332,7 +337,7 @@ async def generate(
         return
     if not outcome.ok:
         yield skip, str(params.seed), outcome_status(outcome), sent, skip, outcome.prepared, history
-        raise gr.Error(outcome.error or "failed", title=f"{provider_id} failed")
+        raise user_error(outcome.error or "failed", title=f"{provider_id} failed")
     yield (
         [str(path) for path in paths],
         str(outcome.seed),

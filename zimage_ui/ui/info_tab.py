@@ -14,6 +14,7 @@ from zimage_ui.presets import PresetError, import_preset
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.runs import scratch_folder
+from zimage_ui.ui.handlers import user_error
 from zimage_ui.ui.presets_panel import NO_CHANGE_COUNT, applied, refused
 
 MAX_IMAGE_BYTES = 50 * 2**20
@@ -168,7 +169,7 @@ def search_runs(text: str) -> Any:
 def export_runs() -> Any:
     store = history_from_env()
     if store is None:
-        raise gr.Error("No team run log is configured: set ZIMAGE_HISTORY_DB.")
+        raise user_error("No team run log is configured: set ZIMAGE_HISTORY_DB.")
     path = scratch_folder("history") / "zimage-runs.csv"
     path.write_text(store.export_csv(), encoding="utf-8")
     return gr.update(value=str(path), visible=True)

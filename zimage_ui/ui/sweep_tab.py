@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +12,11 @@ import gradio as gr
 
 from zimage_ui.errors import InvalidParams
 from zimage_ui.providers.base import KeyRing
+from zimage_ui.runner import Outcome
+from zimage_ui.runs import Run
+from zimage_ui.sheets import placeholder
 from zimage_ui.sweep import AXIS_LABELS, SweepSpec, check_size, max_cells, parse_axis, run_sweep
-from zimage_ui.ui.handlers import follow, owned_run, read_params, save_run_files
+from zimage_ui.ui.handlers import follow, owned_run, read_params, save_run_files, user_error
 from zimage_ui.ui.layout import provider_choices
 
 NO_AXIS = "none"
@@ -66,7 +70,14 @@ def build_sweep_tab(default_provider: str) -> SweepTab:
         stop = gr.Button("Stop", variant="stop", elem_id="sweep-stop")
     status = gr.Markdown(elem_id="sweep-status")
     grid = gr.Image(label="Grid", type="filepath", format="png", interactive=False, elem_id="sweep-grid")
-    gallery = gr.Gallery(label="Cells", format="png", columns=4, height=300, interactive=False)
+    gallery = gr.Gallery(
+        label="Cells",
+        format="png",
+        columns=4,
+        height=300,
+        interactive=False,
+        elem_id="sweep-cells-gallery",
+    )
     grid_file = gr.File(label="Grid PNG (records the axes)", interactive=False)
     return SweepTab(
         provider, x_kind, x_values, y_kind, y_values, cells, run, stop, status, grid, gallery, grid_file
@@ -101,7 +112,7 @@ async def run_sweep_ui(request: gr.Request, *values: Any) -> AsyncIterator[tuple
         spec = SweepSpec(params=params, provider=provider, x=x, y=y)
         check_size(spec)
     except InvalidParams as exc:
-        raise gr.Error(f"Check the sweep: {exc}", title="Invalid sweep") from None
+        raise user_error(f"Check the sweep: {exc}", title="Invalid sweep") from None
     total = spec.cell_count
     with owned_run("sweep", request) as run:
         done: asyncio.Queue[int] = asyncio.Queue()
@@ -118,11 +129,10 @@ async def run_sweep_ui(request: gr.Request, *values: Any) -> AsyncIterator[tuple
         async for finished in follow(task, done):
             yield f"{finished} of {total} cells done…", gr.skip(), gr.skip(), gr.skip()
         result = task.result()
-        cell_paths = [
-            str(paths[0])
+        cells = [
+            await _cell(run, spec, outcome, x, y)
             for y, row in enumerate(result.outcomes)
             for x, outcome in enumerate(row)
-            if (paths := await save_run_files(run, outcome, f"row{y + 1}-col{x + 1}-"))
         ]
         grid = await asyncio.to_thread(result.grid_png)
         grid_path = await asyncio.to_thread(run.write, "grid.png", grid)
@@ -135,4 +145,27 @@ async def run_sweep_ui(request: gr.Request, *values: Any) -> AsyncIterator[tuple
         status += " · **stopped**"
     elif failures:
         status += f" · {len(failures)} failed, e.g. {failures[0]}"
-    yield status, str(grid_path), cell_paths, str(grid_path)
+    yield status, str(grid_path), cells, str(grid_path)
+
+
+def cell_caption(spec: SweepSpec, x: int, y: int) -> str:
+    """The cell's place on the axes, e.g. "Steps: 4 · Seed: 7"."""
+    caption = spec.x.label(spec.x.values[x])
+    return f"{caption} · {spec.y.label(spec.y.values[y])}" if spec.y else caption
+
+
+async def _cell(run: Run, spec: SweepSpec, outcome: Outcome, x: int, y: int) -> tuple[str, str]:
+    """A cell for the gallery: its image, or its error drawn in place, with its caption."""
+    caption, prefix = cell_caption(spec, x, y), f"row{y + 1}-col{x + 1}-"
+    paths = await save_run_files(run, outcome, prefix)
+    if paths:
+        return str(paths[0]), caption
+    error = outcome.error or "no image"
+    path = await asyncio.to_thread(run.write, f"{prefix}failed.png", _placeholder_png(error))
+    return str(path), f"{caption}: failed"
+
+
+def _placeholder_png(message: str) -> bytes:
+    buffer = io.BytesIO()
+    placeholder((384, 384), message).save(buffer, format="PNG")
+    return buffer.getvalue()
