@@ -24,6 +24,7 @@ def test_generate_endpoint_returns_png_with_the_seed_used(client: Client):
     assert seed_used == "11"
     assert "Done" in status
     assert sent["sent"] == {"size": "256x256", "steps": "8", "seed": 11}
+    assert gallery[0]["caption"] == "seed 11"
     image_path = Path(gallery[0]["image"])
     assert image_path.suffix == ".png"
     parameters = read_text_chunks(image_path.read_bytes())["parameters"]

@@ -1,6 +1,13 @@
 """Page handlers that need no server."""
 
+from pathlib import Path
+
+from PIL import Image
+
+from zimage_ui.infotext import read_png_settings
+from zimage_ui.metadata import PARAMETERS_KEY, png_with_chunks
 from zimage_ui.ui.handlers import keys_changed
+from zimage_ui.ui.info_tab import on_png, use_readback
 from zimage_ui.ui.layout import all_key_names
 
 
@@ -14,3 +21,23 @@ def test_a_key_typed_on_the_page_relabels_every_provider_dropdown(monkeypatch):
     labels = dict((pid, label) for label, pid in updates[0]["choices"])
     assert "unavailable" not in labels["runpod"]
     assert "rp-typed-key" not in str(updates)
+
+
+def test_an_image_from_another_model_keeps_turbos_steps_and_guidance(tmp_path: Path):
+    a1111 = (
+        "a castle\nSteps: 28, Sampler: DPM++ 2M, CFG scale: 7, Seed: 1234, Size: 512x768, "
+        "Model: sd_xl_base_1.0"
+    )
+    png = png_with_chunks(Image.new("RGB", (8, 8)), {PARAMETERS_KEY: a1111})
+    assert read_png_settings(png).params["num_inference_steps"] == 28  # the reader stays faithful
+
+    path = tmp_path / "a1111.png"
+    path.write_bytes(png)
+    state = on_png(str(path))[-1]
+    kept = use_readback(state, False)
+    assert kept[1] == "a castle" and kept[5] == "1234"
+    assert (kept[7], kept[8]) == (8, 0.0)  # steps, guidance: Turbo's
+    assert "Kept Turbo's 8 steps and guidance 0 instead of its Steps 28 and CFG scale 7" in kept[0]
+    assert kept[-1] == kept[0]  # shown on the PNG info tab too
+    theirs = use_readback(state, True)
+    assert (theirs[7], theirs[8]) == (28, 7.0) and "Kept" not in theirs[0]

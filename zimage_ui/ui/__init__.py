@@ -268,7 +268,8 @@ def build_demo() -> gr.Blocks:
             [info.message, info.read, info.ignored, info.use, info.readback],
             **PRIVATE,
         )
-        info.use.click(info_tab.use_readback, info.readback, fill, **PRIVATE)
+        # The outcome shows where the person is (the PNG info tab) as well as in the presets status.
+        info.use.click(info_tab.use_readback, [info.readback, info.theirs], [*fill, info.message], **PRIVATE)
         history.change(info_tab.history_gallery, history, past.gallery, **PRIVATE)
         past.gallery.select(info_tab.on_history_select, None, [past.selected, past.restore], **PRIVATE)
         past.restore.click(

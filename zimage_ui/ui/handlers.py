@@ -339,7 +339,7 @@ async def generate(
         yield skip, str(params.seed), outcome_status(outcome), sent, skip, outcome.prepared, history
         raise user_error(outcome.error or "failed", title=f"{provider_id} failed")
     yield (
-        [str(path) for path in paths],
+        gallery_items(outcome, paths),
         str(outcome.seed),
         outcome_status(outcome),
         sent,
@@ -347,6 +347,16 @@ async def generate(
         outcome.prepared,
         history,
     )
+
+
+def gallery_items(outcome: Outcome, paths: list[Path]) -> list[tuple[str, str]]:
+    """Each image with the seed it can be made again from (or the batch it came from)."""
+    result = outcome.result
+    items = []
+    for index, path in enumerate(paths):
+        seed = result.image_seed(index) if result else None
+        items.append((str(path), f"seed {seed}" if seed is not None else f"image {index + 1} of the batch"))
+    return items
 
 
 def show_code(prepared: PreparedRequest | None, session_keys: dict[str, str] | None) -> tuple[str, str]:

@@ -10,6 +10,7 @@ import gradio as gr
 
 from zimage_ui.history import history_from_env
 from zimage_ui.infotext import read_png_settings
+from zimage_ui.params import TURBO_STEPS
 from zimage_ui.presets import PresetError, import_preset
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing
@@ -39,6 +40,7 @@ class InfoTab:
     message: gr.Markdown
     read: gr.JSON
     ignored: gr.JSON
+    theirs: gr.Checkbox
     use: gr.Button
     readback: gr.State
 
@@ -50,8 +52,13 @@ def build_info_tab() -> InfoTab:
     with gr.Row():
         read = gr.JSON(label="Read", elem_id="png-info-read")
         ignored = gr.JSON(label="Ignored")
+    theirs = gr.Checkbox(
+        label="Also use its steps and CFG scale",
+        info="Off: an image made with another model keeps Turbo's 8 steps and guidance 0",
+        elem_id="png-info-theirs",
+    )
     use = gr.Button("Use these settings", variant="primary", interactive=False, elem_id="png-info-use")
-    return InfoTab(file, message, read, ignored, use, gr.State(None))
+    return InfoTab(file, message, read, ignored, theirs, use, gr.State(None))
 
 
 def on_png(path: str | None) -> tuple[Any, ...]:
@@ -64,14 +71,33 @@ def on_png(path: str | None) -> tuple[Any, ...]:
     read = dict(result.params)
     if result.provider:
         read["provider"] = result.provider
-    return result.message, read or None, result.ignored or None, gr.update(interactive=bool(read)), read
+    # Made here (our record, or our infotext naming one of our providers): its steps suit Turbo.
+    state = {"params": read, "turbo": result.source == "zimage" or result.provider is not None}
+    return result.message, read or None, result.ignored or None, gr.update(interactive=bool(read)), state
 
 
-def use_readback(read: dict[str, Any] | None) -> list[Any]:
-    """Fill the form with what was read; fields the image did not give keep their values."""
+TURBO_TUNED = {"num_inference_steps": ("Steps", TURBO_STEPS), "guidance_scale": ("CFG scale", 0.0)}
+
+
+def use_readback(state: dict[str, Any] | None, theirs: bool) -> list[Any]:
+    """Fill the form with what was read; fields the image did not give keep their values.
+    Outputs: the presets status, `Form.outputs`, then the PNG info message (the same text).
+
+    An image made with another model keeps Turbo's steps and guidance unless `theirs`: its
+    28 steps and CFG 7 suit that model, not a Turbo model; the message says what was kept.
+    """
+    state = state or {}
+    read = state.get("params")
     if not read:
-        return ["Nothing to use: drop an image first.", *([gr.skip()] * (NO_CHANGE_COUNT - 1))]
+        nothing = "Nothing to use: drop an image first."
+        return [nothing, *([gr.skip()] * (NO_CHANGE_COUNT - 1)), nothing]
     values: dict[str, Any] = {**read}
+    kept = []
+    if not state.get("turbo") and not theirs:
+        for name, (label, turbo) in TURBO_TUNED.items():
+            if name in values and values[name] != turbo:
+                kept.append(f"{label} {values.pop(name):g}")
+                values[name] = turbo
     if "seed" in values:
         values["random_seed"] = False
         values["seed"] = str(values["seed"])
@@ -79,7 +105,13 @@ def use_readback(read: dict[str, Any] | None) -> list[Any]:
     provider = read.get("provider")
     provider_update = provider if provider in PROVIDERS else gr.skip()
     rest = [gr.skip()] * (NO_CHANGE_COUNT - 1 - len(shared) - 1)
-    return ["Settings filled from the image.", *shared, provider_update, *rest]
+    message = "Settings filled from the image."
+    if kept:
+        message += (
+            f" Kept Turbo's 8 steps and guidance 0 instead of its {' and '.join(kept)}, which suit"
+            " the model that made it: tick “Also use its steps and CFG scale” to take them."
+        )
+    return [message, *shared, provider_update, *rest, message]
 
 
 @dataclass
