@@ -6,9 +6,12 @@ from PIL import Image
 
 from zimage_ui.infotext import read_png_settings
 from zimage_ui.metadata import PARAMETERS_KEY, png_with_chunks
+from zimage_ui.params import GenerationParams
+from zimage_ui.sweep import GRID_KEY, SweepSpec, parse_axis
 from zimage_ui.ui.handlers import keys_changed
-from zimage_ui.ui.info_tab import on_png, use_readback
+from zimage_ui.ui.info_tab import axis_text, on_png, sweep_again, use_readback
 from zimage_ui.ui.layout import all_key_names
+from zimage_ui.ui.presets_panel import NO_CHANGE_COUNT
 
 
 def test_a_key_typed_on_the_page_relabels_every_provider_dropdown(monkeypatch):
@@ -41,3 +44,25 @@ def test_an_image_from_another_model_keeps_turbos_steps_and_guidance(tmp_path: P
     assert kept[-1] == kept[0]  # shown on the PNG info tab too
     theirs = use_readback(state, True)
     assert (theirs[7], theirs[8]) == (28, 7.0) and "Kept" not in theirs[0]
+
+
+def test_a_sweep_grid_png_sets_the_sweep_up_again(tmp_path: Path):
+    prompt = "a fox, at dawn"
+    spec = SweepSpec(
+        params=GenerationParams(prompt=prompt, seed=9, width=512, height=512),
+        provider="diffusers-tiny",
+        x=parse_axis("prompt_sr", 'fox, "cat, big"', prompt),
+        y=parse_axis("steps", "2-8 (+3)"),
+    )
+    path = tmp_path / "grid.png"
+    path.write_bytes(png_with_chunks(Image.new("RGB", (8, 8)), {GRID_KEY: spec.model_dump_json()}))
+    message, *_rest, again, state = on_png(str(path))
+    assert "A sweep grid: 6 cells" in message and again["visible"] is True
+    out = sweep_again(state)
+    assert out[1] == prompt and out[5] == "9"  # the form: prompt ... seed
+    assert out[NO_CHANGE_COUNT - 1].selected == "sweep"
+    provider, x_kind, x_text, y_kind, y_text = out[NO_CHANGE_COUNT : NO_CHANGE_COUNT + 5]
+    assert (provider, x_kind, y_kind) == ("diffusers-tiny", "prompt_sr", "steps")
+    assert parse_axis("prompt_sr", x_text, prompt).values == ["fox", "cat, big"]
+    assert parse_axis("steps", y_text).values == [2, 5, 8]
+    assert axis_text(spec.y) == "2, 5, 8"

@@ -265,11 +265,13 @@ def build_demo() -> gr.Blocks:
         info.file.change(
             info_tab.on_png,
             info.file,
-            [info.message, info.read, info.ignored, info.use, info.readback],
+            [info.message, info.read, info.ignored, info.use, info.again, info.readback],
             **PRIVATE,
         )
         # The outcome shows where the person is (the PNG info tab) as well as in the presets status.
         info.use.click(info_tab.use_readback, [info.readback, info.theirs], [*fill, info.message], **PRIVATE)
+        sweep_fields = [sweep.provider, sweep.x_kind, sweep.x_values, sweep.y_kind, sweep.y_values]
+        info.again.click(info_tab.sweep_again, info.readback, [*fill, *sweep_fields, info.message], **PRIVATE)
         history.change(info_tab.history_gallery, history, past.gallery, **PRIVATE)
         past.gallery.select(info_tab.on_history_select, None, [past.selected, past.restore], **PRIVATE)
         past.restore.click(

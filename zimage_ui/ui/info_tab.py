@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,12 +13,15 @@ import gradio as gr
 from zimage_ui.history import history_from_env
 from zimage_ui.infotext import read_png_settings
 from zimage_ui.params import TURBO_STEPS
-from zimage_ui.presets import PresetError, import_preset
+from zimage_ui.presets import PresetError, import_preset, preset_from_params
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.runs import scratch_folder
+from zimage_ui.sweep import AXIS_LABELS, Axis, SweepSpec, read_grid_spec
+from zimage_ui.ui.form import fill_values
 from zimage_ui.ui.handlers import user_error
 from zimage_ui.ui.presets_panel import NO_CHANGE_COUNT, applied, refused
+from zimage_ui.ui.sweep_tab import NO_AXIS
 
 MAX_IMAGE_BYTES = 50 * 2**20
 # Form.outputs order: the 10 shared values first, then the provider.
@@ -42,6 +47,7 @@ class InfoTab:
     ignored: gr.JSON
     theirs: gr.Checkbox
     use: gr.Button
+    again: gr.Button
     readback: gr.State
 
 
@@ -58,22 +64,68 @@ def build_info_tab() -> InfoTab:
         elem_id="png-info-theirs",
     )
     use = gr.Button("Use these settings", variant="primary", interactive=False, elem_id="png-info-use")
-    return InfoTab(file, message, read, ignored, theirs, use, gr.State(None))
+    again = gr.Button("Set up this sweep again", visible=False, elem_id="png-info-sweep")
+    return InfoTab(file, message, read, ignored, theirs, use, again, gr.State(None))
 
 
 def on_png(path: str | None) -> tuple[Any, ...]:
+    """Outputs: message, what was read, what was ignored, Use, Set up this sweep again, state."""
+    hidden = gr.update(visible=False)
     if not path:
-        return "", None, None, gr.update(interactive=False), None
+        return "", None, None, gr.update(interactive=False), hidden, None
     if Path(path).stat().st_size > MAX_IMAGE_BYTES:  # checked before a byte is read
-        return "That file is over 50 MB: not read.", None, None, gr.update(interactive=False), None
+        return "That file is over 50 MB: not read.", None, None, gr.update(interactive=False), hidden, None
     data = Path(path).read_bytes()
+    spec = read_grid_spec(data)
+    if spec is not None:
+        message = (
+            f"A sweep grid: {spec.cell_count} cells of {spec.provider}, "
+            f"{' by '.join(AXIS_LABELS[a.kind] for a in (spec.x, spec.y) if a)}. "
+            "“Set up this sweep again” fills the form and the Sweep tab with it."
+        )
+        grid: dict[str, Any] = {"grid": spec.model_dump_json()}
+        return message, None, None, gr.update(interactive=False), gr.update(visible=True), grid
     result = read_png_settings(data)
     read = dict(result.params)
     if result.provider:
         read["provider"] = result.provider
     # Made here (our record, or our infotext naming one of our providers): its steps suit Turbo.
     state = {"params": read, "turbo": result.source == "zimage" or result.provider is not None}
-    return result.message, read or None, result.ignored or None, gr.update(interactive=bool(read)), state
+    use = gr.update(interactive=bool(read))
+    return result.message, read or None, result.ignored or None, use, hidden, state
+
+
+def axis_text(axis: Axis) -> str:
+    """An axis's values as the Sweep tab takes them (CSV where a text value may hold a comma)."""
+    if axis.kind in ("seed", "steps", "shift"):
+        return ", ".join(str(value) for value in axis.values)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(axis.values)
+    return buffer.getvalue()
+
+
+def sweep_again(state: dict[str, Any] | None) -> list[Any]:
+    """The grid's sweep back on the page: its settings in the form, its axes in the Sweep tab.
+    Outputs: the presets status, `Form.outputs`, the Sweep tab's provider and axes, the message."""
+    raw = (state or {}).get("grid")
+    if not raw:
+        nothing = "Drop a sweep grid PNG first."
+        return [nothing, *([gr.skip()] * (NO_CHANGE_COUNT - 1)), *([gr.skip()] * 5), nothing]
+    spec = SweepSpec.model_validate_json(raw)
+    filled = fill_values(preset_from_params(spec.params, spec.provider))
+    y_kind, y_text = (spec.y.kind, axis_text(spec.y)) if spec.y else (NO_AXIS, "")
+    message = "The sweep is set up again on the Sweep tab: press Run sweep."
+    return [
+        message,
+        *filled[:-1],
+        gr.Tabs(selected="sweep"),
+        spec.provider,
+        spec.x.kind,
+        axis_text(spec.x),
+        y_kind,
+        y_text,
+        message,
+    ]
 
 
 TURBO_TUNED = {"num_inference_steps": ("Steps", TURBO_STEPS), "guidance_scale": ("CFG scale", 0.0)}
