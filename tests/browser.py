@@ -6,7 +6,9 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.serving import running_app
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -31,3 +33,18 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def app_page(env: dict[str, str] | None = None) -> Iterator[Page]:
+    """The real app started with `env`, open in Chromium, once its prompt box is on screen."""
+    with running_app(env or {}) as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url)
+        page.wait_for_selector("#prompt textarea")
+        yield page
+
+
+def pick_provider(page: Page, provider_id: str) -> None:
+    page.click("#provider input")
+    page.get_by_role("option", name=f"{provider_id}:").first.click()

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import chromium
-from tests.serving import running_app
+from tests.browser import app_page, pick_provider
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".pytest_cache" / "screenshots"
@@ -18,16 +17,8 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / ".pytest_cache" / "screensh
 def page(tmp_path_factory) -> Iterator[Page]:
     out = tmp_path_factory.mktemp("outputs")
     env = {"ZIMAGE_OUTPUT_DIR": str(out), "ZIMAGE_VOTES_PATH": str(out / "votes.jsonl")}
-    with running_app(env) as url, chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(url)
-        page.wait_for_selector("#prompt textarea")
+    with app_page(env) as page:
         yield page
-
-
-def pick_provider(page: Page, provider_id: str) -> None:
-    page.click("#provider input")
-    page.get_by_role("option", name=f"{provider_id}:").first.click()
 
 
 def test_generate_on_tiny_shows_image_and_seed(page: Page):

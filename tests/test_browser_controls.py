@@ -5,8 +5,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import chromium
-from tests.serving import running_app
+from tests.browser import app_page, pick_provider
 from zimage_ui.providers import PROVIDERS
 
 pytestmark = pytest.mark.browser
@@ -14,16 +13,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[Page]:
-    with running_app({"ZIMAGE_SERVER_KEYS": "none"}) as url, chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(url)
-        page.wait_for_selector("#prompt textarea")
+    with app_page({"ZIMAGE_SERVER_KEYS": "none"}) as page:
         yield page
-
-
-def pick_provider(page: Page, provider_id: str) -> None:
-    page.click("#provider input")
-    page.get_by_role("option", name=f"{provider_id}:").first.click()
 
 
 def set_steps(page: Page, value: int) -> None:

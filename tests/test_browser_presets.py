@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import chromium
+from tests.browser import chromium, pick_provider
 from tests.serving import running_app
-from tests.test_browser import ARTIFACTS, pick_provider
+from tests.test_browser import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 
