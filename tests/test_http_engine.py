@@ -427,3 +427,21 @@ def test_api_message_follows_paths() -> None:
     assert api_message({"detail": "  no  "}, paths) == "no"
     assert api_message({"other": 1}, paths) is None
     assert api_message(None, paths) is None
+
+
+async def test_a_compressed_answer_is_read_and_its_decoded_size_is_capped():
+    import gzip
+    import json as json_module
+
+    small = gzip.compress(json_module.dumps({"ok": True}).encode())
+    bomb = gzip.compress(b'{"x": "' + b"a" * (20 * 2**20) + b'"}')  # ~20 KB that inflates to 20 MB
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = bomb if request.url.path == "/bomb" else small
+        return httpx.Response(200, headers={"content-encoding": "gzip"}, content=body)
+
+    engine = HttpEngine(transport=httpx.MockTransport(handler))
+    async with engine.session("p", headers={}, secrets=[], key_hint="K") as session:
+        assert await session.get_json("https://api.test/ok") == {"ok": True}
+        with pytest.raises(MalformedResponse, match="answer is larger than 8 MB"):
+            await session.get_json("https://api.test/bomb")

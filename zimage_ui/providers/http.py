@@ -429,9 +429,13 @@ class HttpSession:
                 content = await self._read_capped(streamed, cap, "answer")
             finally:
                 await streamed.aclose()
-            response = httpx.Response(
-                streamed.status_code, headers=streamed.headers, content=content, request=request
-            )
+            # The content is already decoded (gzip and the like): its encoding headers no longer apply.
+            headers = [
+                (name, value)
+                for name, value in streamed.headers.multi_items()
+                if name.lower() not in {"content-encoding", "content-length", "transfer-encoding"}
+            ]
+            response = httpx.Response(streamed.status_code, headers=headers, content=content, request=request)
             log.debug("%s %s -> %s", method, urlsplit(url).path, response.status_code)
             if response.status_code == 429 or response.status_code >= 500:
                 raise RetryableStatus(response)
