@@ -108,3 +108,18 @@ def test_png_info_reads_a_huge_image_without_decoding_it():
     result = read_png_settings(png)
     assert result.params["seed"] == 5 and result.params["prompt"] == "a kite"
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB: nothing decoded
+
+
+def test_only_a_providers_png_is_spliced_a_jpeg_is_encoded():
+    import io
+
+    from PIL import Image
+
+    from zimage_ui.metadata import spliceable_png
+    from zimage_ui.providers.http import decode_image
+
+    for fmt, spliced in (("PNG", True), ("JPEG", False)):
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), (10, 20, 30)).save(buffer, format=fmt)
+        image = decode_image("p", buffer.getvalue())
+        assert (spliceable_png(image) is not None) is spliced

@@ -82,10 +82,16 @@ def png_bytes(image: Image.Image, params: GenerationParams, sent: SentValues, pr
         PARAMETERS_KEY: infotext(params, sent, provider),
         ZIMAGE_KEY: json.dumps(provenance(params, sent, provider), ensure_ascii=False),
     }
-    source = image.info.get(SOURCE_BYTES)
-    if isinstance(source, bytes) and source.startswith(PNG_SIGNATURE):
+    source = spliceable_png(image)
+    if source is not None:
         return splice_text_chunks(source, chunks)
     return png_with_chunks(image, chunks)
+
+
+def spliceable_png(image: Image.Image) -> bytes | None:
+    """The provider's own PNG bytes, when provenance can be spliced in without re-encoding."""
+    source = image.info.get(SOURCE_BYTES)
+    return source if isinstance(source, bytes) and source.startswith(PNG_SIGNATURE) else None
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

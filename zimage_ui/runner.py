@@ -18,11 +18,10 @@ from pathlib import Path
 
 from zimage_ui.errors import Cancelled, ZImageError
 from zimage_ui.keyguard import known_secrets, scrub
-from zimage_ui.metadata import png_bytes
+from zimage_ui.metadata import png_bytes, spliceable_png
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import (
-    SOURCE_BYTES,
     CancelToken,
     KeyRing,
     PreparedRequest,
@@ -94,7 +93,7 @@ async def generate_one(
 
         # A provider's PNG only has its text chunks spliced (microseconds); encoding pixels is
         # CPU-heavy and runs off the event loop.
-        spliced = all(SOURCE_BYTES in image.info for image in result.images)
+        spliced = all(spliceable_png(image) is not None for image in result.images)
         outcome.pngs = encode() if spliced else await asyncio.to_thread(encode)
     except Cancelled as exc:
         outcome.error, outcome.stopped = str(exc), True
