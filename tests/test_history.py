@@ -55,7 +55,7 @@ def test_record_and_read_back_every_field(store: HistoryStore):
     assert (row.elapsed_s, row.queue_s, row.run_s) == (3.25, 0.5, 2.5)
     assert row.image_paths == ["outputs/scenario-1234-0.png", "outputs/scenario-1234-1.png"]
     assert row.created_at == "2025-03-01T12:00:00.000000+00:00"
-    assert row.ok and row.error is None
+    assert row.error is None
     assert row.generation_params() == params.model_copy(update={"seed": 1234})
 
 
@@ -91,7 +91,7 @@ def test_limit_is_clamped(store: HistoryStore):
 def test_failed_runs_are_recorded(store: HistoryStore):
     add(store, "fox", error="runpod: the job failed: try again")
     [row] = store.search()
-    assert not row.ok and row.error == "runpod: the job failed: try again"
+    assert row.error == "runpod: the job failed: try again"
 
 
 def test_history_survives_reopening(tmp_path: Path):

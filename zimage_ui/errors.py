@@ -1,8 +1,22 @@
-"""A small error hierarchy whose messages say what happened and what to do.
+"""The one error hierarchy: every message says what happened and what to do.
 
-Only the UI turns these into `gr.Error`; the CLI prints them. No message ever
-contains a key: provider code builds messages from fixed text and the API's
-own error text, never from request headers.
+    ZImageError                 str(error) is a complete, user-facing message
+    ├── InvalidParams           input that can't be sent anywhere (.fields: field -> problem)
+    ├── PresetError             a preset, link or team file refused whole (.fields)
+    ├── ServerBusy              too many runs on this server right now
+    └── ProviderError           a provider could not make the image (.provider, .detail)
+        ├── ProviderUnavailable not usable here: missing key, no GPU; nothing was sent
+        ├── AuthError           the key was refused
+        ├── NoCredit            no balance left on the account
+        ├── RateLimited         429 after every retry
+        ├── JobFailed           the provider ran the job and reported a failure
+        ├── ProviderTimeout     no result within the overall deadline
+        ├── MalformedResponse   an answer of the wrong shape
+        └── Cancelled           the user's Stop: shown as "Stopped", never as a failure
+
+Only the UI turns these into `gr.Error` (or a status line); the CLI prints them and
+exits 2 for the first three. No message ever contains a key: provider code builds
+messages from fixed text and the API's own error text, never from request headers.
 """
 
 from __future__ import annotations
@@ -31,6 +45,15 @@ class InvalidParams(ZImageError):
                 message = "unknown field; remove it"
             fields.setdefault(name, message)
         return cls(fields)
+
+
+class PresetError(ZImageError):
+    """A preset refused whole; `fields` maps each wrong field to what to do about it."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = fields
+        detail = "; ".join(f"{name}: {problem}" for name, problem in fields.items())
+        super().__init__(f"this preset can't be used: {detail}")
 
 
 class ServerBusy(ZImageError):

@@ -73,10 +73,6 @@ class HistoryRow:
     image_paths: list[str]
     error: str | None
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
     def generation_params(self) -> GenerationParams:
         """The run's parameters with the seed it used, ready to run again."""
         return GenerationParams.model_validate({**self.params, "seed": self.seed})

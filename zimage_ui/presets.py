@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, params_for_side
-from zimage_ui.errors import InvalidParams, ZImageError
+from zimage_ui.errors import InvalidParams, PresetError
 from zimage_ui.keyguard import MAX_DEPTH, known_secrets, scrub, smuggled
 from zimage_ui.params import GenerationParams, ProviderOptions, parse_params
 from zimage_ui.providers import PROVIDERS
@@ -34,15 +34,6 @@ _GOT = {
     "str": "text", "int": "a whole number", "float": "a number", "bool": "true/false",
     "NoneType": "null", "list": "a list", "dict": "an object",
 }  # fmt: skip
-
-
-class PresetError(ZImageError):
-    """A preset refused whole; `fields` maps each wrong field to what to do about it."""
-
-    def __init__(self, fields: dict[str, str]) -> None:
-        self.fields = fields
-        detail = "; ".join(f"{name}: {problem}" for name, problem in fields.items())
-        super().__init__(f"this preset can't be used: {detail}")
 
 
 def _rule(name: str, value: Any) -> Any:

@@ -10,7 +10,7 @@ from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import Capabilities, Cost, PreparedRequest, ProgressFn, SentValues
 from zimage_ui.providers.hosted_base import (
     HostedProvider,
-    Outcome,
+    JobDone,
     fit_size,
     gather_all,
     images_sent,
@@ -97,7 +97,7 @@ class AimlApiProvider(HostedProvider):
 
     map_params = staticmethod(aiml_body)
 
-    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
+    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
         data = await session.submit(
             prepared.url, prepared.body, read_timeout_s=SUBMIT_READ_TIMEOUT_S, max_bytes=MAX_ANSWER_BYTES
         )
@@ -110,4 +110,4 @@ class AimlApiProvider(HostedProvider):
             )
 
         images = await gather_all(load(kind, value) for kind, value in image_items(data))
-        return Outcome(images=images, cost=tokens_cost(data))
+        return JobDone(images=images, cost=tokens_cost(data))

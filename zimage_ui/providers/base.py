@@ -31,8 +31,6 @@ class Capabilities:
     guidance: bool = False
     max_images: int = 1
     cost_reporting: bool = False
-    img2img: bool = False
-    lora: bool = False
     local_gpu: bool = False  # runs on this machine's one GPU: shares one queue
 
 

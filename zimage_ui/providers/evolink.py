@@ -9,8 +9,8 @@ from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import Capabilities, PreparedRequest, ProgressFn, SentValues
 from zimage_ui.providers.hosted_base import (
     HostedProvider,
+    JobDone,
     JobState,
-    Outcome,
     fit_size,
     gather_all,
     percent_fraction,
@@ -81,10 +81,10 @@ class EvoLinkProvider(HostedProvider):
 
     map_params = staticmethod(evolink_body)
 
-    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
+    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
         created = await session.submit(prepared.url, prepared.body)
         task_id = str(dig(created, "id"))
         session.job_started()  # the API documents no cancel call
         task = await self.poll_job(session, f"{self.base_of(prepared)}/tasks/{task_id}", task_state, progress)
         images = await gather_all(session.download_image(url) for url in result_urls(task))
-        return Outcome(images=images, job_id=task_id)
+        return JobDone(images=images, job_id=task_id)

@@ -43,7 +43,7 @@ from zimage_ui.providers.http import (
     HttpEngine,
     HttpSession,
     Unexpected,
-    scrub,
+    redacted_detail,
 )
 from zimage_ui.redaction import header_secrets, redact, url_secrets
 
@@ -168,7 +168,7 @@ ENDED: dict[str, tuple[type[ProviderError], str]] = {
 
 
 @dataclass
-class Outcome:
+class JobDone:
     """What a provider's run produced, before it becomes a RunResult."""
 
     images: list[Image.Image]
@@ -288,15 +288,18 @@ class HostedProvider(Provider):
                 outcome = await self.execute(session, prepared, progress)
             except (Unexpected, AttributeError, TypeError, KeyError, IndexError) as exc:
                 # An answer of the wrong shape (a list where an object was documented, ...).
-                log.debug("%s answered in an unexpected shape: %r", self.id, scrub(repr(exc), secrets))
+                log.debug(
+                    "%s answered in an unexpected shape: %r", self.id, redacted_detail(repr(exc), secrets)
+                )
                 what = str(exc) if isinstance(exc, Unexpected) else type(exc).__name__
                 raise MalformedResponse(
                     self.id,
-                    f"malformed answer: it is not in the documented shape ({scrub(what, secrets)}): "
+                    "malformed answer: it is not in the documented shape "
+                    f"({redacted_detail(what, secrets)}): "
                     "retry; if it persists, the API may have changed",
                 ) from None
             except Refused as exc:
-                refusal = scrub(str(exc), secrets)
+                refusal = redacted_detail(str(exc), secrets)
                 raise ProviderError(self.id, f"the request was refused ({refusal})") from None
             except ProviderError as exc:  # a last guard: no message may carry a key
                 clean = redact(exc.detail, secrets)
@@ -318,5 +321,5 @@ class HostedProvider(Provider):
         )
 
     @abc.abstractmethod
-    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
+    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
         """Submit, wait and fetch the images of one prepared request."""

@@ -179,7 +179,7 @@ def api_message(body: Any, paths: Iterable[str]) -> str | None:
     return None
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
+def redacted_detail(text: str, secrets: Iterable[str]) -> str:
     """Redact, and keep a provider's own text short enough for one message."""
     text = redact(text, secrets)
     return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 3] + "..."
@@ -520,7 +520,7 @@ class HttpSession:
             readable = True
         if response.status_code >= 400:
             detail = api_message(body, self._error_paths) if readable else None
-            detail = scrub(detail, self._secrets) if detail else None
+            detail = redacted_detail(detail, self._secrets) if detail else None
             raise error_for_status(self.provider, response.status_code, detail, self._key_hint)
         if not readable:
             kind = response.headers.get("content-type", "no content type").split(";")[0]

@@ -8,8 +8,8 @@ from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import Capabilities, PreparedRequest, ProgressFn, SentValues
 from zimage_ui.providers.hosted_base import (
     HostedProvider,
+    JobDone,
     JobState,
-    Outcome,
     Refused,
     gather_all,
     percent_fraction,
@@ -127,7 +127,7 @@ class InferenceShProvider(HostedProvider):
 
     map_params = staticmethod(inferencesh_body)
 
-    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
+    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
         base = self.base_of(prepared)
         task = unwrap(await session.submit(prepared.url, prepared.body))
         task_id = str(dig(task, "id"))
@@ -138,4 +138,4 @@ class InferenceShProvider(HostedProvider):
             url = f"{base}/tasks/{task_id}"
             task = unwrap(await self.poll_job(session, url, lambda data: task_state(unwrap(data)), progress))
         images = await gather_all(session.download_image(url) for url in image_urls(task))
-        return Outcome(images=images, job_id=task_id)
+        return JobDone(images=images, job_id=task_id)

@@ -8,8 +8,8 @@ from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import Capabilities, Cost, PreparedRequest, ProgressFn, SentValues
 from zimage_ui.providers.hosted_base import (
     HostedProvider,
+    JobDone,
     JobState,
-    Outcome,
     nearest_listed,
     size_note,
     steps_sent,
@@ -109,7 +109,7 @@ class RunPodProvider(HostedProvider):
 
     map_params = staticmethod(runpod_body)
 
-    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
+    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
         base = self.base_of(prepared)
         job = await session.submit(prepared.url, prepared.body, read_timeout_s=RUNSYNC_READ_TIMEOUT_S)
         job_id = str(dig(job, "id"))
@@ -119,7 +119,7 @@ class RunPodProvider(HostedProvider):
         if state.phase != "done":  # /runsync ran out of time: the job goes on, poll it
             job = await self.poll_job(session, f"{base}/status/{job_id}", job_state, progress)
         image = await session.download_image(image_url(job))
-        return Outcome(
+        return JobDone(
             images=[image],
             job_id=job_id,
             cost=job_cost(job),

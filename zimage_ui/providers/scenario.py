@@ -11,8 +11,8 @@ from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import Capabilities, Cost, PreparedRequest, ProgressFn, SentValues
 from zimage_ui.providers.hosted_base import (
     HostedProvider,
+    JobDone,
     JobState,
-    Outcome,
     gather_all,
     images_sent,
     seed_at_least_one,
@@ -111,7 +111,7 @@ class ScenarioProvider(HostedProvider):
 
     map_params = staticmethod(scenario_body)
 
-    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> Outcome:
+    async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
         base = self.base_of(prepared)
         job_id = job_id_of(await session.submit(prepared.url, prepared.body))
         session.job_started()
@@ -122,4 +122,4 @@ class ScenarioProvider(HostedProvider):
             return await session.download_image(asset_url(asset))
 
         images = await gather_all(fetch(asset) for asset in asset_ids(job))
-        return Outcome(images=images, job_id=job_id, cost=job_cost(job))
+        return JobDone(images=images, job_id=job_id, cost=job_cost(job))
