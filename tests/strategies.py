@@ -6,6 +6,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from zimage_ui.compare import Side
 from zimage_ui.keyguard import is_url
 from zimage_ui.params import MAX_PROMPT_CHARS, MAX_SEED, GenerationParams, ProviderOptions
 from zimage_ui.presets import Preset, PresetSide
@@ -62,4 +63,24 @@ def presets(draw: Any, named: bool = True) -> Preset:
         provider=draw(st.sampled_from(PROVIDER_IDS)),
         sides=sides,
         **params.model_dump(),
+    )
+
+
+# What a side spec can carry: provider-id-like text, and labels without the separators , and ;
+# (nor outer spaces, which parsing drops).
+provider_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True)
+spec_labels = st.text(max_size=60).map(str.strip).filter(lambda s: "," not in s and ";" not in s)
+whole = st.integers(-(10**12) + 1, 10**12 - 1)
+
+
+@st.composite
+def comparison_sides(draw: Any) -> Side:
+    """Any side `Side.spec` can write: values need not be valid params (ranges are checked later)."""
+    return Side(
+        provider=draw(st.sampled_from(PROVIDER_IDS) | provider_ids),
+        num_inference_steps=draw(st.none() | whole),
+        shift=draw(st.none() | st.floats(allow_nan=False, allow_infinity=False)),
+        width=draw(st.none() | whole),
+        height=draw(st.none() | whole),
+        label=draw(spec_labels),
     )

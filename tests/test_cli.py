@@ -197,7 +197,26 @@ def test_compare_bad_side_override_exits_2(tmp_path: Path):
         "--out",
         str(tmp_path),
     )
-    assert run.returncode == 2 and "overrides look like" in run.stderr
+    assert run.returncode == 2 and "colour: unknown override; use steps, shift, size" in run.stderr
+
+
+def test_compare_bad_side_text_is_one_line_naming_the_key(tmp_path: Path):
+    run = cli(
+        "compare",
+        "--provider",
+        "diffusers-tiny:steps=abc",
+        "--provider",
+        "diffusers-tiny",
+        "--prompt",
+        "x",
+        "--out",
+        str(tmp_path),
+    )
+    assert run.returncode == 2
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert "--provider" in run.stderr and "steps: 'abc' is not a whole number, e.g. steps=4" in run.stderr
+    assert not any(words in run.stderr for words in ("validation error", "pydantic", "http"))
+    assert run.stdout == "" and not any(tmp_path.iterdir())
 
 
 PAIR = """\

@@ -54,7 +54,7 @@ async def test_stop_stops_every_side_and_says_so():
 def test_bad_override_is_named_before_any_work():
     with pytest.raises(InvalidParams) as caught:
         params_for_side(BASE, Side(provider=TINY, width=1000))
-    assert "diffusers-tiny (w 1000): width" in caught.value.fields
+    assert "diffusers-tiny (width 1000): width" in caught.value.fields
 
 
 async def test_side_count_is_2_to_6():

@@ -16,7 +16,14 @@ from zimage_ui.preset_sharing import (
     save_team_preset,
     share_query,
 )
-from zimage_ui.presets import MAX_PRESET_BYTES, Preset, PresetError, export_preset, preset_from_params
+from zimage_ui.presets import (
+    MAX_PRESET_BYTES,
+    Preset,
+    PresetError,
+    PresetSide,
+    export_preset,
+    preset_from_params,
+)
 from zimage_ui.providers import default_provider_id
 
 FAKE_KEY = "aiml-fake-key-abcdef0123"
@@ -71,6 +78,15 @@ def test_comparison_sides_travel_in_the_link():
     assert preset_from_query(query_of(link)).preset == preset
 
 
+def test_link_sides_are_read_by_side_parse():
+    read = preset_from_query({"prompt": "fox", "sides": "runpod:size=512X768,steps=4;;runpod:label=two"})
+    assert read.preset.sides == [
+        PresetSide(provider="runpod", width=512, height=768, num_inference_steps=4),
+        PresetSide(provider="runpod", label="two"),
+    ]
+    assert "sides=runpod%3Asteps%3D4%2Cwidth%3D512%2Cheight%3D768%3Brunpod" in share_query(read.preset)
+
+
 def test_missing_values_take_defaults_and_unknown_ones_are_listed():
     read = preset_from_query({"prompt": "fox", "__theme": "dark", "utm_source": "chat", "seed": ""})
     assert read.ignored == ["__theme", "utm_source"]
@@ -103,8 +119,9 @@ def test_values_may_come_as_lists_as_from_parse_qs():
         ({"provider": "nope"}, "provider", "unknown provider 'nope'"),
         ({"sides": "runpod"}, "sides", "2 to 6"),
         ({"sides": "runpod:steps=4;nope"}, "sides", "unknown provider 'nope'"),
-        ({"sides": "runpod:turbo=1;runpod"}, "sides", "side overrides look like"),
-        ({"sides": "runpod:steps=x;runpod"}, "sides", "not a whole number"),
+        ({"sides": "runpod:turbo=1;runpod"}, "sides", "side 1 turbo: unknown override; use steps, shift"),
+        ({"sides": "runpod;runpod:steps=x"}, "sides", "side 2 steps: 'x' is not a whole number"),
+        ({"sides": "runpod:size=big;runpod"}, "sides", "side 1 size: 'big' is not WxH"),
         ({"sides": "runpod:steps=99;nope"}, "sides", "outside 1..50 (Turbo needs 8); unknown provider"),
         ({"prompt": ""}, "prompt", "empty"),
         ({"prompt": "https://evil.example"}, "prompt", "can't carry keys"),

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from zimage_ui.compare import Side, params_for_sides, run_comparison
 from zimage_ui.errors import InvalidParams
@@ -45,8 +46,15 @@ PARAM_FLAGS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2); `--help` still shows the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m zimage_ui", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m zimage_ui", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate", help="run one prompt on one or more providers")
@@ -67,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ID[:OVERRIDES]",
         type=parse_side,
-        help="a side: a provider id, optionally with overrides, e.g. diffusers-tiny:steps=4,shift=2.5,"
-        "size=512x512 (repeat for 2-6 sides; default: the preset's sides)",
+        help="a side: a provider id, optionally with overrides steps, shift, size (WxH), width, height,"
+        " label, e.g. diffusers-tiny:steps=4,shift=2.5,size=512x512 (repeat for 2-6 sides;"
+        " default: the preset's sides)",
     )
     add_param_flags(compare)
 
@@ -96,35 +105,12 @@ def add_param_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR")
 
 
-SIDE_KEYS = {
-    "steps": "num_inference_steps",
-    "shift": "shift",
-    "width": "width",
-    "height": "height",
-    "label": "label",
-}
-
-
 def parse_side(text: str) -> Side:
-    """`ID` or `ID:key=value,...` with keys steps, shift, size (WxH), width, height, label."""
-    provider, _, overrides = text.partition(":")
-    values: dict[str, object] = {"provider": provider.strip()}
-    for item in filter(None, (part.strip() for part in overrides.split(","))):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in {*SIDE_KEYS, "size"}:
-            raise argparse.ArgumentTypeError(
-                f"{item!r}: overrides look like steps=4, shift=2.5, size=512x512, label=name"
-            )
-        if key == "size":
-            width, _, height = value.partition("x")
-            values["width"], values["height"] = width, height
-        else:
-            values[SIDE_KEYS[key]] = value.strip()
+    """`--provider` for compare: `Side.parse`, its problems as one argparse error line."""
     try:
-        return Side.model_validate(values)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+        return Side.parse(text)
+    except InvalidParams as exc:
+        raise argparse.ArgumentTypeError(f"{text[:80]!r}: {exc}") from None
 
 
 def load_preset(args: argparse.Namespace) -> Preset | None:

@@ -2,23 +2,93 @@
 
 A comparison takes about as long as its slowest side, not the sum: every side starts
 together. A failing side keeps its error in place; the others finish.
+
+A side is written `ID` or `ID:key=value,...` (the CLI's `--provider`, a share link's
+`sides=`, one `;`-separated item each), with the short names in `SIDE_KEYS` plus
+`size=WxH`. Blank values mean "shared". A label can't hold `,` or `;` (they separate
+overrides and sides); values are read without their outer spaces.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zimage_ui.errors import InvalidParams
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers.base import CancelToken, KeyRing, Progress
 from zimage_ui.runner import Outcome, generate_one
+from zimage_ui.sizes import parse_size
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 MIN_SIDES, MAX_SIDES = 2, 6
 
 SideProgress = Callable[[int, Progress], None]
+
+# A side's short names (spec, CLI, links, titles) -> Side field, in the order they are written.
+SIDE_KEYS = {
+    "steps": "num_inference_steps",
+    "shift": "shift",
+    "width": "width",
+    "height": "height",
+    "label": "label",
+}
+SIZE_KEY = "size"  # size=WxH sets width and height
+_SHORT_NAMES = {field: short for short, field in SIDE_KEYS.items()}
+_EXAMPLES = {
+    "steps": "steps=4",
+    "shift": "shift=3",
+    "width": "width=512",
+    "height": "height=512",
+    "label": "label=fast",
+    SIZE_KEY: "size=512x512",
+}
+ALLOWED_KEYS = "steps, shift, size, width, height or label"
+_WHOLE = re.compile(r"[+-]?\d{1,12}")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_PROVIDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SEPARATORS = (",", ";")  # between overrides, between a link's sides: never in a label
+
+
+def _whole(text: str) -> int:
+    if not _WHOLE.fullmatch(text):
+        raise ValueError("is not a whole number")
+    return int(text)
+
+
+def _number(text: str) -> float:
+    if not _NUMBER.fullmatch(text):
+        raise ValueError("is not a number")
+    return float(text)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise ValueError("is not WxH") from None
+
+
+def _label(text: str) -> str:
+    if any(separator in text for separator in _SEPARATORS):
+        raise ValueError("has ',' or ';', which a label can't hold")
+    return text
+
+
+_READERS: dict[str, Callable[[str], Any]] = {
+    "steps": _whole,
+    "shift": _number,
+    "width": _whole,
+    "height": _whole,
+    "label": _label,
+    SIZE_KEY: _size,
+}
 
 
 class Side(BaseModel):
@@ -43,11 +113,132 @@ class Side(BaseModel):
         return {name: value for name, value in values.items() if value is not None}
 
     def title(self) -> str:
+        """The label, else the provider and its overrides, e.g. `runpod (steps 4, shift 2.5)`."""
         if self.label:
             return self.label
-        short = {"num_inference_steps": "steps", "shift": "shift", "width": "w", "height": "h"}
-        extra = ", ".join(f"{short[name]} {value:g}" for name, value in self.overrides().items())
+        extra = ", ".join(f"{_SHORT_NAMES[name]} {value:g}" for name, value in self.overrides().items())
         return f"{self.provider} ({extra})" if extra else self.provider
+
+    @classmethod
+    def from_overrides(cls, provider: str, overrides: Mapping[str, str]) -> Self:
+        """A side from a provider id and short-name overrides (`{"steps": "4", "size": "512x512"}`).
+
+        Blank values stay shared. Raises InvalidParams with one entry per bad key, each
+        naming the text and what to type; a subclass's own rules (e.g. PresetSide's
+        registered providers) are reported the same way, under the short names.
+        """
+        problems: dict[str, str] = {}
+        provider = provider.strip()
+        if not provider:
+            problems["provider"] = "empty: give a provider id, e.g. diffusers-tiny"
+        elif not _PROVIDER_ID.fullmatch(provider):
+            problems["provider"] = f"{provider[:40]!r} is not a provider id, e.g. diffusers-tiny"
+        values: dict[str, Any] = {"provider": provider}
+        for key, raw in overrides.items():
+            if key not in _READERS:
+                problems[key[:40] or "''"] = f"unknown override; use {ALLOWED_KEYS}, e.g. steps=4"
+                continue
+            text = raw.strip()
+            if not text:
+                continue
+            try:
+                value = _READERS[key](text)
+            except ValueError as exc:
+                problems[key] = f"{text[:40]!r} {exc}, e.g. {_EXAMPLES[key]}"
+                continue
+            if key == SIZE_KEY:
+                values["width"], values["height"] = value
+            else:
+                values[SIDE_KEYS[key]] = value
+        given = {key for key, raw in overrides.items() if raw.strip()}
+        if SIZE_KEY in given and given & {"width", "height"}:
+            problems[SIZE_KEY] = "give size or width and height, not both, e.g. size=512x512"
+        if problems:
+            raise InvalidParams(problems)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise _short_names(InvalidParams.from_validation(exc), SIZE_KEY in given) from None
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """`ID` or `ID:key=value,...` (keys: steps, shift, size=WxH, width, height, label).
+
+        Raises InvalidParams naming each bad key (or item) and what to type instead.
+        """
+        provider, _, rest = text.partition(":")
+        overrides: dict[str, str] = {}
+        problems: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in rest.split(","))):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep:
+                problems[item[:40]] = f"not key=value; use {ALLOWED_KEYS}, e.g. steps=4,size=512x512"
+            elif key in overrides:
+                problems[key[:40]] = "given twice; give it once"
+            else:
+                overrides[key] = value
+        try:
+            side = cls.from_overrides(provider, overrides)
+        except InvalidParams as exc:
+            raise InvalidParams({**problems, **exc.fields}) from None
+        if problems:
+            raise InvalidParams(problems)
+        return side
+
+    def spec(self, include_label: bool = True) -> str:
+        """The text `parse` reads back as this side: `ID` or `ID:steps=4,shift=2.5,...`.
+
+        Width and height are written as `width=`/`height=` (what older links read). Raises
+        InvalidParams for a label `parse` could not read back (a `,` or `;`, outer spaces),
+        which only a side built directly (e.g. from a preset file) can have.
+        """
+        if not _PROVIDER_ID.fullmatch(self.provider):
+            raise InvalidParams({"provider": f"{self.provider[:40]!r} is not a provider id"})
+        pairs = [(_SHORT_NAMES[name], _spec_text(value)) for name, value in self.overrides().items()]
+        if include_label and self.label:
+            if self.label != self.label.strip() or any(sep in self.label for sep in _SEPARATORS):
+                problem = f"{self.label[:40]!r} can't be written in a side: drop ',', ';' and outer spaces"
+                raise InvalidParams({"label": problem})
+            pairs.append(("label", self.label))
+        overrides = ",".join(f"{key}={value}" for key, value in pairs)
+        return f"{self.provider}:{overrides}" if overrides else self.provider
+
+
+def _spec_text(value: float) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _short_names(error: InvalidParams, sized: bool) -> InvalidParams:
+    """A Side validation error under the names the person typed (`steps`, `size`, ...)."""
+    fields: dict[str, str] = {}
+    for name, problem in error.fields.items():
+        key = SIZE_KEY if sized and name in {"width", "height"} else _SHORT_NAMES.get(name, name)
+        fields[key] = f"{fields[key]}; {problem}" if key in fields else problem
+    return InvalidParams(fields)
+
+
+def read_side_fields(index: int, provider: Any, steps: Any, shift: Any, size: Any) -> Side:
+    """One side from the page's controls (side `index`, from 0); blank overrides stay shared.
+
+    Raises InvalidParams whose keys read `side 1 steps`, `side 2 size`, ...
+    """
+    overrides = {"steps": _control_text(steps), "shift": _control_text(shift), SIZE_KEY: _control_text(size)}
+    try:
+        return Side.from_overrides(_control_text(provider), overrides)
+    except InvalidParams as exc:
+        raise InvalidParams(
+            {f"side {index + 1} {key}": problem for key, problem in exc.fields.items()}
+        ) from None
+
+
+def _control_text(value: Any) -> str:
+    """A control's value as typed text: None is blank, a whole float (a Number box) has no `.0`."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def params_for_side(base: GenerationParams, side: Side) -> GenerationParams:

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from zimage_ui.compare import Side
+from zimage_ui.errors import InvalidParams
 from zimage_ui.keyguard import known_secrets, scrub
 from zimage_ui.presets import (
     Preset,
     PresetError,
-    PresetSide,
     export_preset,
     read_preset_file,
     validate_preset,
@@ -56,7 +57,6 @@ _INT_TARGETS = {"seed", "num_inference_steps", "width", "height", "num_images"}
 _FLOAT_TARGETS = {"shift", "guidance_scale"}
 _BOOL_TEXT = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False}
 _TEXT_KEYS = {"prompt", "negative_prompt"}
-_SIDE_KEYS = {"steps": "num_inference_steps", "shift": "shift", "width": "width", "height": "height"}
 
 
 def _query_text(value: Any) -> str:
@@ -65,20 +65,11 @@ def _query_text(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _side_text(side: PresetSide) -> str:
-    overrides = ",".join(
-        f"{short}={_query_text(getattr(side, name))}"
-        for short, name in _SIDE_KEYS.items()
-        if getattr(side, name) is not None
-    )
-    return f"{side.provider}:{overrides}" if overrides else side.provider
-
-
 def share_query(preset: Preset, *, secrets: Iterable[str] = ()) -> str:
     """A URL query string for the preset: prompt and provider, then only non-default values.
 
-    Comparison sides travel as `sides=ID[:steps=N,shift=X,width=W,height=H];...`; side labels
-    and the preset name stay in preset files.
+    Comparison sides travel as `sides=ID[:steps=N,shift=X,width=W,height=H];...` (each
+    `Side.spec`); side labels and the preset name stay in preset files.
     """
     export_preset(preset, secrets=secrets)  # the same guard as a file
     defaults = Preset(prompt="x", provider=preset.provider).model_dump()
@@ -91,7 +82,7 @@ def share_query(preset: Preset, *, secrets: Iterable[str] = ()) -> str:
         if query in {"prompt", "provider"} or value != default:
             pairs.append((query, _query_text(value)))
     if preset.sides:
-        pairs.append(("sides", ";".join(_side_text(side) for side in preset.sides)))
+        pairs.append(("sides", ";".join(side.spec(include_label=False) for side in preset.sides)))
     return urlencode(pairs)
 
 
@@ -114,17 +105,19 @@ def _from_text(target: str, text: str) -> Any:
 
 
 def _sides_from_text(text: str) -> list[dict[str, Any]]:
-    sides = []
-    for item in filter(None, (part.strip() for part in text.split(";"))):
-        provider, _, overrides = item.partition(":")
-        side: dict[str, Any] = {"provider": provider.strip()}
-        for pair in filter(None, (part.strip() for part in overrides.split(","))):
-            key, sep, value = pair.partition("=")
-            if not sep or key.strip() not in _SIDE_KEYS:
-                raise ValueError(f"{pair[:40]!r}: side overrides look like steps=4, shift=2.5, width=512")
-            name = _SIDE_KEYS[key.strip()]
-            side[name] = _from_text(name, value)
-        sides.append(side)
+    """`ID[:overrides];...` -> side documents for the preset's own checks (InvalidParams if unreadable).
+
+    Each item is read by `Side.parse` (so `size=WxH` and a hand-written `label=` are read too).
+    """
+    sides, problems = [], {}
+    items = [part.strip() for part in text.split(";")]
+    for number, item in enumerate(filter(None, items), start=1):
+        try:
+            sides.append(Side.parse(item).model_dump(exclude_defaults=True))
+        except InvalidParams as exc:
+            problems.update({f"side {number} {key}": problem for key, problem in exc.fields.items()})
+    if problems:
+        raise InvalidParams(problems)
     return sides
 
 
@@ -155,7 +148,7 @@ def preset_from_query(
                 values.setdefault(group, {})[leaf] = _from_text(target, text)
             else:
                 values[target] = _from_text(target, text)
-        except ValueError as exc:
+        except (ValueError, InvalidParams) as exc:
             problems[key] = str(exc)
     if problems:
         known = known_secrets(secrets)

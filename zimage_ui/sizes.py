@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from math import gcd
 
 SIZE_FAMILIES: dict[str, tuple[tuple[int, int], ...]] = {
@@ -50,6 +51,12 @@ def size_choices(family: str) -> list[tuple[str, str]]:
     return [*family_choices(family), ("Custom", CUSTOM_SIZE)]
 
 
+_SIZE = re.compile(r"\s*(\d{1,6})\s*[xX]\s*(\d{1,6})\s*")
+
+
 def parse_size(value: str) -> tuple[int, int]:
-    width, _, height = value.partition("x")
-    return int(width), int(height)
+    """(512, 768) from "512x768" or "512X768"; ValueError for anything else."""
+    match = _SIZE.fullmatch(value)
+    if not match:
+        raise ValueError(f"{value[:40]!r} is not WxH, e.g. 512x512")
+    return int(match[1]), int(match[2])
