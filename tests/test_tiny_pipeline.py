@@ -29,7 +29,7 @@ async def test_generates_an_image_of_the_requested_size_with_step_progress():
     assert outcome.seed == 7
     steps = [u.step for u in updates if u.step]
     assert steps == [1, 2, 3, 4]
-    assert updates[-1].message == "step 4/4"
+    assert [u.message for u in updates][-2:] == ["step 4/4", "decoding the image (VAE)"]
 
 
 async def test_same_params_same_pixels_and_other_seed_other_pixels():

@@ -122,7 +122,7 @@ class Progress:
     message: str
     step: int | None = None
     total: int | None = None
-    preview: Image.Image | None = None
+    preview: Image.Image | None = None  # local models: a rough look at the image so far; None: no new one
 
 
 ProgressFn = Callable[[Progress], None]
