@@ -70,13 +70,20 @@ def test_compare_two_step_counts_shows_both_images_and_the_slider(page: Page):
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
 
 
-def test_two_by_two_sweep_makes_a_grid_of_the_right_size(page: Page):
+def open_sweep_tab(page: Page) -> None:
+    """The Sweep tab, once its controls are mounted (a value typed before that is lost)."""
     page.get_by_role("tab", name="Sweep").click()
+    expect(page.locator("#sweep-cells")).to_contain_text("cells")
+
+
+def test_two_by_two_sweep_makes_a_grid_of_the_right_size(page: Page):
+    open_sweep_tab(page)
     page.fill("#sweep-x-values textarea, #sweep-x-values input", "2, 4")
     page.click("#sweep-y-kind input")
     page.get_by_role("option", name="Seed").click()
     page.fill("#sweep-y-values textarea, #sweep-y-values input", "1, 2")
     expect(page.locator("#sweep-cells")).to_contain_text("4 cells")
+    expect(page.locator("#sweep-x-values input, #sweep-x-values textarea").first).to_have_value("2, 4")
     page.click("#sweep-run")
     expect(page.locator("#sweep-status")).to_contain_text("4 of 4 cells", timeout=90_000)
     captions = page.locator("#sweep-cells-gallery")
@@ -89,6 +96,7 @@ def test_two_by_two_sweep_makes_a_grid_of_the_right_size(page: Page):
 
 
 def test_sweep_over_the_cap_says_so_before_running(page: Page):
+    open_sweep_tab(page)
     page.fill("#sweep-x-values textarea, #sweep-x-values input", "1-10")
     page.fill("#sweep-y-values textarea, #sweep-y-values input", "1-8")
     expect(page.locator("#sweep-cells")).to_contain_text("80 cells")
@@ -109,6 +117,8 @@ def test_blind_mode_hides_names_until_the_vote(page: Page):
     shown = " ".join(titles.all_inner_texts())
     assert "steps" not in shown and not re.search(r"\d s\b", shown)  # no setting, no time
     expect(page.locator("#vote-left")).to_have_text("Side A is better")
+    expect(page.locator("#slider-left input")).to_have_value("A")  # one name per side everywhere
+    expect(page.locator("#slider-right input")).to_have_value("B")
     page.click("#vote-left")
     expect(page.locator("#compare-summary")).to_contain_text("Side A was diffusers-tiny")
     page.get_by_text("Blind vote leaderboard").click()
@@ -117,7 +127,7 @@ def test_blind_mode_hides_names_until_the_vote(page: Page):
 
 def test_every_provider_can_be_picked_and_the_settings_follow_it(page: Page):
     from zimage_ui.providers import PROVIDERS
-    from zimage_ui.ui.handlers import capabilities_text
+    from zimage_ui.ui.generate_tab import capabilities_text
 
     page.get_by_role("tab", name="Generate").click()
     for provider_id, provider in PROVIDERS.items():

@@ -69,15 +69,14 @@ def test_sessions_sharing_a_seed_each_get_their_own_image(
 
 def test_compare_of_one_provider_at_two_step_counts_shows_two_images(shared_app: tuple[str, Path]) -> None:
     url, _team = shared_app
-    shared = ["a paper boat", "", 256, 256, "77", False, 8, 0.0, 3.0, 1]
-    sides = ["diffusers-tiny", "2", "", "", "diffusers-tiny", "8", "", ""] + [
-        "diffusers-tiny",
-        "",
-        "",
-        "",
-    ] * 4
-    result = Client(url, verbose=False).predict(*shared, 2, False, *sides, api_name="/compare")
-    first, second = Path(result[1]), Path(result[5])
+    images, report = Client(url, verbose=False).predict(
+        "diffusers-tiny:steps=2; diffusers-tiny:steps=8",
+        prompt="a paper boat", width=256, height=256, seed="77", random_seed=False,
+        api_name="/compare",
+    )  # fmt: skip
+    assert [side["steps"] for side in report["sides"]] == [2, 8] and report["seed"] == 77
+    assert [image["caption"] for image in images] == ["diffusers-tiny (steps 2)", "diffusers-tiny (steps 8)"]
+    first, second = Path(images[0]["image"]), Path(images[1]["image"])
     assert first != second
     first_png, second_png = first.read_bytes(), second.read_bytes()
     assert read_provenance(first_png)["sent"]["steps"] == 2
@@ -128,10 +127,14 @@ def test_a_sweep_range_of_a_billion_values_is_refused_at_once(shared_app: tuple[
     started = time.monotonic()
     with pytest.raises(Exception) as caught:
         client.predict(
-            "a red fox", "", 256, 256, "1", False, 8, 0.0, 3.0, 1,
-            "diffusers-tiny", "steps", "1-8 [1000000000]", "none", "",
+            "diffusers-tiny",
+            "steps",
+            "1-8 [1000000000]",
+            prompt="a red fox",
+            width=256,
+            height=256,
             api_name="/sweep",
-        )  # fmt: skip
+        )
     assert time.monotonic() - started < 5
     assert "over the limit" in str(caught.value)
 
@@ -169,8 +172,8 @@ def test_sweep_cells_carry_captions_and_failures_stay_in_place(
     emulator_servers["evolink"].reset()
     emulator_servers["evolink"].behaviour.fail_reason = "prompt refused"
     status, _grid, cells, _file = Client(url, verbose=False).predict(
-        "a red fox", "", 512, 512, "8", False, 4, 0.0, 3.0, 1,
-        "diffusers-tiny", "provider", "diffusers-tiny, evolink", "none", "",
+        "diffusers-tiny", "provider", "diffusers-tiny, evolink",
+        prompt="a red fox", width=512, height=512, seed="8", random_seed=False, steps=4,
         api_name="/sweep",
     )  # fmt: skip
     emulator_servers["evolink"].reset()

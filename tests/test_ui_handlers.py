@@ -1,32 +1,129 @@
-"""Page handlers that need no server."""
+"""Page handlers that need no server: built in a Blocks context, called with Gradio's input dicts."""
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import gradio as gr
+import pytest
 from PIL import Image
 
 from zimage_ui.infotext import read_png_settings
 from zimage_ui.metadata import PARAMETERS_KEY, png_with_chunks
 from zimage_ui.params import GenerationParams
+from zimage_ui.presets import Preset, PresetSide
 from zimage_ui.sweep import GRID_KEY, SweepSpec, parse_axis
-from zimage_ui.ui.handlers import keys_changed
-from zimage_ui.ui.info_tab import axis_text, on_png, sweep_again, use_readback
-from zimage_ui.ui.layout import all_key_names
-from zimage_ui.ui.presets_panel import NO_CHANGE_COUNT
+from zimage_ui.ui.compare_tab import CompareTab, build_compare_tab
+from zimage_ui.ui.form import SETTING_NAMES, Form
+from zimage_ui.ui.generate_tab import GenerateTab, build_generate_tab
+from zimage_ui.ui.info_tab import InfoTab, axis_text, build_info_tab
+from zimage_ui.ui.presets_panel import PresetsPanel, build_presets_panel
+from zimage_ui.ui.settings_panel import SettingsPanel, build_keys_panel, build_settings_panel
+from zimage_ui.ui.sweep_tab import SweepTab, build_sweep_tab
+
+
+@dataclass
+class Page:
+    form: Form
+    panel: SettingsPanel
+    generate: GenerateTab
+    compare: CompareTab
+    sweep: SweepTab
+    presets: PresetsPanel
+    info: InfoTab
+
+
+@pytest.fixture
+def page() -> Iterator[Page]:
+    with gr.Blocks() as demo:
+        panel = build_settings_panel()
+        presets = build_presets_panel()
+        with gr.Tabs() as tabs:
+            with gr.Tab("Generate", id="generate"):
+                generate = build_generate_tab("diffusers-tiny")
+            with gr.Tab("Compare", id="compare"):
+                compare = build_compare_tab("diffusers-tiny")
+            with gr.Tab("Sweep", id="sweep"):
+                sweep = build_sweep_tab("diffusers-tiny")
+            with gr.Tab("PNG info", id="png-info"):
+                info = build_info_tab()
+        form = Form(panel.settings, generate.provider, compare.count, compare.sides, tabs)
+        keys = gr.State({})
+        presets.wire(demo, form, keys)
+        info.wire(form, presets, sweep)
+        yield Page(form, panel, generate, compare, sweep, presets, info)
 
 
 def test_a_key_typed_on_the_page_relabels_every_provider_dropdown(monkeypatch):
     monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
-    names = all_key_names()
-    values = ["rp-typed-key" if name == "RUNPOD_API_KEY" else "" for name in names]
-    keys, *updates = keys_changed(3)(*values)
-    assert keys == {"RUNPOD_API_KEY": "rp-typed-key"}
-    assert len(updates) == 3
-    labels = dict((pid, label) for label, pid in updates[0]["choices"])
+    with gr.Blocks():
+        keys = build_keys_panel()
+        dropdowns = [gr.Dropdown() for _ in range(3)]
+        state = gr.State({})
+        keys.wire(state, dropdowns)
+    data = {box: ("rp-typed-key" if name == "RUNPOD_API_KEY" else "") for name, box in keys.boxes.items()}
+    updates = keys.on_keys(data)
+    assert updates[state] == {"RUNPOD_API_KEY": "rp-typed-key"}
+    assert all(dropdown in updates for dropdown in dropdowns)
+    labels = dict((pid, label) for label, pid in updates[dropdowns[0]]["choices"])
     assert "unavailable" not in labels["runpod"]
-    assert "rp-typed-key" not in str(updates)
+    assert "rp-typed-key" not in str([updates[dropdown] for dropdown in dropdowns])
 
 
-def test_an_image_from_another_model_keeps_turbos_steps_and_guidance(tmp_path: Path):
+def test_the_shared_settings_are_named_once_in_form_order(page: Page):
+    assert SETTING_NAMES[:2] == ("prompt", "negative_prompt") and len(SETTING_NAMES) == 10
+    components = page.form.settings.components()
+    assert len(set(map(id, components))) == 10
+    named = page.form.settings.named({c: index for index, c in enumerate(components)})
+    assert list(named.values()) == list(range(10))
+
+
+def test_a_fill_changes_only_what_the_preset_sets(page: Page):
+    preset = Preset(prompt="a kite", provider="diffusers-tiny", seed=5, width=512, height=768)
+    updates = page.form.fill(preset)
+    s = page.form.settings
+    assert updates[s.prompt] == "a kite" and updates[s.seed] == "5" and updates[s.random_seed] is False
+    assert (updates[s.width], updates[s.height]) == (512, 768)
+    assert page.compare.sides[0].steps not in updates  # no comparison in it: the sides are untouched
+    assert updates[page.form.tabs].selected == "generate"
+    assert not any(
+        isinstance(value, dict) and value.get("__type__") == "update" and len(value) == 1
+        for value in updates.values()
+    )  # no padding with empty updates
+
+
+def test_a_comparison_preset_fills_exactly_its_sides(page: Page):
+    sides = [
+        PresetSide(provider="diffusers-tiny", num_inference_steps=2),
+        PresetSide(provider="diffusers-tiny"),
+    ]
+    updates = page.form.fill(Preset(prompt="x", provider="diffusers-tiny", sides=sides))
+    first, second, third = page.compare.sides[:3]
+    assert updates[first.steps] == "2" and updates[second.steps] == ""
+    assert third.provider not in updates
+    assert updates[page.form.side_count] == 2 and updates[page.form.tabs].selected == "compare"
+
+
+def test_reading_the_form_names_each_wrong_field(page: Page):
+    s = page.form.settings
+    form_values = ["a fox", "", 500, 512, "", True, 8, 0.0, 3.0, 1]
+    values = dict(zip(s.components(), form_values, strict=True))
+    with pytest.raises(gr.Error, match=r"width.*multiple of 16"):
+        page.form.read(values)
+    assert page.form.read({**values, s.width: 512}).width == 512
+
+
+def test_an_export_of_a_bad_form_says_why_and_makes_no_file(page: Page):
+    s, presets = page.form.settings, page.presets
+    data = {c: v for c, v in zip(s.components(), ["x", "", 500, 512, "", True, 8, 0.0, 3.0, 1], strict=True)}
+    data |= {page.form.provider: "diffusers-tiny", page.form.side_count: 2, presets.include_sides: False}
+    data |= {presets.name: ""} | {c: "" for side in page.compare.sides for c in side.inputs()}
+    updates = presets.on_export(data)
+    assert "multiple of 16" in updates[presets.status] and presets.exported not in updates
+    assert "Give the preset a name first" in presets.on_save({**data, presets.store: {}})[presets.status]
+
+
+def test_an_image_from_another_model_keeps_turbos_steps_and_guidance(page: Page, tmp_path: Path):
     a1111 = (
         "a castle\nSteps: 28, Sampler: DPM++ 2M, CFG scale: 7, Seed: 1234, Size: 512x768, "
         "Model: sd_xl_base_1.0"
@@ -36,17 +133,20 @@ def test_an_image_from_another_model_keeps_turbos_steps_and_guidance(tmp_path: P
 
     path = tmp_path / "a1111.png"
     path.write_bytes(png)
-    state = on_png(str(path))[-1]
-    kept = use_readback(state, False)
-    assert kept[1] == "a castle" and kept[5] == "1234"
-    assert (kept[7], kept[8]) == (8, 0.0)  # steps, guidance: Turbo's
-    assert "Kept Turbo's 8 steps and guidance 0 instead of its Steps 28 and CFG scale 7" in kept[0]
-    assert kept[-1] == kept[0]  # shown on the PNG info tab too
-    theirs = use_readback(state, True)
-    assert (theirs[7], theirs[8]) == (28, 7.0) and "Kept" not in theirs[0]
+    info, s = page.info, page.form.settings
+    state = info.on_png({info.file: str(path)})[info.readback]
+    kept = info.on_use({info.readback: state, info.theirs: False})
+    assert kept[s.prompt] == "a castle" and kept[s.seed] == "1234" and kept[s.random_seed] is False
+    assert (kept[s.steps], kept[s.guidance]) == (8, 0.0)  # Turbo's
+    message = kept[info.message]
+    assert "Kept Turbo's 8 steps and guidance 0 instead of its Steps 28 and CFG scale 7" in message
+    assert kept[page.presets.status] == message  # shown in the presets status too
+    assert s.shift not in kept  # the image did not say: the form keeps its value
+    theirs = info.on_use({info.readback: state, info.theirs: True})
+    assert (theirs[s.steps], theirs[s.guidance]) == (28, 7.0) and "Kept" not in theirs[info.message]
 
 
-def test_a_sweep_grid_png_sets_the_sweep_up_again(tmp_path: Path):
+def test_a_sweep_grid_png_sets_the_sweep_up_again(page: Page, tmp_path: Path):
     prompt = "a fox, at dawn"
     spec = SweepSpec(
         params=GenerationParams(prompt=prompt, seed=9, width=512, height=512),
@@ -56,13 +156,17 @@ def test_a_sweep_grid_png_sets_the_sweep_up_again(tmp_path: Path):
     )
     path = tmp_path / "grid.png"
     path.write_bytes(png_with_chunks(Image.new("RGB", (8, 8)), {GRID_KEY: spec.model_dump_json()}))
-    message, *_rest, again, state = on_png(str(path))
-    assert "A sweep grid: 6 cells" in message and again["visible"] is True
-    out = sweep_again(state)
-    assert out[1] == prompt and out[5] == "9"  # the form: prompt ... seed
-    assert out[NO_CHANGE_COUNT - 1].selected == "sweep"
-    provider, x_kind, x_text, y_kind, y_text = out[NO_CHANGE_COUNT : NO_CHANGE_COUNT + 5]
-    assert (provider, x_kind, y_kind) == ("diffusers-tiny", "prompt_sr", "steps")
-    assert parse_axis("prompt_sr", x_text, prompt).values == ["fox", "cat, big"]
-    assert parse_axis("steps", y_text).values == [2, 5, 8]
+    info, sweep, s = page.info, page.sweep, page.form.settings
+    shown = info.on_png({info.file: str(path)})
+    assert "A sweep grid: 6 cells" in shown[info.message] and shown[info.again]["visible"] is True
+    out = info.on_sweep_again({info.readback: shown[info.readback]})
+    assert out[s.prompt] == prompt and out[s.seed] == "9"
+    assert out[page.form.tabs].selected == "sweep"
+    assert (out[sweep.provider], out[sweep.x_kind], out[sweep.y_kind]) == (
+        "diffusers-tiny",
+        "prompt_sr",
+        "steps",
+    )
+    assert parse_axis("prompt_sr", out[sweep.x_values], prompt).values == ["fox", "cat, big"]
+    assert parse_axis("steps", out[sweep.y_values]).values == [2, 5, 8]
     assert axis_text(spec.y) == "2, 5, 8"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,33 +14,27 @@ import gradio as gr
 
 from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, params_for_sides, run_comparison
 from zimage_ui.errors import InvalidParams
+from zimage_ui.params import TURBO_SHIFT, TURBO_STEPS, GenerationParams
 from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome
 from zimage_ui.runs import Run
-from zimage_ui.sizes import parse_size
-from zimage_ui.ui.handlers import (
-    STOPPED,
+from zimage_ui.ui.common import (
+    PRIVATE,
+    SessionState,
     follow,
     outcome_status,
     owned_run,
-    read_params,
     remember,
     save_run_files,
+    stop_handler,
     user_error,
 )
-from zimage_ui.ui.layout import provider_choices
-from zimage_ui.votes import VERDICT_LABELS, Vote, leaderboard, read_votes, record_vote
+from zimage_ui.ui.form import UNCHANGED, Form, SideControls, Updates, Values, api_params
+from zimage_ui.ui.settings_panel import provider_choices
+from zimage_ui.votes import LEADERBOARD_COLUMNS, VERDICT_LABELS, Vote, leaderboard, read_votes, record_vote
 
-BLIND_NAMES = ("Side A", "Side B")
-
-
-@dataclass
-class SideControls:
-    row: gr.Row
-    provider: gr.Dropdown
-    steps: gr.Textbox
-    shift: gr.Textbox
-    size: gr.Textbox
+# One name per side everywhere in a blind round: the titles, the slider and the vote buttons.
+BLIND_NAMES = ("A", "B")
 
 
 @dataclass
@@ -50,6 +44,73 @@ class SideResult:
     image: gr.Image
     status: gr.Markdown
     sent: gr.JSON
+
+
+@dataclass
+class Finished:
+    """A comparison that has run: its sides in the order shown, their outcomes and files."""
+
+    params: GenerationParams
+    sides: list[Side]
+    outcomes: list[Outcome]
+    images: list[str | None]
+    saved: list[list[Path]]
+    stopped: bool
+
+
+def leaderboard_rows() -> Any:
+    rows = leaderboard(read_votes())
+    return {"headers": LEADERBOARD_COLUMNS, "data": rows or [["no votes yet", 0, 0, 0, 0, "-"]]}
+
+
+def blind_allowed(count: int) -> Any:
+    """Blind mode compares exactly 2 sides, so it is off (and says why) otherwise."""
+    if count == 2:
+        return gr.update(interactive=True, info="names stay hidden until you vote")
+    return gr.update(value=False, interactive=False, info="blind mode compares exactly 2 sides")
+
+
+def _blind_status() -> str:
+    """Nothing that tells the sides apart (no notes, no request, no time) until the vote."""
+    return "**Done.** Vote to see which provider made it."
+
+
+async def _shown_image(run: Run, outcome: Outcome, paths: list[Path], blind_name: str | None) -> str | None:
+    """The side's first PNG; in blind mode a copy under a neutral name that reveals nothing."""
+    if not paths:
+        return None
+    if blind_name is None:
+        return str(paths[0])
+    name = f"{uuid.uuid4().hex}-side-{blind_name.lower()}.png"
+    return str(await asyncio.to_thread(run.write, name, outcome.pngs[0]))
+
+
+async def compare_sides(
+    sides: Sequence[Side],
+    params: GenerationParams,
+    keys: KeyRing,
+    request: gr.Request | None,
+    *,
+    blind: bool = False,
+    on_progress: Any = None,
+) -> Finished:
+    """Run every side at once (shuffled in a blind round) and save their files."""
+    order = list(range(len(sides)))
+    if blind:
+        random.shuffle(order)  # position must not reveal the provider
+    shown = [sides[i] for i in order]
+    report = on_progress or (lambda _index, _update: None)
+    with owned_run("compare", request) as run:
+        outcomes = await run_comparison(
+            shown, params, keys=keys, cancel=run.token, progress=report, hosted_gate=run.hosted_gate
+        )
+        hidden = blind and all(o.ok for o in outcomes)
+        saved = [await save_run_files(run, o, f"side{k + 1}-") for k, o in enumerate(outcomes)]
+        images = [
+            await _shown_image(run, o, paths, BLIND_NAMES[k] if hidden else None)
+            for k, (o, paths) in enumerate(zip(outcomes, saved, strict=True))
+        ]
+        return Finished(params, shown, outcomes, images, saved, run.token.cancelled)
 
 
 @dataclass
@@ -67,8 +128,193 @@ class CompareTab:
     vote_row: gr.Row
     vote_buttons: dict[str, gr.Button]
     leaderboard: gr.Dataframe
-    images: gr.State
-    blind_state: gr.State
+    api: gr.Button  # never shown: it carries the public /compare endpoint
+    api_sides: gr.Textbox
+    api_images: gr.Gallery
+    api_report: gr.JSON
+    images: gr.State = field(default_factory=lambda: gr.State([]))
+    blind_state: gr.State = field(default_factory=lambda: gr.State(None))
+
+    def wire(self, form: Form, state: SessionState) -> None:
+        self._form, self._state = form, state
+        self.count.change(
+            self.on_count,
+            {self.count},
+            [*(side.row for side in self.sides), *(r.column for r in self.results), self.blind],
+            **PRIVATE,
+        )
+        result_outputs = [c for r in self.results for c in (r.title, r.image, r.status, r.sent)]
+        self.run.click(
+            self.on_run,
+            {*form.inputs(), self.blind, state.keys, state.history},
+            [
+                *result_outputs,
+                self.summary,
+                self.images,
+                self.left,
+                self.right,
+                self.slider,
+                self.blind_state,
+                self.vote_row,
+                state.history,
+            ],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+        self.stop.click(stop_handler("compare"), None, self.summary, **PRIVATE)
+        for box in (self.left, self.right):
+            box.change(self.on_slider_pick, {self.images, self.left, self.right}, [self.slider], **PRIVATE)
+        for verdict, button in self.vote_buttons.items():
+            button.click(
+                self.vote_handler(verdict),
+                {self.blind_state},
+                [
+                    self.results[0].title,
+                    self.results[1].title,
+                    self.summary,
+                    self.blind_state,
+                    self.vote_row,
+                    self.leaderboard,
+                ],
+                **PRIVATE,
+            )
+        self.api.click(
+            compare,
+            [self.api_sides, *form.settings.components()],
+            [self.api_images, self.api_report],
+            api_name="compare",
+            concurrency_limit=None,
+            show_progress="hidden",
+        )
+
+    def on_count(self, data: Values) -> Updates:
+        n = int(data[self.count])
+        shown = {side.row: gr.update(visible=i < n) for i, side in enumerate(self.sides)}
+        columns = {result.column: gr.update(visible=i < n) for i, result in enumerate(self.results)}
+        return {**shown, **columns, self.blind: blind_allowed(n)}
+
+    async def on_run(self, data: Values, request: gr.Request) -> AsyncIterator[Updates]:
+        try:
+            sides = self._form.read_sides(data)
+            blind = bool(data[self.blind])
+            if blind and len(sides) != 2:
+                raise user_error("Blind mode compares exactly 2 sides: set Sides to 2.")
+            params = self._form.read(data).with_concrete_seed()
+            params_for_sides(sides, params)
+        except InvalidParams as exc:
+            yield {self.summary: f"**Check the sides.** {exc}"}
+            return
+        except gr.Error as exc:
+            yield {self.summary: f"**{exc.title}.** {exc.message}"}
+            return
+        n = len(sides)
+        results = self.results[:n]
+        updates: asyncio.Queue[tuple[int, Progress]] = asyncio.Queue()
+        keys = KeyRing.for_visitor(data[self._state.keys])
+        task = asyncio.create_task(
+            compare_sides(
+                sides,
+                params,
+                keys,
+                request,
+                blind=blind,
+                on_progress=lambda index, update: updates.put_nowait((index, update)),
+            )
+        )
+        titles = {r.title: f"**Side {BLIND_NAMES[k]}**" if blind else "" for k, r in enumerate(results)}
+        yield {
+            **{k: v for k, v in titles.items() if v},
+            **{r.status: "waiting…" for r in results},
+            **{r.image: None for r in results},
+            **{r.sent: None for r in results},
+            self.summary: f"Running {n} sides on seed {params.seed}…",
+        }
+        async for index, update in follow(task, updates):
+            yield {results[index].status: update.message}
+        try:
+            finished = task.result()
+        except gr.Error as exc:  # the server is busy
+            yield {self.summary: f"**{exc.title}.** {exc.message}"}
+            return
+        yield self._show(finished, blind, data[self._state.history], keys)
+
+    def _show(self, done: Finished, blind: bool, history: Any, keys: KeyRing) -> Updates:
+        n, outcomes = len(done.sides), done.outcomes
+        failed = sum(not o.ok for o in outcomes)
+        hidden = blind and not failed  # a failed side ends the blind round: no vote, names shown
+        updates: Updates = {}
+        for k, (result, side, outcome) in enumerate(zip(self.results, done.sides, outcomes, strict=False)):
+            updates |= {
+                result.title: f"**Side {BLIND_NAMES[k]}**" if hidden else f"**{k + 1}. {side.title()}**",
+                result.image: done.images[k],
+                result.status: _blind_status() if hidden else outcome_status(outcome),
+                result.sent: None if hidden or not outcome.prepared else outcome.prepared.display(),
+            }
+        slowest = max(o.elapsed_s for o in outcomes)
+        summary = f"Seed {done.params.seed} · {n - failed} of {n} sides done · slowest side {slowest:.2f} s"
+        if done.stopped:
+            summary += " · **stopped**"
+        if blind and failed:
+            summary += " · blind round ended without a vote: a side failed"
+        if not blind:  # a blind round stays out of the history: it would name the sides before the vote
+            for outcome, paths in zip(outcomes, done.saved, strict=True):
+                history = remember(outcome, paths, keys, history)
+        names = list(BLIND_NAMES) if hidden else [str(k + 1) for k in range(n)]
+        choices = [(name, str(k + 1)) for k, name in enumerate(names)]
+        pair = (done.images[0], done.images[1]) if done.images[0] and done.images[1] else None
+        blind_state = (
+            {
+                "providers": [s.provider for s in done.sides],
+                "prompt": done.params.prompt,
+                "seed": done.params.seed,
+            }
+            if hidden
+            else None
+        )
+        return {
+            **updates,
+            self.summary: summary,
+            self.images: done.images,
+            self.left: gr.update(choices=choices, value="1", label="Left"),
+            self.right: gr.update(choices=choices, value="2", label="Right"),
+            self.slider: pair,
+            self.blind_state: blind_state,
+            self.vote_row: gr.update(visible=hidden),
+            self._state.history: history,
+        }
+
+    def on_slider_pick(self, data: Values) -> Updates:
+        images, left, right = data[self.images], data[self.left], data[self.right]
+        try:
+            pair = (images[int(left) - 1], images[int(right) - 1])
+        except (IndexError, ValueError, TypeError):
+            gr.Info("Run a comparison first: the slider shows two of its sides.")
+            return UNCHANGED
+        if not all(pair):
+            gr.Warning("That side has no image (it failed or was stopped): pick another.")
+            return UNCHANGED
+        return {self.slider: pair}
+
+    def vote_handler(self, verdict: str) -> Any:
+        def vote(data: Values) -> Updates:
+            blind_state = data[self.blind_state]
+            if not blind_state:
+                gr.Info("Run a blind comparison of 2 sides first.")
+                return UNCHANGED
+            left, right = blind_state["providers"]
+            record_vote(Vote(left, right, verdict, blind_state["prompt"], blind_state["seed"]))  # type: ignore[arg-type]
+            reveal = f"Voted **{VERDICT_LABELS[verdict]}**. Side A was **{left}**, Side B was **{right}**."
+            return {
+                self.results[0].title: f"**Side A: {left}**",
+                self.results[1].title: f"**Side B: {right}**",
+                self.summary: reveal,
+                self.blind_state: None,
+                self.vote_row: gr.update(visible=False),
+                self.leaderboard: leaderboard_rows(),
+            }
+
+        vote.__name__ = f"vote_{verdict}"
+        return vote
 
 
 def build_compare_tab(default_provider: str) -> CompareTab:
@@ -80,29 +326,34 @@ def build_compare_tab(default_provider: str) -> CompareTab:
         count = gr.Slider(
             label="Sides", minimum=MIN_SIDES, maximum=MAX_SIDES, step=1, value=2, elem_id="sides"
         )
-        blind = gr.Checkbox(label="Blind mode: hide providers until I vote (2 sides)", elem_id="blind")
+        blind = gr.Checkbox(
+            label="Blind mode: hide providers until I vote (2 sides)",
+            info="names stay hidden until you vote",
+            elem_id="blind",
+        )
     sides: list[SideControls] = []
     for index in range(MAX_SIDES):
+        number = index + 1
         with gr.Row(visible=index < 2, equal_height=True) as row:
             provider = gr.Dropdown(
-                label=f"Side {index + 1} provider",
+                label=f"Side {number} provider",
                 choices=provider_choices(KeyRing.for_visitor()),
                 value=default_provider,
                 scale=3,
-                elem_id=f"side-{index + 1}-provider",
+                elem_id=f"side-{number}-provider",
             )
             steps = gr.Textbox(
-                label="Steps", placeholder="shared", scale=1, max_lines=1, elem_id=f"side-{index + 1}-steps"
+                label="Steps", placeholder="shared", scale=1, max_lines=1, elem_id=f"side-{number}-steps"
             )
             shift = gr.Textbox(
-                label="Shift", placeholder="shared", scale=1, max_lines=1, elem_id=f"side-{index + 1}-shift"
+                label="Shift", placeholder="shared", scale=1, max_lines=1, elem_id=f"side-{number}-shift"
             )
             size = gr.Textbox(
                 label="Size",
                 placeholder="shared, or WxH",
                 scale=1,
                 max_lines=1,
-                elem_id=f"side-{index + 1}-size",
+                elem_id=f"side-{number}-size",
             )
         sides.append(SideControls(row, provider, steps, shift, size))
     with gr.Row():
@@ -113,9 +364,10 @@ def build_compare_tab(default_provider: str) -> CompareTab:
     with gr.Row():
         for index in range(MAX_SIDES):
             with gr.Column(visible=index < 2, min_width=220) as column:
-                title = gr.Markdown(f"**Side {index + 1}**")
+                title = gr.Markdown(f"**Side {index + 1}**", elem_id=f"side-{index + 1}-title")
                 image = gr.Image(
                     label=f"Side {index + 1}",
+                    show_label=False,
                     type="filepath",
                     format="png",
                     interactive=False,
@@ -137,6 +389,11 @@ def build_compare_tab(default_provider: str) -> CompareTab:
         }
     with gr.Accordion("Blind vote leaderboard", open=False):
         board = gr.Dataframe(value=leaderboard_rows(), interactive=False, elem_id="leaderboard")
+    with gr.Group(visible=False):
+        api = gr.Button()
+        api_sides = gr.Textbox(label="Sides")
+        api_images = gr.Gallery(label="Images", format="png")
+        api_report = gr.JSON(label="Report")
     return CompareTab(
         count,
         blind,
@@ -151,206 +408,66 @@ def build_compare_tab(default_provider: str) -> CompareTab:
         vote_row,
         vote_buttons,
         board,
-        gr.State([]),
-        gr.State(None),
+        api,
+        api_sides,
+        api_images,
+        api_report,
     )
 
 
-def leaderboard_rows() -> Any:
-    from zimage_ui.votes import LEADERBOARD_COLUMNS
-
-    rows = leaderboard(read_votes())
-    return {"headers": LEADERBOARD_COLUMNS, "data": rows or [["no votes yet", 0, 0, 0, 0, "-"]]}
-
-
-def on_count_change(count: float) -> list[Any]:
-    """Show `count` sides; blind mode compares exactly 2, so it is off (and says why) otherwise."""
-    n = int(count)
-    updates = [gr.update(visible=index < n) for index in range(MAX_SIDES)]
-    blind = (
-        gr.update(interactive=True, info="names stay hidden until you vote")
-        if n == 2
-        else gr.update(value=False, interactive=False, info="blind mode compares exactly 2 sides")
-    )
-    return [*updates, *updates, blind]  # the side controls, the result columns, blind mode
+def side_report(side: Side, outcome: Outcome, index: int) -> dict[str, Any]:
+    sent = outcome.prepared.sent if outcome.prepared else None
+    return {
+        "side": index + 1,
+        "title": side.title(),
+        "provider": outcome.provider,
+        "seed": outcome.seed,
+        "size": f"{sent.width}x{sent.height}" if sent else None,
+        "steps": sent.steps if sent else None,
+        "ok": outcome.ok,
+        "status": outcome_status(outcome),
+        "notes": list(outcome.prepared.notes) if outcome.prepared else [],
+    }
 
 
-def read_sides(count: float, values: tuple[Any, ...]) -> list[Side]:
-    """Side controls (provider, steps, shift, size per side) -> sides; blank overrides stay shared."""
-    sides, problems = [], {}
-    for index in range(int(count)):
-        provider, steps, shift, size = (str(v or "").strip() for v in values[index * 4 : index * 4 + 4])
-        fields: dict[str, Any] = {"provider": provider}
-        for name, text, kind in (("num_inference_steps", steps, int), ("shift", shift, float)):
-            if text:
-                try:
-                    fields[name] = kind(text)
-                except ValueError:
-                    problems[f"side {index + 1} {name}"] = f"{text!r} is not a number"
-        if size:
-            try:
-                fields["width"], fields["height"] = parse_size(size.lower())
-            except ValueError:
-                problems[f"side {index + 1} size"] = f"{size!r} is not WxH, e.g. 512x512"
-        if not problems:
-            sides.append(Side(**fields))
-    if problems:
-        raise user_error(f"Check the sides: {InvalidParams(problems)}", title="Invalid comparison")
-    return sides
+async def compare(
+    sides: str,
+    prompt: str = "",
+    negative_prompt: str = "",
+    width: float = 1024,
+    height: float = 1024,
+    seed: str = "",
+    random_seed: bool = True,
+    steps: float = TURBO_STEPS,
+    guidance: float = 0.0,
+    shift: float = TURBO_SHIFT,
+    num_images: float = 1,
+    request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Compare 2-6 sides on one prompt and one seed, all at once.
 
-
-async def run_compare(request: gr.Request, *values: Any) -> AsyncIterator[list[Any]]:
-    """Inputs: shared form values (10), session keys, side count, blind, 4 values per side, history."""
-    shared, session_keys, count, blind = values[:10], values[10], values[11], values[12]
-    sides, history = read_sides(count, values[13:-1]), values[-1]
-    n = len(sides)
-    if blind and n != 2:
-        raise user_error("Blind mode compares exactly 2 sides: set Sides to 2.", title="Invalid comparison")
-    params = read_params(*shared).with_concrete_seed()
+    `sides`: sides separated by ";", each `ID` or `ID:steps=4,shift=2.5,size=512x512,label=X`
+    (blank overrides keep the shared settings). Returns each side's first image, captioned with
+    its title, and a report: the seed, and per side its provider, size, steps and status. A failed
+    side keeps its place in the report; the others still finish.
+    """
+    params = api_params(locals()).with_concrete_seed()
     try:
-        params_for_sides(sides, params)
+        parsed = [Side.parse(text) for text in sides.split(";") if text.strip()]
     except InvalidParams as exc:
         raise user_error(f"Check the sides: {exc}", title="Invalid comparison") from None
-    order = list(range(n))
-    if blind:
-        random.shuffle(order)  # position must not reveal the provider
-    shown = [sides[i] for i in order]
-    titles = [BLIND_NAMES[k] if blind else f"**{k + 1}. {side.title()}**" for k, side in enumerate(shown)]
-    statuses = ["waiting…"] * n
-    keys = KeyRing.for_visitor(session_keys)
-    summary = f"Running {n} sides on seed {params.seed}…"
-    with owned_run("compare", request) as run:
-        updates: asyncio.Queue[tuple[int, Progress]] = asyncio.Queue()
-        task = asyncio.create_task(
-            run_comparison(
-                shown,
-                params,
-                keys=keys,
-                cancel=run.token,
-                progress=lambda index, update: updates.put_nowait((index, update)),
-                hosted_gate=run.hosted_gate,
-            )
-        )
-        yield [*_frame(n, titles, [None] * n, statuses, [None] * n, summary), gr.skip()]
-        async for index, update in follow(task, updates):
-            statuses[index] = update.message
-            yield [*_frame(n, titles, None, statuses, None, summary), gr.skip()]
-        outcomes = task.result()
-        failed = sum(not outcome.ok for outcome in outcomes)
-        hidden = blind and not failed  # a failed side ends the blind round: no vote, names shown
-        saved = [await save_run_files(run, o, f"side{k + 1}-") for k, o in enumerate(outcomes)]
-        images = [
-            await _shown_image(run, outcome, paths, blind_name=BLIND_NAMES[k] if hidden else None)
-            for k, (outcome, paths) in enumerate(zip(outcomes, saved, strict=True))
-        ]
-        stopped = run.token.cancelled
-    if blind and failed:
-        titles = [f"**{k + 1}. {side.title()}**" for k, side in enumerate(shown)]
-    statuses = [_blind_status(o) if hidden else _side_status(o) for o in outcomes]
-    sent = [None if hidden or not o.prepared else o.prepared.display() for o in outcomes]
-    slowest = max(outcome.elapsed_s for outcome in outcomes)
-    summary = f"Seed {params.seed} · {n - failed} of {n} sides done · slowest side {slowest:.2f} s" + (
-        " · **stopped**" if stopped else ""
-    )
-    if blind and failed:
-        summary += " · blind round ended without a vote: a side failed"
-    blind_state = (
-        {"providers": [side.provider for side in shown], "prompt": params.prompt, "seed": params.seed}
-        if hidden
-        else None
-    )
-    if not blind:  # a blind round stays out of the history: it would name the sides before the vote
-        for outcome, paths in zip(outcomes, saved, strict=True):
-            history = remember(outcome, paths, keys, history)
-    yield [*_frame(n, titles, images, statuses, sent, summary, blind_state=blind_state, final=True), history]
-
-
-async def _shown_image(
-    run: Run, outcome: Outcome, paths: list[Path], blind_name: str | None = None
-) -> str | None:
-    """The side's first PNG; in blind mode a copy under a neutral name that reveals nothing."""
-    if not paths:
-        return None
-    if blind_name is None:
-        return str(paths[0])
-    name = f"{uuid.uuid4().hex}-{blind_name.replace(' ', '-').lower()}.png"
-    return str(await asyncio.to_thread(run.write, name, outcome.pngs[0]))
-
-
-def _side_status(outcome: Outcome) -> str:
-    return f"{STOPPED} {outcome.error}" if outcome.stopped else outcome_status(outcome)
-
-
-def _blind_status(outcome: Outcome) -> str:
-    """Nothing that tells the sides apart (no notes, no request, no time) until the vote."""
-    return "**Done.** Vote to see which provider made it."
-
-
-def _frame(
-    n: int,
-    titles: list[str],
-    images: list[str | None] | None,
-    statuses: list[str],
-    sent: list[Any] | None,
-    summary: str,
-    *,
-    blind_state: dict[str, Any] | None = None,
-    final: bool = False,
-) -> list[Any]:
-    """One update of every result column, the summary, slider choices, state and vote row."""
-    frame: list[Any] = []
-    for index in range(MAX_SIDES):
-        if index >= n:
-            frame += [gr.skip()] * 4
-            continue
-        frame += [
-            titles[index],
-            images[index] if images is not None else gr.skip(),
-            statuses[index],
-            sent[index] if sent is not None else gr.skip(),
-        ]
-    if not final:
-        return [*frame, summary, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()]
-    choices = [str(index + 1) for index in range(n)]
-    pair = (images[0], images[1]) if images and images[0] and images[1] else None
-    return [
-        *frame,
-        summary,
-        images,
-        gr.update(choices=choices, value="1"),
-        gr.update(choices=choices, value="2"),
-        pair,
-        blind_state,
-        gr.update(visible=blind_state is not None),
-    ]
-
-
-def on_slider_pick(images: list[str | None], left: str, right: str) -> Any:
     try:
-        pair = (images[int(left) - 1], images[int(right) - 1])
-    except (IndexError, ValueError, TypeError):
-        return gr.skip()
-    if not all(pair):
-        gr.Info("One of those sides has no image.")
-        return gr.skip()
-    return pair
-
-
-def vote_handler(verdict: str):
-    def vote(blind_state: dict[str, Any] | None) -> list[Any]:
-        if not blind_state:
-            raise user_error("Run a blind comparison of 2 sides first.")
-        left, right = blind_state["providers"]
-        record_vote(Vote(left, right, verdict, blind_state["prompt"], blind_state["seed"]))  # type: ignore[arg-type]
-        reveal = f"Voted **{VERDICT_LABELS[verdict]}**. Side A was **{left}**, Side B was **{right}**."
-        return [
-            f"**A: {left}**",
-            f"**B: {right}**",
-            reveal,
-            None,
-            gr.update(visible=False),
-            leaderboard_rows(),
-        ]
-
-    vote.__name__ = f"vote_{verdict}"
-    return vote
+        params_for_sides(parsed, params)
+    except InvalidParams as exc:
+        raise user_error(f"Check the sides: {exc}", title="Invalid comparison") from None
+    done = await compare_sides(parsed, params, KeyRing.for_visitor(), request)
+    images = [
+        (str(paths[0]), side.title()) for side, paths in zip(done.sides, done.saved, strict=True) if paths
+    ]
+    report = {
+        "seed": params.seed,
+        "sides": [
+            side_report(s, o, k) for k, (s, o) in enumerate(zip(done.sides, done.outcomes, strict=True))
+        ],
+    }
+    return images, report

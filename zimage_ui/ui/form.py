@@ -1,78 +1,211 @@
-"""The settings form as one unit: read it into a preset, fill it from one (whole, or not at all)."""
+"""The shared settings as one named form: read once into validated params, filled by a dict.
+
+`Settings` names the ten shared controls; it is the only place their order is written.
+Handlers take Gradio's input dict (`inputs={...}`) and return a dict of updates, so
+nothing is ever padded with a counted `gr.skip()`: a control a handler leaves out of
+its dict keeps its value.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gradio as gr
 
-from zimage_ui.compare import MAX_SIDES, Side
-from zimage_ui.presets import Preset, PresetError, preset_from_params
-from zimage_ui.ui.handlers import read_params, user_error
+from zimage_ui.compare import Side, read_side_fields
+from zimage_ui.errors import InvalidParams, PresetError
+from zimage_ui.params import GenerationParams, parse_params
+from zimage_ui.presets import Preset, preset_from_params
+from zimage_ui.providers import PROVIDERS
+from zimage_ui.ui.common import user_error
+
+Block = gr.blocks.Block
+Component = Block
+Values = Mapping[Any, Any]  # Gradio's input dict: component -> value
+Updates = dict[Any, Any]  # component -> new value or gr.update(...)
+# "Change nothing": Gradio reads an empty dict as one value, not as no updates.
+UNCHANGED: Updates = gr.skip()
+
+
+@dataclass
+class Settings:
+    """The ten shared settings every tab uses, in the order the form is read."""
+
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    width: gr.Number
+    height: gr.Number
+    seed: gr.Textbox
+    random_seed: gr.Checkbox
+    steps: gr.Slider
+    guidance: gr.Slider
+    shift: gr.Slider
+    num_images: gr.Slider
+
+    def components(self) -> list[Component]:
+        return [getattr(self, name) for name in SETTING_NAMES]
+
+    def named(self, data: Values) -> dict[str, Any]:
+        """The settings' values by name, from Gradio's input dict."""
+        return {name: data[getattr(self, name)] for name in SETTING_NAMES}
+
+    def updates(self, values: Mapping[str, Any]) -> Updates:
+        """Updates for the named settings given; the others keep their values."""
+        return {getattr(self, name): value for name, value in values.items() if name in SETTING_NAMES}
+
+
+SETTING_NAMES = tuple(field.name for field in fields(Settings))
+
+
+def read_params(values: Mapping[str, Any]) -> GenerationParams:
+    """Named form values -> validated params; raises gr.Error naming each wrong field."""
+    try:
+        return parse_params(
+            prompt=values["prompt"] or "",
+            negative_prompt=values["negative_prompt"] or "",
+            width=_whole(values["width"], "width"),
+            height=_whole(values["height"], "height"),
+            seed=None if values["random_seed"] else _seed_text(values["seed"]),
+            num_inference_steps=_whole(values["steps"], "steps"),
+            guidance_scale=float(values["guidance"] or 0),
+            shift=float(values["shift"] or 0),
+            num_images=_whole(values["num_images"], "num_images"),
+        )
+    except InvalidParams as exc:
+        raise user_error(f"Check the form: {exc}", title="Invalid settings") from None
+
+
+def api_params(arguments: Mapping[str, Any]) -> GenerationParams:
+    """Params from an API function's own arguments (`locals()`): it names the settings as the
+    form does, so they are read by the same rules."""
+    return read_params({name: arguments[name] for name in SETTING_NAMES})
+
+
+def _whole(value: float | None, name: str) -> int:
+    if value is None or value == "":
+        raise InvalidParams({name: "empty: enter a number"})
+    return int(value)
+
+
+def _seed_text(value: str | float | None) -> str:
+    text = str(value if value is not None else "").strip()
+    if not text:
+        raise InvalidParams({"seed": "empty: enter a seed or tick Random seed"})
+    return text
+
+
+def setting_values(preset: Preset) -> dict[str, Any]:
+    """A preset's settings as the form shows them (a random seed: an empty box, Random ticked)."""
+    return {
+        "prompt": preset.prompt,
+        "negative_prompt": preset.negative_prompt,
+        "width": preset.width,
+        "height": preset.height,
+        "seed": "" if preset.seed is None else str(preset.seed),
+        "random_seed": preset.seed is None,
+        "steps": preset.num_inference_steps,
+        "guidance": preset.guidance_scale,
+        "shift": preset.shift,
+        "num_images": preset.num_images,
+    }
+
+
+@dataclass
+class SideControls:
+    """One comparison side's controls: a provider and overrides (blank keeps the shared value)."""
+
+    row: gr.Row
+    provider: gr.Dropdown
+    steps: gr.Textbox
+    shift: gr.Textbox
+    size: gr.Textbox
+
+    def inputs(self) -> list[Component]:
+        return [self.provider, self.steps, self.shift, self.size]
+
+
+def _text(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
 
 
 @dataclass
 class Form:
-    """Every component a preset touches, in a fixed order."""
+    """Everything a preset reads or fills: the settings, the Generate provider, the sides, the tab."""
 
-    shared: Sequence[gr.components.Component]  # prompt .. num_images, as read_params takes them
+    settings: Settings
     provider: gr.Dropdown
     side_count: gr.Slider
-    sides: Sequence[gr.components.Component]  # provider, steps, shift, size for each of MAX_SIDES
+    sides: Sequence[SideControls]
     tabs: gr.Tabs
 
-    @property
-    def outputs(self) -> list[Any]:
-        return [*self.shared, self.provider, self.side_count, *self.sides, self.tabs]
+    def inputs(self) -> set[Component]:
+        """What `read`, `read_sides` and `preset` need from Gradio's input dict."""
+        return {
+            *self.settings.components(),
+            self.provider,
+            self.side_count,
+            *(c for side in self.sides for c in side.inputs()),
+        }
 
-
-def _text(value: float | int | None) -> str:
-    return "" if value is None else f"{value:g}"
-
-
-def fill_values(preset: Preset) -> list[Any]:
-    """Updates for `Form.outputs` that show this preset; comparison presets open the Compare tab."""
-    shared = [
-        preset.prompt,
-        preset.negative_prompt,
-        preset.width,
-        preset.height,
-        "" if preset.seed is None else str(preset.seed),
-        preset.seed is None,
-        preset.num_inference_steps,
-        preset.guidance_scale,
-        preset.shift,
-        preset.num_images,
-    ]
-    if not preset.sides:
+    def outputs(self) -> list[Component]:
+        """Every control `fill` may update."""
         return [
-            *shared,
-            preset.provider,
-            gr.skip(),
-            *([gr.skip()] * 4 * MAX_SIDES),
-            gr.Tabs(selected="generate"),
+            *self.settings.components(),
+            self.provider,
+            self.side_count,
+            *(c for side in self.sides for c in side.inputs()),
+            self.tabs,
         ]
-    sides: list[Any] = []
-    for index in range(MAX_SIDES):
-        if index >= len(preset.sides):
-            sides += [gr.skip()] * 4
-            continue
-        side = preset.sides[index]
-        size = (
-            f"{side.width or preset.width}x{side.height or preset.height}"
-            if side.width or side.height
-            else ""
-        )
-        sides += [side.provider, _text(side.num_inference_steps), _text(side.shift), size]
-    return [*shared, preset.provider, len(preset.sides), *sides, gr.Tabs(selected="compare")]
 
+    def read(self, data: Values) -> GenerationParams:
+        return read_params(self.settings.named(data))
 
-def current_preset(values: list[Any], provider: str, sides: list[Side] | None, name: str = "") -> Preset:
-    """The form as a preset; a random seed stays random. Raises gr.Error naming wrong fields."""
-    params = read_params(*values)
-    try:
-        return preset_from_params(params, provider, sides, name=name.strip())
-    except PresetError as exc:
-        raise user_error(f"Can't make a preset: {exc}", title="Invalid settings") from None
+    def read_sides(self, data: Values) -> list[Side]:
+        """The shown sides; every bad override is named in one gr.Error."""
+        sides, problems = [], {}
+        for index, side in enumerate(self.sides[: int(data[self.side_count])]):
+            try:
+                sides.append(
+                    read_side_fields(
+                        index, data[side.provider], data[side.steps], data[side.shift], data[side.size]
+                    )
+                )
+            except InvalidParams as exc:
+                problems.update(exc.fields)
+        if problems:
+            raise user_error(f"Check the sides: {InvalidParams(problems)}", title="Invalid comparison")
+        return sides
+
+    def preset(self, data: Values, *, include_sides: bool = False, name: str = "") -> Preset:
+        """The form as a preset; a random seed stays random. Raises gr.Error naming wrong fields."""
+        params = self.read(data)
+        sides = self.read_sides(data) if include_sides else None
+        try:
+            return preset_from_params(params, data[self.provider], sides, name=name.strip())
+        except PresetError as exc:
+            raise user_error(f"Can't make a preset: {exc}", title="Invalid settings") from None
+
+    def fill(self, preset: Preset) -> Updates:
+        """Updates that show this preset; a comparison preset opens the Compare tab."""
+        updates = {**self.settings.updates(setting_values(preset)), self.provider: preset.provider}
+        if not preset.sides:
+            return {**updates, self.tabs: gr.Tabs(selected="generate")}
+        updates[self.side_count] = len(preset.sides)
+        for side, controls in zip(preset.sides, self.sides, strict=False):
+            size = f"{side.width or preset.width}x{side.height or preset.height}"
+            updates |= {
+                controls.provider: side.provider,
+                controls.steps: _text(side.num_inference_steps),
+                controls.shift: _text(side.shift),
+                controls.size: size if side.width or side.height else "",
+            }
+        return {**updates, self.tabs: gr.Tabs(selected="compare")}
+
+    def fill_values(self, values: Mapping[str, Any], provider: str | None = None) -> Updates:
+        """A partial fill: only the named settings given (and a known provider) change."""
+        updates = self.settings.updates(values)
+        if provider in PROVIDERS:
+            updates[self.provider] = provider
+        return updates

@@ -6,11 +6,9 @@ import os
 import secrets as token_source
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import gradio as gr
 
-from zimage_ui.compare import MAX_SIDES
 from zimage_ui.preset_sharing import (
     list_team_presets,
     preset_from_query,
@@ -21,11 +19,10 @@ from zimage_ui.preset_sharing import (
 from zimage_ui.presets import Preset, PresetError, export_preset, import_preset, read_preset_file
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.runs import scratch_folder
-from zimage_ui.ui.compare_tab import read_sides
-from zimage_ui.ui.form import current_preset, fill_values
+from zimage_ui.ui.common import PRIVATE, problem_text
+from zimage_ui.ui.form import UNCHANGED, Form, Updates, Values
 
 STORAGE_KEY_DEFAULT = "zimage-ui-presets"
-NO_CHANGE_COUNT = 1 + 10 + 1 + 1 + 4 * MAX_SIDES + 1  # status + Form.outputs
 
 
 def browser_secret() -> str:
@@ -73,6 +70,156 @@ class PresetsPanel:
     query: gr.Textbox
     link: gr.Textbox
     status: gr.Markdown
+
+    def wire(self, demo: gr.Blocks, form: Form, keys: gr.State) -> None:
+        """Every change to the form goes through `Form.fill`: whole, or not at all."""
+        self._form, self._keys = form, keys
+        fill = [self.status, *form.outputs()]
+        reads = {*form.inputs(), self.include_sides, self.name}
+        self.export.click(self.on_export, reads, [self.exported, self.status], **PRIVATE)
+        self.upload.upload(self.on_import, {self.upload, keys}, fill, **PRIVATE)
+        self.save.click(self.on_save, {*reads, self.store}, [self.store, self.saved, self.status], **PRIVATE)
+        self.load.click(self.on_load, {self.saved, self.store, keys}, fill, **PRIVATE)
+        self.delete.click(
+            self.on_delete, {self.saved, self.store}, [self.store, self.saved, self.status], **PRIVATE
+        )
+        self.team_load.click(self.on_team_load, {self.team, keys}, fill, **PRIVATE)
+        self.team_save.click(self.on_team_save, reads, [self.team, self.status], **PRIVATE)
+        self.link_button.click(self.on_link, reads, [self.query, self.status], **PRIVATE).then(
+            None, self.query, self.link, js=SHARE_LINK_JS
+        )
+        demo.load(self.on_page_load, {self.store}, [self.saved], **PRIVATE)
+        demo.load(self.fill_from_link, None, fill, **PRIVATE)
+
+    # -- reading and filling the form -------------------------------------------------------------
+
+    def _preset(self, data: Values) -> Preset:
+        return self._form.preset(
+            data, include_sides=bool(data[self.include_sides]), name=data[self.name] or ""
+        )
+
+    def refused(self, exc: PresetError) -> Updates:
+        """A refused preset: say why, change nothing on the form."""
+        problems = "\n".join(f"- **{field}**: {problem}" for field, problem in exc.fields.items())
+        return {self.status: f"**Preset refused, nothing changed.**\n{problems}"}
+
+    def applied(self, preset: Preset, where: str) -> Updates:
+        label = f" “{preset.name}”" if preset.name else ""
+        return {self.status: f"Loaded preset{label} from {where}.", **self._form.fill(preset)}
+
+    def _secrets(self, data: Values) -> list[str]:
+        return KeyRing(data[self._keys]).secrets()
+
+    # -- handlers ---------------------------------------------------------------------------------
+
+    def on_export(self, data: Values) -> Updates:
+        try:
+            preset = self._preset(data)
+        except gr.Error as exc:
+            return {self.status: problem_text(exc)}
+        path = scratch_folder("preset") / f"{safe_stem(preset.name or 'zimage-preset')}.json"
+        path.write_text(export_preset(preset))
+        return {
+            self.exported: gr.update(value=str(path), visible=True),
+            self.status: f"Exported “{path.name}”: download it below.",
+        }
+
+    def on_import(self, data: Values) -> Updates:
+        file = data[self.upload]
+        if not file:
+            return {self.status: "No file."}
+        try:
+            preset = read_preset_file(Path(file), secrets=self._secrets(data))
+        except PresetError as exc:
+            return self.refused(exc)
+        return self.applied(preset, Path(file).name)
+
+    def on_save(self, data: Values) -> Updates:
+        if not str(data[self.name] or "").strip():
+            return {self.status: NEEDS_NAME}
+        try:
+            preset = self._preset(data)
+        except gr.Error as exc:
+            return {self.status: problem_text(exc)}
+        store = {**(data[self.store] or {}), preset.name: export_preset(preset)}
+        return {
+            self.store: store,
+            self.saved: gr.update(choices=sorted(store), value=preset.name),
+            self.status: f"Saved “{preset.name}” in this browser.",
+        }
+
+    def on_load(self, data: Values) -> Updates:
+        text = (data[self.store] or {}).get(data[self.saved] or "")
+        if text is None:
+            return {self.status: "Pick a saved preset first."}
+        try:
+            return self.applied(import_preset(text, secrets=self._secrets(data)), "this browser")
+        except PresetError as exc:
+            return self.refused(exc)
+
+    def on_delete(self, data: Values) -> Updates:
+        name = data[self.saved]
+        if not name:
+            return {self.status: "Pick a saved preset first."}
+        store = {k: v for k, v in (data[self.store] or {}).items() if k != name}
+        return {
+            self.store: store,
+            self.saved: gr.update(choices=sorted(store), value=None),
+            self.status: f"Deleted “{name}”.",
+        }
+
+    def on_page_load(self, data: Values) -> Updates:
+        return {self.saved: gr.update(choices=sorted(data[self.store] or {}))}
+
+    def on_team_load(self, data: Values) -> Updates:
+        folder = team_folder()
+        if folder is None:
+            return {self.status: "No team folder is configured (ZIMAGE_PRESETS_DIR)."}
+        presets, problems = list_team_presets(folder, secrets=self._secrets(data))
+        title = data[self.team]
+        if title not in presets:
+            note = f" ({len(problems)} file(s) in the folder could not be read)" if problems else ""
+            return {self.status: f"Pick a team preset first{note}."}
+        return self.applied(presets[title], "the team folder")
+
+    def on_team_save(self, data: Values) -> Updates:
+        folder = team_folder()
+        if folder is None:
+            return {self.status: "No team folder is configured: set ZIMAGE_PRESETS_DIR."}
+        if not str(data[self.name] or "").strip():
+            return {self.status: NEEDS_NAME}
+        try:
+            preset = self._preset(data)
+        except gr.Error as exc:
+            return {self.status: problem_text(exc)}
+        folder.mkdir(parents=True, exist_ok=True)
+        path = save_team_preset(folder, preset)
+        return {
+            self.team: gr.update(choices=team_choices()),
+            self.status: f"Saved “{preset.name}” to the team folder as {path.name}.",
+        }
+
+    def on_link(self, data: Values) -> Updates:
+        """The link's query and a status line; a refused form makes no link."""
+        try:
+            query = share_query(self._preset(data))
+        except gr.Error as exc:
+            return {self.query: "", self.status: problem_text(exc)}
+        return {self.query: query, self.status: "Link copied: anyone who opens it gets these settings."}
+
+    def fill_from_link(self, request: gr.Request) -> Updates:
+        """On page load: a share link (`?prompt=...&seed=...`) fills the form; anything else does nothing."""
+        query = dict(request.query_params) if request else {}
+        if not query.get("prompt") and not query.get("provider"):
+            return UNCHANGED
+        try:
+            result = preset_from_query(query)
+        except PresetError as exc:
+            return self.refused(exc)
+        status = "Settings filled from the link."
+        if result.ignored:
+            status += f" Ignored: {', '.join(result.ignored)}."
+        return {**self._form.fill(result.preset), self.status: status}
 
 
 def build_presets_panel() -> PresetsPanel:
@@ -139,91 +286,7 @@ def build_presets_panel() -> PresetsPanel:
     )
 
 
-# -- reading the form -------------------------------------------------------------------------
-# Handlers get: the 10 shared values, provider, include_sides, side count, 4 per side, name.
-
-
-def preset_from_form(values: tuple[Any, ...]) -> Preset:
-    shared, provider, include_sides, count = list(values[:10]), values[10], values[11], values[12]
-    side_values, name = values[13 : 13 + 4 * MAX_SIDES], values[13 + 4 * MAX_SIDES]
-    sides = read_sides(count, tuple(side_values)) if include_sides else None
-    return current_preset(shared, provider, sides, name or "")
-
-
-def refused(exc: PresetError) -> list[Any]:
-    """A refused preset: say why, change nothing on the form."""
-    problems = "\n".join(f"- **{field}**: {problem}" for field, problem in exc.fields.items())
-    return [f"**Preset refused, nothing changed.**\n{problems}", *([gr.skip()] * (NO_CHANGE_COUNT - 1))]
-
-
-def applied(preset: Preset, where: str) -> list[Any]:
-    label = f" “{preset.name}”" if preset.name else ""
-    return [f"Loaded preset{label} from {where}.", *fill_values(preset)]
-
-
 NEEDS_NAME = "**Give the preset a name first** (Preset name, above)."
-
-
-def form_problem(exc: gr.Error) -> str:
-    """A refused form as a status line: these events are not queued, so an error toast would
-    never reach the page."""
-    return f"**Nothing done:** {exc.message}"
-
-
-def export_file(*values: Any) -> tuple[Any, str]:
-    try:
-        preset = preset_from_form(values)
-    except gr.Error as exc:
-        return gr.skip(), form_problem(exc)
-    path = scratch_folder("preset") / f"{safe_stem(preset.name or 'zimage-preset')}.json"
-    path.write_text(export_preset(preset))
-    return gr.update(value=str(path), visible=True), f"Exported “{path.name}”: download it below."
-
-
-def import_file(file: str | None, session_keys: dict[str, str] | None) -> list[Any]:
-    if not file:
-        return ["No file.", *([gr.skip()] * (NO_CHANGE_COUNT - 1))]
-    try:
-        preset = read_preset_file(Path(file), secrets=KeyRing(session_keys).secrets())
-    except PresetError as exc:
-        return refused(exc)
-    return applied(preset, Path(file).name)
-
-
-def save_in_browser(store: dict[str, str] | None, *values: Any) -> tuple[Any, ...]:
-    if not str(values[-1] or "").strip():  # the name comes last
-        return gr.skip(), gr.skip(), NEEDS_NAME
-    try:
-        preset = preset_from_form(values)
-    except gr.Error as exc:
-        return gr.skip(), gr.skip(), form_problem(exc)
-    store = {**(store or {}), preset.name: export_preset(preset)}
-    return (
-        store,
-        gr.update(choices=sorted(store), value=preset.name),
-        f"Saved “{preset.name}” in this browser.",
-    )
-
-
-def load_from_browser(
-    name: str | None, store: dict[str, str] | None, session_keys: dict[str, str] | None
-) -> list[Any]:
-    text = (store or {}).get(name or "")
-    if text is None:
-        return ["Pick a saved preset first.", *([gr.skip()] * (NO_CHANGE_COUNT - 1))]
-    try:
-        return applied(import_preset(text, secrets=KeyRing(session_keys).secrets()), "this browser")
-    except PresetError as exc:
-        return refused(exc)
-
-
-def delete_from_browser(name: str | None, store: dict[str, str] | None) -> tuple[Any, ...]:
-    store = {k: v for k, v in (store or {}).items() if k != name}
-    return store, gr.update(choices=sorted(store), value=None), f"Deleted “{name}”." if name else ""
-
-
-def refresh_saved(store: dict[str, str] | None) -> Any:
-    return gr.update(choices=sorted(store or {}))
 
 
 def team_choices() -> list[str]:
@@ -234,58 +297,9 @@ def team_choices() -> list[str]:
     return sorted(presets)
 
 
-def load_from_team(title: str | None, session_keys: dict[str, str] | None) -> list[Any]:
-    folder = team_folder()
-    if folder is None:
-        return ["No team folder is configured (ZIMAGE_PRESETS_DIR).", *([gr.skip()] * (NO_CHANGE_COUNT - 1))]
-    presets, problems = list_team_presets(folder, secrets=KeyRing(session_keys).secrets())
-    if title not in presets:
-        note = f" ({len(problems)} file(s) in the folder could not be read)" if problems else ""
-        return [f"Pick a team preset first{note}.", *([gr.skip()] * (NO_CHANGE_COUNT - 1))]
-    return applied(presets[title], "the team folder")
-
-
-def save_to_team(*values: Any) -> tuple[Any, Any]:
-    folder = team_folder()
-    if folder is None:
-        return gr.skip(), "No team folder is configured: set ZIMAGE_PRESETS_DIR."
-    if not str(values[-1] or "").strip():  # the name comes last
-        return gr.skip(), NEEDS_NAME
-    try:
-        preset = preset_from_form(values)
-    except gr.Error as exc:
-        return gr.skip(), form_problem(exc)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = save_team_preset(folder, preset)
-    return gr.update(choices=team_choices()), f"Saved “{preset.name}” to the team folder as {path.name}."
-
-
-def share_link_query(*values: Any) -> tuple[str, str]:
-    """The link's query and a status line; an empty query (the form is refused) makes no link."""
-    try:
-        return share_query(preset_from_form(values)), "Link copied: anyone who opens it gets these settings."
-    except gr.Error as exc:
-        return "", form_problem(exc)
-
-
 SHARE_LINK_JS = """(query) => {
     if (!query) { return ""; }
     const url = window.location.origin + window.location.pathname + '?' + query;
     if (navigator.clipboard) { navigator.clipboard.writeText(url).catch(() => {}); }
     return url;
 }"""
-
-
-def fill_from_link(request: gr.Request) -> list[Any]:
-    """On page load: a share link (`?prompt=...&seed=...`) fills the form; anything else does nothing."""
-    query = dict(request.query_params) if request else {}
-    if not query.get("prompt") and not query.get("provider"):
-        return [gr.skip()] * NO_CHANGE_COUNT
-    try:
-        result = preset_from_query(query)
-    except PresetError as exc:
-        return refused(exc)
-    status = "Settings filled from the link."
-    if result.ignored:
-        status += f" Ignored: {', '.join(result.ignored)}."
-    return [status, *fill_values(result.preset)]

@@ -11,13 +11,15 @@ from typing import Any
 import gradio as gr
 
 from zimage_ui.errors import InvalidParams
+from zimage_ui.params import TURBO_SHIFT, TURBO_STEPS, GenerationParams
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.runner import Outcome
 from zimage_ui.runs import Run
 from zimage_ui.sheets import placeholder
-from zimage_ui.sweep import AXIS_LABELS, SweepSpec, check_size, max_cells, parse_axis, run_sweep
-from zimage_ui.ui.handlers import follow, owned_run, read_params, save_run_files, user_error
-from zimage_ui.ui.layout import provider_choices
+from zimage_ui.sweep import AXIS_LABELS, Axis, SweepSpec, check_size, max_cells, parse_axis, run_sweep
+from zimage_ui.ui.common import PRIVATE, follow, owned_run, save_run_files, stop_handler, user_error
+from zimage_ui.ui.form import Form, Updates, Values, api_params
+from zimage_ui.ui.settings_panel import provider_choices
 
 NO_AXIS = "none"
 AXIS_CHOICES = [(label, kind) for kind, label in AXIS_LABELS.items()]
@@ -37,6 +39,85 @@ class SweepTab:
     grid: gr.Image
     gallery: gr.Gallery
     grid_file: gr.File
+    api: gr.Button  # never shown: it carries the public /sweep endpoint
+
+    def wire(self, form: Form, keys: gr.State) -> None:
+        self._form, self._keys = form, keys
+        axes = {self.x_kind, self.x_values, self.y_kind, self.y_values, form.settings.prompt}
+        gr.on(
+            [
+                self.x_kind.change,
+                self.x_values.change,
+                self.y_kind.change,
+                self.y_values.change,
+                form.settings.prompt.change,
+            ],
+            self.on_axes,
+            axes,
+            [self.cells],
+            **PRIVATE,
+        )
+        outputs = [self.status, self.grid, self.gallery, self.grid_file]
+        self.run.click(
+            self.on_run,
+            {*form.settings.components(), *axes, self.provider, keys},
+            outputs,
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+        self.stop.click(stop_handler("sweep"), None, self.status, **PRIVATE)
+        self.api.click(
+            sweep,
+            [
+                self.provider,
+                self.x_kind,
+                self.x_values,
+                self.y_kind,
+                self.y_values,
+                *form.settings.components(),
+            ],
+            outputs,
+            api_name="sweep",
+            concurrency_limit=None,
+            show_progress="hidden",
+        )
+
+    def on_axes(self, data: Values) -> Updates:
+        text = cell_count_text(
+            data[self.x_kind],
+            data[self.x_values],
+            data[self.y_kind],
+            data[self.y_values],
+            data[self._form.settings.prompt],
+        )
+        return {self.cells: text}
+
+    async def on_run(self, data: Values, request: gr.Request) -> AsyncIterator[Updates]:
+        try:
+            params = self._form.read(data)
+            spec = sweep_spec(
+                params,
+                data[self.provider],
+                data[self.x_kind],
+                data[self.x_values],
+                data[self.y_kind],
+                data[self.y_values],
+            )
+        except gr.Error as exc:
+            yield {self.status: f"**{exc.title}.** {exc.message}"}
+            return
+        done: asyncio.Queue[int] = asyncio.Queue()
+        keys = KeyRing.for_visitor(data[self._keys])
+        task = asyncio.create_task(run_cells(spec, keys, request, lambda n, _total: done.put_nowait(n)))
+        yield {self.status: f"Running {spec.cell_count} cells…"}
+        async for finished in follow(task, done):
+            yield {self.status: f"{finished} of {spec.cell_count} cells done…"}
+        try:
+            status, grid, cells = task.result()
+        except gr.Error as exc:  # the server is busy
+            yield {self.status: f"**{exc.title}.** {exc.message}"}
+            return
+        yield {self.status: status, self.grid: grid, self.gallery: cells, self.grid_file: grid}
 
 
 def build_sweep_tab(default_provider: str) -> SweepTab:
@@ -63,12 +144,12 @@ def build_sweep_tab(default_provider: str) -> SweepTab:
             scale=1,
             elem_id="sweep-y-kind",
         )
-        y_values = gr.Textbox(label="Y values", scale=3, max_lines=1, elem_id="sweep-y-values")
+        y_values = gr.Textbox(value="", label="Y values", scale=3, max_lines=1, elem_id="sweep-y-values")
     cells = gr.Markdown(cell_count_text("steps", "4, 8", NO_AXIS, "", ""), elem_id="sweep-cells")
     with gr.Row():
         run = gr.Button("Run sweep", variant="primary", elem_id="sweep-run")
         stop = gr.Button("Stop", variant="stop", elem_id="sweep-stop")
-    status = gr.Markdown(elem_id="sweep-status")
+    status = gr.Markdown(label="Status", elem_id="sweep-status")
     grid = gr.Image(label="Grid", type="filepath", format="png", interactive=False, elem_id="sweep-grid")
     gallery = gr.Gallery(
         label="Cells",
@@ -79,12 +160,13 @@ def build_sweep_tab(default_provider: str) -> SweepTab:
         elem_id="sweep-cells-gallery",
     )
     grid_file = gr.File(label="Grid PNG (records the axes)", interactive=False)
+    api = gr.Button(visible=False)
     return SweepTab(
-        provider, x_kind, x_values, y_kind, y_values, cells, run, stop, status, grid, gallery, grid_file
+        provider, x_kind, x_values, y_kind, y_values, cells, run, stop, status, grid, gallery, grid_file, api
     )
 
 
-def _axes(x_kind: str, x_text: str, y_kind: str, y_text: str, prompt: str):
+def axes_of(x_kind: str, x_text: str, y_kind: str, y_text: str, prompt: str) -> tuple[Axis, Axis | None]:
     x = parse_axis(x_kind, x_text, prompt)  # type: ignore[arg-type]
     y = parse_axis(y_kind, y_text, prompt) if y_kind != NO_AXIS else None  # type: ignore[arg-type]
     return x, y
@@ -93,7 +175,7 @@ def _axes(x_kind: str, x_text: str, y_kind: str, y_text: str, prompt: str):
 def cell_count_text(x_kind: str, x_text: str, y_kind: str, y_text: str, prompt: str) -> str:
     """Shown before running: how many cells, and whether that is over the limit."""
     try:
-        x, y = _axes(x_kind, x_text, y_kind, y_text, prompt or "")
+        x, y = axes_of(x_kind, x_text, y_kind, y_text, prompt or "")
     except InvalidParams as exc:
         return f"⚠ {exc}"
     count = len(x.values) * (len(y.values) if y else 1)
@@ -103,32 +185,27 @@ def cell_count_text(x_kind: str, x_text: str, y_kind: str, y_text: str, prompt: 
     return f"**{count} cells** (limit {limit})"
 
 
-async def run_sweep_ui(request: gr.Request, *values: Any) -> AsyncIterator[tuple[Any, ...]]:
-    """Inputs: shared form values (10), session keys, provider, x kind/values, y kind/values."""
-    shared, session_keys, provider, x_kind, x_text, y_kind, y_text = values[:10], *values[10:16]
-    params = read_params(*shared)
+def sweep_spec(
+    params: GenerationParams, provider: str, x_kind: str, x_text: str, y_kind: str, y_text: str
+) -> SweepSpec:
+    """The sweep, checked whole (axes, cell count) before any work; raises gr.Error."""
     try:
-        x, y = _axes(x_kind, x_text, y_kind, y_text, params.prompt)
+        x, y = axes_of(x_kind, x_text, y_kind, y_text, params.prompt)
         spec = SweepSpec(params=params, provider=provider, x=x, y=y)
         check_size(spec)
     except InvalidParams as exc:
         raise user_error(f"Check the sweep: {exc}", title="Invalid sweep") from None
-    total = spec.cell_count
+    return spec
+
+
+async def run_cells(
+    spec: SweepSpec, keys: KeyRing, request: gr.Request | None, progress: Any = None
+) -> tuple[str, str, list[tuple[str, str]]]:
+    """Run every cell, save them and the grid; the status line, the grid's path and the cells."""
     with owned_run("sweep", request) as run:
-        done: asyncio.Queue[int] = asyncio.Queue()
-        task = asyncio.create_task(
-            run_sweep(
-                spec,
-                keys=KeyRing.for_visitor(session_keys),
-                cancel=run.token,
-                progress=lambda n, _total: done.put_nowait(n),
-                hosted_gate=run.hosted_gate,
-            )
+        result = await run_sweep(
+            spec, keys=keys, cancel=run.token, progress=progress, hosted_gate=run.hosted_gate
         )
-        yield f"Running {total} cells…", gr.skip(), gr.skip(), gr.skip()
-        async for finished in follow(task, done):
-            yield f"{finished} of {total} cells done…", gr.skip(), gr.skip(), gr.skip()
-        result = task.result()
         cells = [
             await _cell(run, spec, outcome, x, y)
             for y, row in enumerate(result.outcomes)
@@ -137,15 +214,46 @@ async def run_sweep_ui(request: gr.Request, *values: Any) -> AsyncIterator[tuple
         grid = await asyncio.to_thread(result.grid_png)
         grid_path = await asyncio.to_thread(run.write, "grid.png", grid)
         stopped = run.token.cancelled
+    total = spec.cell_count
     failures = [o.error for row in result.outcomes for o in row if not o.ok]
     status = f"**Done**: {total - len(failures)} of {total} cells"
-    if "seed" not in {x.kind, y.kind if y else None}:
+    if "seed" not in {spec.x.kind, spec.y.kind if spec.y else None}:
         status += f" · seed {result.spec.params.seed}"
     if stopped:
         status += " · **stopped**"
     elif failures:
         status += f" · {len(failures)} failed, e.g. {failures[0]}"
-    yield status, str(grid_path), cells, str(grid_path)
+    return status, str(grid_path), cells
+
+
+async def sweep(
+    provider: str,
+    x_kind: str,
+    x_values: str,
+    y_kind: str = NO_AXIS,
+    y_values: str = "",
+    prompt: str = "",
+    negative_prompt: str = "",
+    width: float = 1024,
+    height: float = 1024,
+    seed: str = "",
+    random_seed: bool = True,
+    steps: float = TURBO_STEPS,
+    guidance: float = 0.0,
+    shift: float = TURBO_SHIFT,
+    num_images: float = 1,
+    request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+) -> tuple[str, str, list[tuple[str, str]], str]:
+    """An X/Y grid on one provider: each axis is seed, steps, shift, provider or prompt_sr.
+
+    Values are lists (`1, 4, 8`) or ranges (`1-8`, `1-8 (+2)`, `2-8 [4]`); for prompt_sr the first
+    value is the text to find in the prompt. Returns a status line, the grid PNG (it records the
+    axes), each cell captioned with its place on the axes (a failed cell is drawn in place), and
+    the grid file again for download.
+    """
+    spec = sweep_spec(api_params(locals()), provider, x_kind, x_values, y_kind, y_values)
+    status, grid, cells = await run_cells(spec, KeyRing.for_visitor(), request)
+    return status, grid, cells, grid
 
 
 def cell_caption(spec: SweepSpec, x: int, y: int) -> str:

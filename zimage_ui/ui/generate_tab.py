@@ -1,0 +1,341 @@
+"""The Generate tab: one provider, live progress and a preview, the images with their seeds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from zimage_ui.codegen import copy_as_code
+from zimage_ui.params import TURBO_SHIFT, TURBO_STEPS, GenerationParams
+from zimage_ui.providers import default_provider_id, get_provider
+from zimage_ui.providers.base import Capabilities, KeyRing, PreparedRequest, Progress, ProgressFn
+from zimage_ui.runner import Outcome, generate_one
+from zimage_ui.ui.common import (
+    PRIVATE,
+    SessionState,
+    follow_latest,
+    outcome_status,
+    owned_run,
+    progress_reporter,
+    remember,
+    save_run_files,
+    stop_handler,
+    user_error,
+)
+from zimage_ui.ui.form import Block, Form, Updates, Values, api_params
+from zimage_ui.ui.settings_panel import NEGATIVE_PROMPT_OFF, SettingsPanel, provider_choices
+
+TINY_NOTICE = (
+    "**diffusers-tiny** runs the real Z-Image pipeline code with tiny *untrained* weights: "
+    "its images are noise. It needs no download and no GPU; pick a hosted provider, or run "
+    "with a GPU, for real images."
+)
+PREVIEW_EVERY_S = 0.25  # at most this often a preview reaches the page
+
+
+def capabilities_text(caps: Capabilities) -> str:
+    steps = f"{caps.steps_range[0]}..{caps.steps_range[1]}" if caps.steps_range else "chosen by the provider"
+    parts = [f"Sizes: {caps.size_rule}", f"Steps: {steps}", f"Images per run: up to {caps.max_images}"]
+    if caps.cost_reporting:
+        parts.append("reports cost")
+    return " · ".join(parts)
+
+
+def negative_prompt_update(provider_id: str, guidance: float) -> Any:
+    """The negative prompt follows each provider's rule: the local pipeline uses it only with
+    guidance above 0; a hosted API that takes one (Scenario) applies it its own way."""
+    caps = get_provider(provider_id).capabilities
+    if not caps.negative_prompt:
+        return gr.update(interactive=False, info=f"{provider_id} takes no negative prompt")
+    if not caps.guidance:
+        return gr.update(interactive=True, info=f"sent to {provider_id}, which applies it its own way")
+    if not guidance:
+        return gr.update(interactive=False, info=NEGATIVE_PROMPT_OFF)
+    return gr.update(interactive=True, info="used because Guidance is above 0")
+
+
+def images_update(max_images: int, current: int, provider_id: str) -> Any:
+    """A slider's maximum must stay above its minimum (1): a one-image provider locks it instead."""
+    if max_images <= 1:
+        return gr.update(value=1, maximum=4, interactive=False, info=f"one image per run on {provider_id}")
+    value = min(max(current, 1), max_images)
+    return gr.update(maximum=max_images, value=value, interactive=True, info=f"up to {max_images}")
+
+
+def steps_update(provider_id: str, caps: Capabilities, steps: float) -> Any:
+    """The provider's range; a value outside it is clamped with a note saying so."""
+    if not caps.steps_range:
+        return gr.update(interactive=False, info=f"{provider_id} picks its own steps")
+    low, high = caps.steps_range
+    value = min(max(int(steps), low), high)
+    note = f"{low}..{high} on {provider_id}"
+    if value != int(steps):
+        note = f"set to {value}: {provider_id} takes {low}..{high} steps (was {int(steps)})"
+    return gr.update(interactive=True, minimum=low, maximum=high, value=value, info=note)
+
+
+def gallery_items(outcome: Outcome, paths: list[Path]) -> list[tuple[str, str]]:
+    """Each image with the seed it can be made again from (or the batch it came from)."""
+    result = outcome.result
+    items = []
+    for index, path in enumerate(paths):
+        seed = result.image_seed(index) if result else None
+        items.append((str(path), f"seed {seed}" if seed is not None else f"image {index + 1} of the batch"))
+    return items
+
+
+@dataclass
+class GenerateTab:
+    provider: gr.Dropdown
+    tiny_notice: gr.Markdown
+    run: gr.Button
+    stop: gr.Button
+    status: gr.Markdown
+    preview: gr.Image
+    gallery: gr.Gallery
+    seed_used: gr.Textbox
+    sent: gr.JSON
+    curl: gr.Code
+    python: gr.Code
+    api: gr.Button  # never shown: it carries the public /generate endpoint
+    last_prepared: gr.State = field(default_factory=lambda: gr.State(None))
+
+    def wire(
+        self,
+        demo: gr.Blocks,
+        form: Form,
+        panel: SettingsPanel,
+        state: SessionState,
+    ) -> None:
+        s = panel.settings
+        self._form, self._panel, self._state = form, panel, state
+        hint_outputs = [
+            self.tiny_notice,
+            s.steps,
+            s.shift,
+            s.guidance,
+            s.negative_prompt,
+            s.num_images,
+            panel.capabilities,
+        ]
+        hint_inputs: set[Block] = {self.provider, s.guidance, s.steps, s.num_images}
+        for trigger in (self.provider.change, demo.load):
+            trigger(self.on_provider, hint_inputs, hint_outputs, **PRIVATE)
+        s.guidance.change(self.on_guidance, {self.provider, s.guidance}, [s.negative_prompt], **PRIVATE)
+
+        # The page's run: previews while it runs, then the images. Hosted calls are I/O and must
+        # not queue behind one another (no concurrency limit); local runs wait in the device's line.
+        self.run.click(
+            self.on_generate,
+            {self.provider, *s.components(), state.keys, state.history},
+            [
+                self.preview,
+                self.gallery,
+                self.seed_used,
+                self.status,
+                self.sent,
+                state.last_seed,
+                self.last_prepared,
+                state.history,
+            ],
+            api_visibility="private",
+            concurrency_limit=None,
+            show_progress_on=[self.status],
+        ).then(self.show_code, {self.last_prepared, state.keys}, [self.curl, self.python], **PRIVATE)
+        self.stop.click(stop_handler("generate"), None, self.status, **PRIVATE)
+        # The API's /generate: named parameters, no session state.
+        self.api.click(
+            generate,
+            [self.provider, *s.components()],
+            [self.gallery, self.seed_used, self.status, self.sent],
+            api_name="generate",
+            concurrency_limit=None,
+            show_progress="hidden",
+        )
+
+    def on_provider(self, data: Values) -> Updates:
+        """Every hint and range recomputed from the chosen provider's capabilities.
+
+        Each update names its `info` explicitly (Gradio keeps the old hint when an update leaves it
+        out), and a value outside the new range is clamped with a note saying so.
+        """
+        s, provider_id = self._panel.settings, data[self.provider]
+        provider = get_provider(provider_id)
+        caps = provider.capabilities
+        status = provider.availability(KeyRing.for_visitor())
+        summary = capabilities_text(caps)
+        if not status.usable:
+            summary = f"**{provider_id} is not usable here:** {status.reason}.\n\n{summary}"
+        return {
+            self.tiny_notice: gr.update(visible=provider_id == "diffusers-tiny"),
+            s.steps: steps_update(provider_id, caps, data[s.steps]),
+            s.shift: gr.update(
+                interactive=caps.shift,
+                info="scheduler shift (Turbo: 3)" if caps.shift else f"not adjustable on {provider_id}",
+            ),
+            s.guidance: gr.update(
+                interactive=caps.guidance, info="Turbo: 0" if caps.guidance else f"fixed by {provider_id}"
+            ),
+            s.negative_prompt: negative_prompt_update(provider_id, data[s.guidance]),
+            s.num_images: images_update(caps.max_images, int(data[s.num_images]), provider_id),
+            self._panel.capabilities: summary,
+        }
+
+    def on_guidance(self, data: Values) -> Updates:
+        s = self._panel.settings
+        return {s.negative_prompt: negative_prompt_update(data[self.provider], data[s.guidance])}
+
+    async def on_generate(
+        self,
+        data: Values,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's way of asking for progress
+    ) -> AsyncIterator[Updates]:
+        """Generate from the page: the outcome (or the problem) is said in the status line, never
+        as red error badges; a local model shows a preview while it runs."""
+        try:
+            params = self._form.read(data).with_concrete_seed()
+        except gr.Error as exc:
+            yield {self.status: f"**Check the form.** {exc.message}"}
+            return
+        provider_id, state = data[self.provider], self._state
+        keys = KeyRing.for_visitor(data[state.keys])
+        yield {self.status: ""}  # the progress bar says what is happening
+        previews: asyncio.Queue[Image.Image] = asyncio.Queue()
+        report = progress_reporter(progress, f"{provider_id} · seed {params.seed}")
+
+        def on_progress(update: Progress) -> None:
+            report(update)
+            if update.preview is not None:
+                previews.put_nowait(update.preview)
+
+        try:
+            task = asyncio.create_task(make_images(provider_id, params, keys, on_progress, request))
+            async for image in follow_latest(task, previews, PREVIEW_EVERY_S):
+                yield {self.preview: gr.update(value=image, visible=True)}
+            outcome, paths = task.result()
+        except gr.Error as exc:  # the server is busy
+            yield {self.status: f"**{exc.title}.** {exc.message}"}
+            return
+        updates: Updates = {
+            self.preview: gr.update(value=None, visible=False),
+            self.seed_used: str(params.seed),
+            self.status: outcome_status(outcome),
+            self.sent: outcome.prepared.display() if outcome.prepared else None,
+            self.last_prepared: outcome.prepared,
+            state.history: remember(outcome, paths, keys, data[state.history]),
+        }
+        if outcome.ok:
+            updates |= {self.gallery: gallery_items(outcome, paths), state.last_seed: outcome.seed}
+        elif not outcome.stopped:
+            gr.Warning(outcome.error or "failed", title=f"{provider_id} failed")
+        yield updates
+
+    def show_code(self, data: Values) -> Updates:
+        """ "Copy as code": the request as cURL and as Python, keys only as variable names."""
+        prepared: PreparedRequest | None = data[self.last_prepared]
+        if prepared is None:
+            return {self.curl: "", self.python: ""}
+        curl, python = copy_as_code(prepared, secrets=KeyRing(data[self._state.keys]).secrets())
+        return {self.curl: curl, self.python: python}
+
+
+def build_generate_tab(default_provider: str) -> GenerateTab:
+    provider = gr.Dropdown(
+        label="Provider",
+        choices=provider_choices(KeyRing.for_visitor()),
+        value=default_provider,
+        info="Where the image is made. Entries say why they can't be used here.",
+        elem_id="provider",
+    )
+    tiny_notice = gr.Markdown(TINY_NOTICE, visible=default_provider == "diffusers-tiny")
+    with gr.Row():
+        run = gr.Button("Generate", variant="primary", elem_id="generate")
+        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+    # Progress (a bar with the step count and time, place in line, decoding) shows over the status.
+    status = gr.Markdown("Ready.", elem_id="status", min_height=72, container=True)
+    preview = gr.Image(
+        label="Preview (while running)",
+        type="pil",
+        format="jpeg",
+        interactive=False,
+        visible=False,
+        height=256,
+        elem_id="preview",
+    )
+    gallery = gr.Gallery(
+        label="Images",
+        format="png",
+        columns=2,
+        height=560,
+        object_fit="contain",
+        elem_id="gallery",
+        interactive=False,
+    )
+    seed_used = gr.Textbox(label="Seed used", interactive=False, elem_id="seed-used")
+    with gr.Accordion("What was sent", open=False):
+        sent = gr.JSON(label="Prepared request (keys redacted)", elem_id="sent")
+        with gr.Tab("cURL"):
+            curl = gr.Code(
+                language="shell", label="Copy as cURL (keys as variable names)", elem_id="code-curl"
+            )
+        with gr.Tab("Python"):
+            python = gr.Code(language="python", label="Copy as Python (httpx)", elem_id="code-python")
+    api = gr.Button(visible=False)
+    return GenerateTab(
+        provider, tiny_notice, run, stop, status, preview, gallery, seed_used, sent, curl, python, api
+    )
+
+
+async def make_images(
+    provider_id: str,
+    params: GenerationParams,
+    keys: KeyRing,
+    progress: ProgressFn,
+    request: gr.Request | None,
+) -> tuple[Outcome, list[Path]]:
+    """One Generate run, owned by the browser session: the outcome and its saved PNGs."""
+    with owned_run("generate", request) as run:
+        outcome = await generate_one(
+            provider_id, params, keys=keys, progress=progress, cancel=run.token, hosted_gate=run.hosted_gate
+        )
+        return outcome, await save_run_files(run, outcome)
+
+
+async def generate(
+    provider: str = "",
+    prompt: str = "",
+    negative_prompt: str = "",
+    width: float = 1024,
+    height: float = 1024,
+    seed: str = "",
+    random_seed: bool = True,
+    steps: float = TURBO_STEPS,
+    guidance: float = 0.0,
+    shift: float = TURBO_SHIFT,
+    num_images: float = 1,
+    request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's way of asking for progress
+) -> tuple[list[tuple[str, str]], str, str, dict[str, Any] | None]:
+    """Generate images of `prompt` on one provider (an id from the page's list; blank: the default).
+
+    Progress (steps, place in line) arrives on Gradio's progress channel. Returns the images
+    (each PNG records its own seed), the seed used, a status line and the request as sent.
+    A failure is raised as an error that says what happened and what to do.
+    """
+    params = api_params(locals()).with_concrete_seed()
+    provider = provider or default_provider_id()
+    label = f"{provider} · seed {params.seed}"
+    outcome, paths = await make_images(
+        provider, params, KeyRing.for_visitor(), progress_reporter(progress, label), request
+    )
+    if not outcome.ok:
+        raise user_error(outcome_status(outcome), title=f"{provider} failed")
+    sent = outcome.prepared.display() if outcome.prepared else None
+    return gallery_items(outcome, paths), str(outcome.seed), outcome_status(outcome), sent
