@@ -23,6 +23,17 @@ def set_steps(page: Page, value: int) -> None:
     box.press("Enter")
 
 
+def test_buttons_with_nothing_to_act_on_say_so(page: Page):
+    """Runs first in this module: no image has been made on this page yet."""
+    page.click("#reuse-seed")
+    expect(page.locator(".toast-body").last).to_contain_text("No image yet: generate once")
+    page.get_by_role("tab", name="Compare").click()
+    page.click("#slider-left input")
+    page.get_by_role("option", name="2").first.click()
+    expect(page.locator(".toast-body").last).to_contain_text("Run a comparison first")
+    page.get_by_role("tab", name="Generate").click()
+
+
 def test_every_provider_switch_recomputes_hints_and_ranges(page: Page):
     order = [*PROVIDERS, "diffusers-tiny", "evolink", "diffusers-tiny"]  # and back again
     for provider_id in order:

@@ -23,6 +23,9 @@ T = TypeVar("T")
 
 # Page-only events: answered at once (no queue) and kept out of the API.
 PRIVATE: dict[str, Any] = {"queue": False, "api_visibility": "private"}
+# Page-only events that may say something in a toast (gr.Info / gr.Warning): only a queued
+# event's messages reach the browser.
+PRIVATE_SAYING: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None}
 HISTORY_LIMIT = 100  # runs kept in a browser session's history
 STOPPED = "**Stopped.**"
 

@@ -20,6 +20,7 @@ from zimage_ui.runner import Outcome
 from zimage_ui.runs import Run
 from zimage_ui.ui.common import (
     PRIVATE,
+    PRIVATE_SAYING,
     SessionState,
     follow,
     outcome_status,
@@ -163,7 +164,9 @@ class CompareTab:
         )
         self.stop.click(stop_handler("compare"), None, self.summary, **PRIVATE)
         for box in (self.left, self.right):
-            box.change(self.on_slider_pick, {self.images, self.left, self.right}, [self.slider], **PRIVATE)
+            box.change(
+                self.on_slider_pick, {self.images, self.left, self.right}, [self.slider], **PRIVATE_SAYING
+            )
         for verdict, button in self.vote_buttons.items():
             button.click(
                 self.vote_handler(verdict),
@@ -176,7 +179,7 @@ class CompareTab:
                     self.vote_row,
                     self.leaderboard,
                 ],
-                **PRIVATE,
+                **PRIVATE_SAYING,
             )
         self.api.click(
             compare,

@@ -12,7 +12,7 @@ from zimage_ui.history import history_from_env
 from zimage_ui.presets import import_preset
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.runs import scratch_folder
-from zimage_ui.ui.common import PRIVATE, SessionState
+from zimage_ui.ui.common import PRIVATE, PRIVATE_SAYING, SessionState
 from zimage_ui.ui.form import UNCHANGED, Form, Updates, Values
 from zimage_ui.ui.presets_panel import PresetsPanel
 
@@ -43,7 +43,7 @@ class HistoryTab:
         self.restore.click(self.on_restore, {self.selected, history, keys}, fill, **PRIVATE)
         self.search.change(self.on_search, {self.search}, [self.table], **PRIVATE)
         demo.load(self.on_search, {self.search}, [self.table], **PRIVATE)
-        self.export.click(self.on_export, None, [self.csv], **PRIVATE)
+        self.export.click(self.on_export, None, [self.csv], **PRIVATE_SAYING)
 
     def on_history(self, data: Values) -> Updates:
         return {self.gallery: [(entry["path"], entry["caption"]) for entry in _present(data[self._history])]}

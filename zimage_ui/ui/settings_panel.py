@@ -12,7 +12,7 @@ from zimage_ui.providers import PROVIDERS, availability, choice_label
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.redaction import key_problem
 from zimage_ui.sizes import CUSTOM_SIZE, SIZE_FAMILIES, family_choices, parse_size, size_choices
-from zimage_ui.ui.common import PRIVATE
+from zimage_ui.ui.common import PRIVATE, PRIVATE_SAYING
 from zimage_ui.ui.form import UNCHANGED, Settings, Updates, Values
 
 NEGATIVE_PROMPT_OFF = (
@@ -58,7 +58,7 @@ class SettingsPanel:
             **PRIVATE,
         )
         s.random_seed.change(self.on_random_toggle, {s.random_seed}, [s.seed], **PRIVATE)
-        self.reuse_seed.click(self.on_reuse_seed, {last_seed}, [s.seed, s.random_seed], **PRIVATE)
+        self.reuse_seed.click(self.on_reuse_seed, {last_seed}, [s.seed, s.random_seed], **PRIVATE_SAYING)
         self._last_seed = last_seed
 
     def on_family(self, data: Values) -> Updates:
@@ -188,7 +188,7 @@ class KeysPanel:
     def wire(self, session_keys: gr.State, dropdowns: list[gr.Dropdown]) -> None:
         self._dropdowns = dropdowns
         for box in self.boxes.values():
-            box.change(self.on_keys, set(self.boxes.values()), [session_keys, *dropdowns], **PRIVATE)
+            box.change(self.on_keys, set(self.boxes.values()), [session_keys, *dropdowns], **PRIVATE_SAYING)
         self._session_keys = session_keys
 
     def on_keys(self, data: Values) -> Updates:
