@@ -1,4 +1,4 @@
-"""Serve the Z-Image-Turbo playground: `python app.py [--host HOST] [--port PORT]`.
+"""Serve the Z-Image-Turbo playground: `python app.py [--host HOST] [--port PORT] [--mcp]`.
 
 Also the Hugging Face Space's app_file. Host and port default to Gradio's own
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT variables, then 127.0.0.1:7860.
@@ -20,6 +20,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve the Z-Image-Turbo playground.")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also serve an MCP server (tools: generate, compare, sweep, providers); "
+        "GRADIO_MCP_SERVER=true does the same",
+    )
     return parser.parse_args()
 
 
@@ -29,7 +35,10 @@ def main() -> None:
     get_provider(default_provider_id()).warm_up()
     # No allowed_paths: the page serves only what it hands to Gradio's cache, never a folder.
     build_demo().queue(default_concurrency_limit=None, max_size=max_active_runs()).launch(
-        server_name=args.host, server_port=args.port, max_file_size=MAX_UPLOAD
+        server_name=args.host,
+        server_port=args.port,
+        max_file_size=MAX_UPLOAD,
+        mcp_server=True if args.mcp else None,  # None: Gradio reads GRADIO_MCP_SERVER
     )
 
 

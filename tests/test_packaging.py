@@ -24,9 +24,10 @@ def spaces() -> dict:
 def requirement_pins() -> dict[str, str]:
     pins = {}
     for line in (ROOT / "requirements.txt").read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            name, version = line.split("==")
-            pins[name.strip().lower()] = version.strip()
+        requirement = line.split("#")[0].strip()
+        if "==" in requirement:
+            name, version = requirement.split("==")
+            pins[re.sub(r"\[.*\]", "", name).strip().lower()] = version.strip()  # gradio[mcp] -> gradio
     return pins
 
 

@@ -15,7 +15,7 @@ from zimage_ui.runs import cache_ttl_s
 from zimage_ui.ui.common import SessionState
 from zimage_ui.ui.compare_tab import build_compare_tab
 from zimage_ui.ui.form import Form
-from zimage_ui.ui.generate_tab import build_generate_tab
+from zimage_ui.ui.generate_tab import build_generate_tab, providers
 from zimage_ui.ui.history_tab import build_history_tab
 from zimage_ui.ui.info_tab import build_info_tab
 from zimage_ui.ui.presets_panel import build_presets_panel
@@ -68,5 +68,6 @@ def build_demo() -> gr.Blocks:
         presets.wire(demo, form, state.keys)
         info.wire(form, presets, sweep)
         past.wire(demo, form, presets, state)
+        gr.api(providers, api_name="providers")
         demo.load(None, None, None, js=RUN_FROM_KEYBOARD_JS)
     return demo

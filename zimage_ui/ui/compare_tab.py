@@ -30,7 +30,7 @@ from zimage_ui.ui.common import (
     stop_handler,
     user_error,
 )
-from zimage_ui.ui.form import UNCHANGED, Form, SideControls, Updates, Values, api_params
+from zimage_ui.ui.form import UNCHANGED, Form, SideControls, Updates, Values, api_doc, api_params
 from zimage_ui.ui.settings_panel import provider_choices
 from zimage_ui.votes import LEADERBOARD_COLUMNS, VERDICT_LABELS, Vote, leaderboard, read_votes, record_vote
 
@@ -433,6 +433,16 @@ def side_report(side: Side, outcome: Outcome, index: int) -> dict[str, Any]:
     }
 
 
+@api_doc(
+    "Compare 2 to 6 sides on one prompt and one seed, all at once: providers, or one provider "
+    "at different settings. A failed side keeps its place in the report; the others still finish.",
+    before={
+        "sides": "The sides, separated by ';', each ID or ID:steps=4,shift=2.5,size=512x512,label=X "
+        "(a blank override keeps the shared setting), e.g. 'diffusers-tiny:steps=4; runpod'."
+    },
+    returns="Each side's first image captioned with its title, and a report: the seed and, per "
+    "side, its provider, size, steps, status and notes.",
+)
 async def compare(
     sides: str,
     prompt: str = "",
@@ -447,13 +457,6 @@ async def compare(
     num_images: float = 1,
     request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
 ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    """Compare 2-6 sides on one prompt and one seed, all at once.
-
-    `sides`: sides separated by ";", each `ID` or `ID:steps=4,shift=2.5,size=512x512,label=X`
-    (blank overrides keep the shared settings). Returns each side's first image, captioned with
-    its title, and a report: the seed, and per side its provider, size, steps and status. A failed
-    side keeps its place in the report; the others still finish.
-    """
     params = api_params(locals()).with_concrete_seed()
     try:
         parsed = [Side.parse(text) for text in sides.split(";") if text.strip()]

@@ -8,19 +8,20 @@ its dict keeps its value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 
 from zimage_ui.compare import Side, read_side_fields
 from zimage_ui.errors import InvalidParams, PresetError
-from zimage_ui.params import GenerationParams, parse_params
+from zimage_ui.params import MAX_SEED, GenerationParams, parse_params
 from zimage_ui.presets import Preset, preset_from_params
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.ui.common import user_error
 
+F = TypeVar("F", bound=Callable[..., Any])
 Block = gr.blocks.Block
 Component = Block
 Values = Mapping[Any, Any]  # Gradio's input dict: component -> value
@@ -81,6 +82,33 @@ def api_params(arguments: Mapping[str, Any]) -> GenerationParams:
     """Params from an API function's own arguments (`locals()`): it names the settings as the
     form does, so they are read by the same rules."""
     return read_params({name: arguments[name] for name in SETTING_NAMES})
+
+
+# What each shared setting means, for the API docs and the MCP tools' argument descriptions.
+SETTING_DOCS = {
+    "prompt": "What to draw, in plain words.",
+    "negative_prompt": "What to keep out; used only where it has an effect (locally: guidance above 0).",
+    "width": "Width in pixels, a multiple of 16 from 256 to 2048 (a provider snaps to its sizes).",
+    "height": "Height in pixels, a multiple of 16 from 256 to 2048.",
+    "seed": f"The seed, 0..{MAX_SEED}, as text; ignored when random_seed is true.",
+    "random_seed": "Draw a new seed for this run; the seed used is returned.",
+    "steps": "Denoising steps (Turbo: 8); providers that pick their own steps say so and ignore it.",
+    "guidance": "Classifier-free guidance (Turbo: 0).",
+    "shift": "The flow-matching scheduler's shift (Turbo: 3).",
+    "num_images": "Images per run, 1..4; image i uses seed + i, so each can be made again alone.",
+}
+
+
+def api_doc(summary: str, *, before: dict[str, str], returns: str) -> Callable[[F], F]:
+    """Give an API function the docstring Gradio reads for its API page and MCP tool: the
+    summary, every argument (its own, then the shared settings) and what it returns."""
+
+    def document(fn: F) -> F:
+        args = "\n".join(f"    {name}: {text}" for name, text in {**before, **SETTING_DOCS}.items())
+        fn.__doc__ = f"{summary}\n\nArgs:\n{args}\n\nReturns:\n    {returns}\n"
+        return fn
+
+    return document
 
 
 def _whole(value: float | None, name: str) -> int:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from zimage_ui.codegen import copy_as_code
 from zimage_ui.params import TURBO_SHIFT, TURBO_STEPS, GenerationParams
-from zimage_ui.providers import default_provider_id, get_provider
+from zimage_ui.providers import PROVIDERS, availability, default_provider_id, get_provider
 from zimage_ui.providers.base import Capabilities, KeyRing, PreparedRequest, Progress, ProgressFn
 from zimage_ui.runner import Outcome, generate_one
 from zimage_ui.ui.common import (
@@ -28,7 +28,7 @@ from zimage_ui.ui.common import (
     stop_handler,
     user_error,
 )
-from zimage_ui.ui.form import Block, Form, Updates, Values, api_params
+from zimage_ui.ui.form import Block, Form, Updates, Values, api_doc, api_params
 from zimage_ui.ui.settings_panel import NEGATIVE_PROMPT_OFF, SettingsPanel, provider_choices
 
 TINY_NOTICE = (
@@ -259,7 +259,7 @@ def build_generate_tab(default_provider: str) -> GenerateTab:
         run = gr.Button("Generate", variant="primary", elem_id="generate")
         stop = gr.Button("Stop", variant="stop", elem_id="stop")
     # Progress (a bar with the step count and time, place in line, decoding) shows over the status.
-    status = gr.Markdown("Ready.", elem_id="status", min_height=72, container=True)
+    status = gr.Markdown("Ready.", label="Status", elem_id="status", min_height=72, container=True)
     preview = gr.Image(
         label="Preview (while running)",
         type="pil",
@@ -308,6 +308,14 @@ async def make_images(
         return outcome, await save_run_files(run, outcome)
 
 
+@api_doc(
+    "Make images of a prompt with Z-Image-Turbo on one provider: the local model or a hosted API. "
+    "Progress (steps, place in line) arrives as Gradio progress. A failure is raised as an error "
+    "that says what happened and what to do.",
+    before={"provider": "Where to make it: an id from the providers tool (blank: the default)."},
+    returns="The images (each PNG records its settings and its own seed), the seed used, a status "
+    "line (time, size, steps, notes on anything adjusted) and the request as sent, keys redacted.",
+)
 async def generate(
     provider: str = "",
     prompt: str = "",
@@ -323,12 +331,6 @@ async def generate(
     request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
     progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's way of asking for progress
 ) -> tuple[list[tuple[str, str]], str, str, dict[str, Any] | None]:
-    """Generate images of `prompt` on one provider (an id from the page's list; blank: the default).
-
-    Progress (steps, place in line) arrives on Gradio's progress channel. Returns the images
-    (each PNG records its own seed), the seed used, a status line and the request as sent.
-    A failure is raised as an error that says what happened and what to do.
-    """
     params = api_params(locals()).with_concrete_seed()
     provider = provider or default_provider_id()
     label = f"{provider} · seed {params.seed}"
@@ -339,3 +341,31 @@ async def generate(
         raise user_error(outcome_status(outcome), title=f"{provider} failed")
     sent = outcome.prepared.display() if outcome.prepared else None
     return gallery_items(outcome, paths), str(outcome.seed), outcome_status(outcome), sent
+
+
+def providers() -> list[dict[str, Any]]:
+    """List where images can be made: the local model and each hosted API, whether each is usable
+    here (and why not), and what it can do.
+
+    Returns:
+        One entry per provider: id, label, usable, reason, sizes, steps (the [low, high] range,
+        or null where the provider picks its own), max_images, negative_prompt and default.
+    """
+    default = default_provider_id()
+    entries = []
+    for provider_id, status in availability(KeyRing.for_visitor()).items():
+        caps = PROVIDERS[provider_id].capabilities
+        entries.append(
+            {
+                "id": provider_id,
+                "label": PROVIDERS[provider_id].label,
+                "usable": status.usable,
+                "reason": status.reason,
+                "sizes": caps.size_rule,
+                "steps": list(caps.steps_range) if caps.steps_range else None,
+                "max_images": caps.max_images,
+                "negative_prompt": caps.negative_prompt,
+                "default": provider_id == default,
+            }
+        )
+    return entries

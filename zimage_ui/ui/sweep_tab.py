@@ -18,7 +18,7 @@ from zimage_ui.runs import Run
 from zimage_ui.sheets import placeholder
 from zimage_ui.sweep import AXIS_LABELS, Axis, SweepSpec, check_size, max_cells, parse_axis, run_sweep
 from zimage_ui.ui.common import PRIVATE, follow, owned_run, save_run_files, stop_handler, user_error
-from zimage_ui.ui.form import Form, Updates, Values, api_params
+from zimage_ui.ui.form import Form, Updates, Values, api_doc, api_params
 from zimage_ui.ui.settings_panel import provider_choices
 
 NO_AXIS = "none"
@@ -226,6 +226,19 @@ async def run_cells(
     return status, str(grid_path), cells
 
 
+@api_doc(
+    "Make an X/Y grid of images on one provider, one cell per combination of the axes' values.",
+    before={
+        "provider": "Where to make the cells: an id from the providers tool.",
+        "x_kind": "The X axis: seed, steps, shift, provider or prompt_sr (prompt search/replace).",
+        "x_values": "Its values: a list (1, 4, 8) or a range (1-8, 1-8 (+2), 2-8 [4]); for prompt_sr "
+        "the first value is the text to find in the prompt.",
+        "y_kind": "The Y axis, like x_kind, or none.",
+        "y_values": "Its values, like x_values.",
+    },
+    returns="A status line, the grid PNG (it records the axes, so it can be run again), each cell "
+    "captioned with its place on the axes (a failed cell is drawn in place) and the grid file.",
+)
 async def sweep(
     provider: str,
     x_kind: str,
@@ -244,13 +257,6 @@ async def sweep(
     num_images: float = 1,
     request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
 ) -> tuple[str, str, list[tuple[str, str]], str]:
-    """An X/Y grid on one provider: each axis is seed, steps, shift, provider or prompt_sr.
-
-    Values are lists (`1, 4, 8`) or ranges (`1-8`, `1-8 (+2)`, `2-8 [4]`); for prompt_sr the first
-    value is the text to find in the prompt. Returns a status line, the grid PNG (it records the
-    axes), each cell captioned with its place on the axes (a failed cell is drawn in place), and
-    the grid file again for download.
-    """
     spec = sweep_spec(api_params(locals()), provider, x_kind, x_values, y_kind, y_values)
     status, grid, cells = await run_cells(spec, KeyRing.for_visitor(), request)
     return status, grid, cells, grid

@@ -1,0 +1,102 @@
+"""The running app as other tools see it: gradio_client's API view, and the official MCP client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gradio_client import Client
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.serving import running_app
+from zimage_ui.metadata import read_text_chunks
+
+NAMED = ("/generate", "/compare", "/sweep", "/providers")
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with running_app({"GRADIO_MCP_SERVER": "true", "ZIMAGE_SERVER_KEYS": "none"}) as url:
+        yield url
+
+
+def test_the_api_names_and_labels_everything(url: str):
+    api = Client(url, verbose=False).view_api(return_format="dict", print_info=False)
+    endpoints = api["named_endpoints"]
+    assert set(NAMED) <= set(endpoints), sorted(endpoints)
+    assert not api["unnamed_endpoints"]
+    for name in NAMED:
+        for parameter in endpoints[name]["parameters"]:
+            assert not re.fullmatch(r"param_\d+", parameter["parameter_name"]), (name, parameter)
+        for returned in endpoints[name]["returns"]:
+            assert not re.fullmatch(r"value_\d+", returned["label"] or ""), (name, returned)
+    generate = {p["parameter_name"]: p for p in endpoints["/generate"]["parameters"]}
+    assert [name for name, p in generate.items() if not p["parameter_has_default"]] == ["prompt"]
+    assert [r["label"] for r in endpoints["/generate"]["returns"]] == [
+        "Images",
+        "Seed used",
+        "Status",
+        "Prepared request (keys redacted)",
+    ]
+
+
+def test_generate_needs_nothing_but_a_prompt(url: str):
+    images, seed, status, sent = Client(url, verbose=False).predict(prompt="a heron", api_name="/generate")
+    assert "Done" in status and seed.isdigit()
+    assert sent["provider"] == "diffusers-tiny"  # the default with no GPU and no keys
+    png = Path(images[0]["image"]).read_bytes()
+    assert read_text_chunks(png)["parameters"].startswith("a heron")
+
+
+def test_providers_says_what_is_usable(url: str):
+    entries = Client(url, verbose=False).predict(api_name="/providers")
+    by_id = {entry["id"]: entry for entry in entries}
+    assert by_id["diffusers-tiny"]["usable"] and by_id["diffusers-tiny"]["default"]
+    assert not by_id["runpod"]["usable"] and "key" in by_id["runpod"]["reason"]
+    assert by_id["aimlapi"]["steps"] == [1, 8]
+
+
+async def mcp_session_run(url: str, work: Any) -> Any:
+    async with (
+        streamable_http_client(f"{url}gradio_api/mcp/") as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        return await work(session)
+
+
+def test_an_mcp_client_lists_the_tools_and_generates(url: str):
+    async def work(session: ClientSession) -> Any:
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        made = await session.call_tool(
+            "generate",
+            {"prompt": "a red fox", "provider": "diffusers-tiny", "width": 256, "height": 256, "seed": "7",
+             "random_seed": False},
+        )  # fmt: skip
+        listed = await session.call_tool("providers", {})
+        return tools, made, listed
+
+    tools, made, listed = asyncio.run(mcp_session_run(url, work))
+    assert {"generate", "compare", "providers"} <= set(tools)
+    for name in ("generate", "compare"):
+        tool = tools[name]
+        assert tool.description and "Make images" in tools["generate"].description
+        properties = tool.inputSchema["properties"]
+        assert "prompt" in properties and all(p.get("description") for p in properties.values()), name
+    assert "sides" in tools["compare"].inputSchema["properties"]
+    assert not made.isError, made.content
+    text = " ".join(getattr(part, "text", "") for part in made.content)
+    png_url = re.search(r"https?://[^'\"\s]+\.png", text)
+    assert png_url, text[:500]
+    png = httpx.get(png_url[0], timeout=30).content
+    parameters = read_text_chunks(png)["parameters"]
+    assert parameters.startswith("a red fox") and "Seed: 7" in parameters
+    assert not listed.isError
+    assert "diffusers-tiny" in json.dumps([getattr(part, "text", "") for part in listed.content])
