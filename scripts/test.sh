@@ -12,6 +12,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 python -m pip install -q -r requirements-test.txt
+# SD Prompt Reader's parser, for tests/test_png_readers.py: its package also pins a GUI stack and
+# Pillow 10.3, so it comes without dependencies; its parser needs only Pillow and piexif.
+python -m pip install -q --no-deps sd-prompt-reader==1.3.5 piexif==1.1.3
 python -m ruff check .
 python -m ruff format --check .
 python -m mypy

@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from tests.strategies import PROVIDER_IDS, generation_params, seeds, shifts, sides_px, steps
+from zimage_ui.errors import InvalidParams
 from zimage_ui.infotext import NEGATIVE_PREFIX, parse_infotext, read_png_settings
 from zimage_ui.metadata import infotext, png_bytes
 from zimage_ui.params import MAX_PROMPT_CHARS, GenerationParams
+from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import SentValues
 
 # Real infotext as written by AUTOMATIC1111's webui, Forge and Civitai's generator.
@@ -60,24 +62,52 @@ CIVITAI = (
     '[{"type":"checkpoint","modelVersionId":290640,"modelName":"Pony Diffusion V6 XL",'
     '"modelVersionName":"V6 (start with this one)"}], Civitai metadata: {}'
 )
+A1111_1_10 = (  # webui 1.10: Schedule type, hires fix, a LoRA, a seed above 2147483647
+    "score_9, score_8_up, 1girl, solo, red kimono, cherry blossoms, <lora:hanfu_v2:0.7>\n"
+    "Negative prompt: worst quality, low quality, watermark\n"
+    "Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6, Seed: 4123654987, "
+    "Size: 832x1216, Model hash: 67ab2fd8ec, Model: ponyDiffusionV6XL_v6StartWithThisOne, "
+    "VAE hash: 235745af8d, VAE: sdxl_vae.safetensors, Denoising strength: 0.4, Clip skip: 2, "
+    "Hires upscale: 1.5, Hires steps: 12, Hires upscaler: 4x-UltraSharp, "
+    'Lora hashes: "hanfu_v2: 3a1f9c0e7b12", '
+    "Emphasis: No norm, Version: v1.10.1"
+)
+FORGE_SDXL = (  # Forge 2.0.1 on the webui 1.10.1 base
+    "a cozy reading nook, warm lamp light, rain on the window\n"
+    "Negative prompt: people, text\n"
+    "Steps: 30, Sampler: DPM++ 2M SDE, Schedule type: Karras, CFG scale: 5.5, Seed: 4294967294, "
+    "Size: 1024x1024, Model hash: 31e35c80fc, Model: sd_xl_base_1.0, Version: f2.0.1v1.10.1"
+)
+CIVITAI_2024 = (  # Civitai's on-site generator: its resources as unquoted JSON
+    "masterpiece, a lighthouse on a cliff at dusk, dramatic clouds\n"
+    "Negative prompt: blurry, lowres\n"
+    "Steps: 25, Sampler: Euler a, CFG scale: 7, Seed: 3765291004, Size: 832x1216, Clip skip: 2, "
+    "Created Date: 2024-11-02T09:14:51.2207341Z, Civitai resources: "
+    '[{"type":"checkpoint","modelVersionId":128078,"modelName":"SDXL","modelVersionName":"v1.0 VAE fix"},'
+    '{"type":"lora","weight":0.8,"modelVersionId":135867,"modelName":"Detail Tweaker XL",'
+    '"modelVersionName":"v1.0"}], Civitai metadata: {"remixOfId":31522745}'
+)
 
 
 def png_with(chunks: dict[str, str], size: tuple[int, int] = (8, 8)) -> bytes:
+    """A PNG as the webui writes one: `PngInfo.add_text` (tEXt for Latin-1 text, else iTXt)."""
     info = PngImagePlugin.PngInfo()
     for key, value in chunks.items():
-        info.add_itxt(key, value)
+        info.add_text(key, value)
     buffer = io.BytesIO()
     Image.new("RGB", size, "gray").save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 
 
 def sent_for(params: GenerationParams, steps: int | None = None) -> SentValues:
+    """What a provider that takes every setting got (the negative prompt too, where there is one)."""
     return SentValues(
         width=params.width,
         height=params.height,
         steps=params.num_inference_steps if steps is None else steps,
         seed=params.seed or 0,
         shift=params.shift,
+        negative_sent=bool(params.negative_prompt.strip()),
     )
 
 
@@ -105,12 +135,12 @@ def sent_for(params: GenerationParams, steps: int | None = None) -> SentValues:
                 "verybadimagenegative_v1.3",
                 "num_inference_steps": 25,
                 "guidance_scale": 7.0,
+                "seed": 3098768537,
                 "width": 512,
                 "height": 768,
             },
             [
                 "Sampler",
-                "Seed",
                 "Model hash",
                 "Model",
                 "Denoising strength",
@@ -155,6 +185,7 @@ def sent_for(params: GenerationParams, steps: int | None = None) -> SentValues:
                 "negative_prompt": "",
                 "num_inference_steps": 20,
                 "guidance_scale": 1.0,
+                "seed": 2821435107,
                 "width": 896,
                 "height": 1152,
             },
@@ -162,7 +193,6 @@ def sent_for(params: GenerationParams, steps: int | None = None) -> SentValues:
                 "Sampler",
                 "Schedule type",
                 "Distilled CFG Scale",
-                "Seed",
                 "Model hash",
                 "Model",
                 "Diffusion in Low Bits",
@@ -182,8 +212,72 @@ def sent_for(params: GenerationParams, steps: int | None = None) -> SentValues:
             },
             ["Sampler", "Clip skip", "Created Date", "Civitai resources", "Civitai metadata"],
         ),
+        (
+            A1111_1_10,
+            {
+                "prompt": A1111_1_10.split("\n")[0],
+                "negative_prompt": "worst quality, low quality, watermark",
+                "num_inference_steps": 28,
+                "guidance_scale": 6.0,
+                "seed": 4123654987,
+                "width": 832,
+                "height": 1216,
+            },
+            [
+                "Sampler",
+                "Schedule type",
+                "Model hash",
+                "Model",
+                "VAE hash",
+                "VAE",
+                "Denoising strength",
+                "Clip skip",
+                "Hires upscale",
+                "Hires steps",
+                "Hires upscaler",
+                "Lora hashes",
+                "Emphasis",
+                "Version",
+            ],
+        ),
+        (
+            FORGE_SDXL,
+            {
+                "prompt": "a cozy reading nook, warm lamp light, rain on the window",
+                "negative_prompt": "people, text",
+                "num_inference_steps": 30,
+                "guidance_scale": 5.5,
+                "seed": 4294967294,
+                "width": 1024,
+                "height": 1024,
+            },
+            ["Sampler", "Schedule type", "Model hash", "Model", "Version"],
+        ),
+        (
+            CIVITAI_2024,
+            {
+                "prompt": "masterpiece, a lighthouse on a cliff at dusk, dramatic clouds",
+                "negative_prompt": "blurry, lowres",
+                "num_inference_steps": 25,
+                "guidance_scale": 7.0,
+                "seed": 3765291004,
+                "width": 832,
+                "height": 1216,
+            },
+            ["Sampler", "Clip skip", "Created Date", "Civitai resources", "Civitai metadata"],
+        ),
     ],
-    ids=["a1111", "a1111-lora-hires", "a1111-multiline", "a1111-2022", "forge-flux", "civitai"],
+    ids=[
+        "a1111",
+        "a1111-lora-hires",
+        "a1111-multiline",
+        "a1111-2022",
+        "forge-flux",
+        "civitai",
+        "a1111-1.10",
+        "forge-2.0.1",
+        "civitai-2024",
+    ],
 )
 def test_real_infotext(text: str, params: dict, ignored_keys: list[str]):
     read = read_png_settings(png_with({"parameters": text}))
@@ -209,11 +303,30 @@ def test_unquoted_json_is_cut_at_commas_as_in_the_webui():
     assert values["Created Date"] == "2024-05-01T12:05:33.7563573Z"
 
 
-def test_values_out_of_range_are_reported_not_loaded():
+def test_a1111_seeds_above_what_hosted_providers_take_are_kept_and_explained():
     read = read_png_settings(png_with({"parameters": A1111_LORA_HIRES}))
+    assert read.params["seed"] == 3098768537 and "Seed" not in read.ignored
+    assert (
+        "Seed 3098768537 is above 2147483647, which the hosted providers take: the local model can use it."
+        in (read.message)
+    )
+    params = GenerationParams.model_validate(read.params)  # "Use these settings" keeps it
+    assert get_provider("diffusers-tiny").prepare(params).sent.seed == 3098768537
+    with pytest.raises(InvalidParams, match=r"seed: 3098768537 is above 2147483647, the largest seed runpod"):
+        get_provider("runpod").prepare(params)  # refused, never silently changed
+    top = read_png_settings(png_with({"parameters": A1111_BASIC.replace("1234567890", "4294967295")}))
+    assert top.params["seed"] == 4294967295
+    assert "above 2147483647" not in read_png_settings(png_with({"parameters": A1111_BASIC})).message
+
+
+def test_seeds_past_32_bits_are_reported_not_loaded():
+    text = A1111_BASIC.replace("1234567890", "1063527513434623")  # ComfyUI and Fooocus draw 64-bit seeds
+    read = read_png_settings(png_with({"parameters": text}))
     assert "seed" not in read.params
-    assert read.ignored["Seed"].startswith("3098768537 (not usable as-is: seed 3098768537 is outside")
-    assert "Seed 3098768537" in read.message
+    assert read.ignored["Seed"].startswith(
+        "1063527513434623 (not usable as-is: seed 1063527513434623 is outside"
+    )
+    assert "Not loaded: Seed 1063527513434623" in read.message
 
 
 def test_sizes_that_are_not_multiples_of_16_are_reported():
@@ -240,19 +353,42 @@ def test_last_line_with_fewer_than_three_pairs_is_prompt():
 
 
 def test_our_hosted_output_without_steps():
-    params = GenerationParams(prompt="fox", seed=5, width=512, height=512)
+    params = GenerationParams(prompt="fox", negative_prompt="dark", seed=5, width=512, height=512)
     text = infotext(params, SentValues(512, 512, None, 5, None), "runpod")
+    assert text == (
+        "fox\nSteps: 8, Sampler: Euler, Schedule type: Simple, Seed: 5, Size: 512x512, "
+        "Model: Z-Image-Turbo, Provider: runpod"
+    )  # RunPod has no negative prompt field: none is written
     read = read_png_settings(png_with({"parameters": text}))
     assert read.provider == "runpod"
     assert read.params == {
         "prompt": "fox",
         "negative_prompt": "",
+        "num_inference_steps": 8,
         "seed": 5,
         "width": 512,
         "height": 512,
         "guidance_scale": 0.0,
     }
+    assert read.ignored == {}
+
+
+def test_our_older_provider_default_steps_text_still_reads():
+    text = "fox\nSteps: provider default, Seed: 5, Size: 512x512, Model: Z-Image-Turbo, Provider: runpod"
+    read = read_png_settings(png_with({"parameters": text}))
+    assert read.params["seed"] == 5 and "num_inference_steps" not in read.params
     assert read.ignored == {"Steps": "provider default (the provider chose it)"}
+
+
+def test_another_models_euler_is_reported_ours_is_not():
+    ours = read_png_settings(
+        png_with({"parameters": zimage_chunks(GenerationParams(prompt="x"))["parameters"]})
+    )
+    assert "Sampler" not in ours.ignored and "Schedule type" not in ours.ignored
+    assert list(read_png_settings(png_with({"parameters": FORGE_FLUX})).ignored)[:2] == [
+        "Sampler",
+        "Schedule type",
+    ]
 
 
 def test_unknown_provider_in_text_is_ignored():
@@ -418,7 +554,7 @@ def test_garbage_gives_a_message_not_an_exception(data: bytes):
 @given(st.binary(max_size=2000))
 def test_any_bytes_never_raise(data: bytes):
     read = read_png_settings(data)
-    assert read.source in {None, "zimage", "parameters"} and read.message
+    assert read.source in {None, "zimage", "parameters", "fooocus", "comfyui"} and read.message
 
 
 @settings(max_examples=50, deadline=None, database=None)
@@ -445,8 +581,12 @@ def test_image_without_metadata():
     assert read.message == "This image carries no generation settings, so nothing can be loaded here."
 
 
-def test_comfyui_graph_is_named():
+def test_a_comfyui_graph_without_settings_says_it_cant_be_run_and_nothing_was_read():
     read = read_png_settings(png_with({"prompt": '{"3": {"class_type": "KSampler"}}', "workflow": "{}"}))
-    assert read.source is None
-    assert read.ignored == {"prompt": "(ComfyUI graph: not read)", "workflow": "(ComfyUI graph: not read)"}
-    assert "ComfyUI" in read.message
+    assert read.source is None and read.params == {}
+    graph = "(ComfyUI graph: can't be run here)"
+    assert read.ignored == {"prompt": graph, "workflow": graph}
+    assert (
+        read.message
+        == "This image carries a ComfyUI graph, which can't be run here; nothing was read from it."
+    )

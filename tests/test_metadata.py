@@ -1,16 +1,46 @@
+import io
 import json
+import struct
 
+import pytest
 from PIL import Image
 
-from zimage_ui.metadata import a1111_quote, infotext, png_bytes, read_provenance, read_text_chunks
+from zimage_ui.infotext import read_png_settings
+from zimage_ui.metadata import (
+    PNG_SIGNATURE,
+    a1111_quote,
+    infotext,
+    png_bytes,
+    png_with_chunks,
+    read_provenance,
+    read_text_chunks,
+    splice_text_chunks,
+)
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import SentValues
 
 
-def _sent(params: GenerationParams, steps: int | None = 8) -> SentValues:
+def _sent(params: GenerationParams, steps: int | None = 8, negative: bool = False) -> SentValues:
     return SentValues(
-        width=params.width, height=params.height, steps=steps, seed=params.seed or 0, shift=params.shift
+        width=params.width,
+        height=params.height,
+        steps=steps,
+        seed=params.seed or 0,
+        shift=params.shift,
+        negative_sent=negative,
     )
+
+
+def text_chunk_kinds(png: bytes) -> dict[str, str]:
+    """Each text chunk's keyword -> its chunk type (tEXt, zTXt, iTXt), walked from the bytes."""
+    kinds, position = {}, len(PNG_SIGNATURE)
+    while position + 8 <= len(png):
+        length, kind = struct.unpack(">I4s", png[position : position + 8])
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            body = png[position + 8 : position + 8 + length]
+            kinds[body.partition(b"\0")[0].decode("latin-1")] = kind.decode()
+        position += 12 + length
+    return kinds
 
 
 def test_infotext_matches_a1111_layout():
@@ -18,15 +48,26 @@ def test_infotext_matches_a1111_layout():
     text = infotext(params, _sent(params), "diffusers-tiny")
     assert text == (
         "a red fox\n"
-        "Steps: 8, Seed: 42, Size: 1024x1024, Shift: 3.0, Model: Z-Image-Turbo, Provider: diffusers-tiny"
+        "Steps: 8, Sampler: Euler, Schedule type: Simple, Seed: 42, Size: 1024x1024, Shift: 3.0, "
+        "Model: Z-Image-Turbo, Provider: diffusers-tiny"
     )
 
 
 def test_infotext_negative_prompt_and_guidance():
     params = GenerationParams(prompt="fox", negative_prompt="blurry, dark", guidance_scale=4.0, seed=1)
-    lines = infotext(params, _sent(params), "diffusers").splitlines()
+    lines = infotext(params, _sent(params, negative=True), "diffusers").splitlines()
     assert lines[1] == "Negative prompt: blurry, dark"
     assert "CFG scale: 4.0" in lines[2]
+
+
+def test_a_negative_prompt_the_model_never_got_is_not_written():
+    params = GenerationParams(prompt="fox", negative_prompt="blurry, dark", seed=1)
+    text = infotext(params, _sent(params, negative=False), "evolink")
+    assert "Negative prompt" not in text and text.splitlines()[0] == "fox"
+    data = png_bytes(Image.new("RGB", (8, 8)), params, _sent(params), "evolink")
+    record = read_provenance(data)
+    assert record["sent"]["negative_prompt"] is False
+    assert record["params"]["negative_prompt"] == "blurry, dark"  # what was asked stays recorded
 
 
 def test_values_quoted_as_a1111_quotes_them():
@@ -36,9 +77,63 @@ def test_values_quoted_as_a1111_quotes_them():
     assert a1111_quote('say "hi", ok') == '"say \\"hi\\", ok"'
 
 
-def test_provider_default_steps_in_infotext():
-    params = GenerationParams(prompt="fox", seed=3)
-    assert "Steps: provider default" in infotext(params, _sent(params, steps=None), "runpod")
+def test_provider_default_steps_are_a_number_for_readers_and_flagged_in_the_record():
+    params = GenerationParams(prompt="fox", seed=3, num_inference_steps=4)
+    assert "\nSteps: 8, Sampler: Euler," in infotext(params, _sent(params, steps=None), "runpod")
+    data = png_bytes(Image.new("RGB", (8, 8)), params, _sent(params, steps=None), "runpod")
+    sent = read_provenance(data)["sent"]
+    assert (sent["steps"], sent["steps_default"]) == (None, 8)
+    read = read_png_settings(data)
+    assert read.source == "zimage" and read.params["num_inference_steps"] == 4  # what was asked
+    assert "steps chosen by the provider (none sent; the parameters text gives 8" in read.message
+    sent_steps = png_bytes(Image.new("RGB", (8, 8)), params, _sent(params, steps=4), "scenario")
+    assert "steps_default" not in read_provenance(sent_steps)["sent"]
+    assert "4 steps" in read_png_settings(sent_steps).message
+
+
+CASES = [
+    ("a red fox, at: dawn", "tEXt"),
+    ("Ünïcödé façade ½ price", "tEXt"),
+    ("a fox — at dawn", "iTXt"),
+    ("一只红狐狸", "iTXt"),
+    ("a fox 🦊", "iTXt"),
+]
+
+
+def _provider_png(size: tuple[int, int] = (16, 16)) -> Image.Image:
+    from zimage_ui.providers.http import decode_image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 20, 30)).save(buffer, format="PNG")
+    return decode_image("p", buffer.getvalue())
+
+
+@pytest.mark.parametrize(("prompt", "kind"), CASES)
+@pytest.mark.parametrize("path", ["encoded", "spliced"])
+def test_latin_1_text_is_tEXt_and_other_text_iTXt_as_a1111_writes_it(prompt: str, kind: str, path: str):
+    params = GenerationParams(prompt=prompt, seed=5)
+    image = Image.new("RGB", (16, 16)) if path == "encoded" else _provider_png()
+    data = png_bytes(image, params, _sent(params), "diffusers-tiny")
+    assert text_chunk_kinds(data) == {"parameters": kind, "zimage": kind}
+    assert read_text_chunks(data)["parameters"].startswith(prompt + "\nSteps: 8,")
+    with Image.open(io.BytesIO(data)) as reread:  # Pillow (so A1111, sd-parsers...) reads it the same
+        assert reread.text["parameters"] == read_text_chunks(data)["parameters"]
+    read = read_png_settings(data)
+    assert read.source == "zimage" and read.params["prompt"] == prompt
+
+
+def test_the_chunk_type_follows_pillows_add_text_for_any_text():
+    for value, _ in CASES:
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_text("k", value)
+        buffer = io.BytesIO()
+        Image.new("RGB", (4, 4)).save(buffer, format="PNG", pnginfo=info)
+        pillow = text_chunk_kinds(buffer.getvalue())["k"]
+        ours = text_chunk_kinds(png_with_chunks(Image.new("RGB", (4, 4)), {"k": value}))["k"]
+        spliced = text_chunk_kinds(splice_text_chunks(buffer.getvalue(), {"k": value}))["k"]
+        assert pillow == ours == spliced
 
 
 def test_png_round_trip_keeps_both_chunks():

@@ -3,7 +3,7 @@ import random
 import pytest
 
 from zimage_ui.errors import InvalidParams
-from zimage_ui.params import MAX_SEED, GenerationParams, parse_params
+from zimage_ui.params import MAX_LOCAL_SEED, MAX_SEED, GenerationParams, image_seed, parse_params
 
 
 def test_turbo_defaults():
@@ -30,8 +30,8 @@ def test_turbo_defaults():
         ({"shift": 0.5}, "shift", "1..10"),
         ({"shift": 10.5}, "shift", "1..10"),
         ({"num_images": 5}, "num_images", "1..4"),
-        ({"seed": -1}, "seed", "outside 0..2147483647"),
-        ({"seed": MAX_SEED + 1}, "seed", "outside"),
+        ({"seed": -1}, "seed", "outside 0..4294967295 (0..2147483647 for hosted providers)"),
+        ({"seed": MAX_LOCAL_SEED + 1}, "seed", "outside"),
         ({"seed": "abc"}, "seed", "not a whole number"),
         ({"seed": 1.5}, "seed", "whole number"),
         ({"guidance_scale": -1}, "guidance_scale", "0..20"),
@@ -52,9 +52,31 @@ def test_several_wrong_fields_are_all_reported():
     assert set(caught.value.fields) == {"prompt", "width", "num_images"}
 
 
-@pytest.mark.parametrize("seed", [0, 1, 42, MAX_SEED, "7"])
+@pytest.mark.parametrize("seed", [0, 1, 42, MAX_SEED, MAX_SEED + 1, MAX_LOCAL_SEED, "7"])
 def test_valid_seeds(seed):
     assert parse_params(prompt="p", seed=seed).seed == int(seed)
+
+
+def test_a_batch_wraps_within_the_range_its_seed_is_in():
+    assert [image_seed(MAX_SEED - 1, i) for i in range(3)] == [MAX_SEED - 1, MAX_SEED, 0]
+    assert [image_seed(MAX_LOCAL_SEED, i) for i in range(2)] == [MAX_LOCAL_SEED, 0]
+    assert image_seed(3_000_000_000, 1) == 3_000_000_001
+
+
+def test_a_seed_only_the_local_model_takes_is_refused_by_hosted_providers_not_changed():
+    from zimage_ui.providers import PROVIDERS
+
+    params = parse_params(prompt="p", seed=MAX_SEED + 1)
+    for provider in PROVIDERS.values():
+        if provider.capabilities.local_gpu:
+            assert provider.prepare(params).sent.seed == MAX_SEED + 1
+            continue
+        with pytest.raises(InvalidParams) as caught:
+            provider.prepare(params)
+        assert caught.value.fields["seed"] == (
+            f"2147483648 is above 2147483647, the largest seed {provider.id} takes: use 0..2147483647, "
+            "or the local model, which takes seeds up to 4294967295"
+        )
 
 
 def test_empty_seed_means_random():

@@ -107,7 +107,7 @@ def test_values_may_come_as_lists_as_from_parse_qs():
     [
         ({"steps": "eight"}, "steps", "'eight' is not a whole number"),
         ({"seed": "1.5"}, "seed", "not a whole number"),
-        ({"seed": "99999999999"}, "seed", "outside 0..2147483647"),
+        ({"seed": "99999999999"}, "seed", "outside 0..4294967295"),
         ({"width": "1000"}, "width", "multiple of 16; use 992 or 1008"),
         ({"height": "4096"}, "height", "outside 256..2048"),
         ({"guidance": "lots"}, "guidance", "not a number"),

@@ -2,7 +2,8 @@
 
 The infotext parser follows AUTOMATIC1111's `parse_generation_parameters`
 (modules/infotext_utils.py), so text written by the webui, Forge or Civitai reads the
-same here. Reading never raises: anything not understood is reported, not fatal.
+same here; Fooocus's JSON and a ComfyUI graph's sampler are read through the same checks
+(`foreign_metadata`). Reading never raises: anything not understood is reported, not fatal.
 """
 
 from __future__ import annotations
@@ -16,9 +17,18 @@ from typing import Any, Literal
 from PIL import Image
 from pydantic import ValidationError
 
+from zimage_ui import foreign_metadata
 from zimage_ui.errors import InvalidParams
-from zimage_ui.metadata import PARAMETERS_KEY, ZIMAGE_KEY, ZIMAGE_SCHEMA, png_text_chunks
-from zimage_ui.params import MODEL_NAME, GenerationParams
+from zimage_ui.foreign_metadata import COMFY_KEYS, FOOOCUS_SCHEME_KEY, Found
+from zimage_ui.metadata import (
+    PARAMETERS_KEY,
+    SAMPLER,
+    SCHEDULE_TYPE,
+    ZIMAGE_KEY,
+    ZIMAGE_SCHEMA,
+    png_text_chunks,
+)
+from zimage_ui.params import MAX_SEED, MODEL_NAME, GenerationParams
 from zimage_ui.providers import PROVIDERS
 
 # The webui's own patterns: `Key: value` pairs (values may be JSON-quoted), and WxH sizes.
@@ -27,9 +37,11 @@ RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
 NEGATIVE_PREFIX = "Negative prompt:"
 
 EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
-COMFY_KEYS = ("prompt", "workflow")
+# What this app writes beside its values: not settings to load, nor to report as unused.
+OUR_CONSTANTS = {"Model": MODEL_NAME, "Sampler": SAMPLER, "Schedule type": SCHEDULE_TYPE}
+MAX_LISTED = 8  # unused keys named in the message; the rest are counted (all are under Ignored)
 
-Source = Literal["zimage", "parameters"]
+Source = Literal["zimage", "parameters", "fooocus", "comfyui"]
 
 
 @dataclass(frozen=True)
@@ -124,18 +136,37 @@ def _candidate(key: str, value: str) -> dict[str, Any]:
     return {name: kind(part.strip()) for name, part in zip(names, parts, strict=True)}
 
 
-def _from_parameters(text: str, prefix: str = "") -> ReadBack:
-    prompt, negative, values = parse_infotext(text)
+def _seed_note(seed: object) -> str:
+    """A read seed that only the local model takes is kept, and said so."""
+    if isinstance(seed, int) and seed > MAX_SEED:
+        hosted = f"{MAX_SEED}, which the hosted providers take"
+        return f" Seed {seed} is above {hosted}: the local model can use it."
+    return ""
+
+
+_INTROS: dict[Source, str] = {
+    "parameters": "Loaded from the image's AUTOMATIC1111-style parameters",
+    "fooocus": "Loaded from the image's Fooocus metadata",
+    "comfyui": "This image carries a ComfyUI graph, which can't be run here. Read from its sampler node",
+}
+
+
+def _from_values(found: Found, source: Source, prefix: str = "") -> ReadBack:
+    """Check what a tool recorded (A1111 keys) against GenerationParams; report the rest."""
+    prompt, negative, values = found.prompt, found.negative, found.values
     params: dict[str, Any] = {}
     ignored: dict[str, str] = {}
     unusable: list[str] = []
-    if problem := _problem({"prompt": prompt}):
+    problem = _problem({"prompt": prompt}) if prompt is not None else None
+    if prompt is not None and problem:
         ignored["Prompt"] = f"{len(prompt)} characters (not usable as-is: {problem})"
         unusable.append(f"the prompt ({problem})")
-    else:
+    elif prompt is not None:
         params["prompt"] = prompt
-    params["negative_prompt"] = negative
+    if prompt is not None or negative:  # a graph with no prompt text leaves the form's negative alone
+        params["negative_prompt"] = negative
     provider = None
+    ours = values.get("Model") == MODEL_NAME
     for key, value in values.items():
         if key in _MAPPED:
             try:
@@ -152,21 +183,35 @@ def _from_parameters(text: str, prefix: str = "") -> ReadBack:
                 params.update(candidate)
         elif key == "Provider" and value in PROVIDERS:
             provider = value
-        elif not (key == "Model" and value == MODEL_NAME):
+        elif not (ours and OUR_CONSTANTS.get(key) == value):
             ignored[key] = value if key != "Provider" else f"{value} (not a provider this app knows)"
-    if values.get("Model") == MODEL_NAME and "CFG scale" not in values:
+    ignored.update(found.extra)
+    if ours and "CFG scale" not in values:
         params["guidance_scale"] = 0.0  # this app writes CFG scale only when it is above 0
     shown = [_LABELS[name] for name in params if name in _LABELS and (name != "negative_prompt" or negative)]
     loaded = ", ".join(dict.fromkeys(shown))
-    message = f"Loaded from the image's AUTOMATIC1111-style parameters: {loaded or 'nothing usable'}."
+    message = f"{_INTROS[source]}: {loaded or 'nothing usable'}."
     if unusable:
         message += " Not loaded: " + "; ".join(unusable) + "."
     if rest := [key for key in ignored if key not in _MAPPED and key != "Prompt"]:
-        message += f" Not used here: {', '.join(rest)}."
+        listed = ", ".join(rest[:MAX_LISTED])
+        more = f" and {len(rest) - MAX_LISTED} more" if len(rest) > MAX_LISTED else ""
+        message += f" Not used here: {listed}{more}."
+    message += _seed_note(params.get("seed"))
     model = values.get("Model")
     if model and model != MODEL_NAME:
         message += f" Made with {model}, not {MODEL_NAME}: its steps and CFG scale suit that model."
-    return ReadBack(params, provider, "parameters", ignored, prefix + message)
+    return ReadBack(params, provider, source, ignored, prefix + message)
+
+
+def _from_parameters(text: str, scheme: str | None, prefix: str = "") -> ReadBack:
+    """A1111 text, or the JSON Fooocus writes in the same place."""
+    fooocus = foreign_metadata.fooocus(text, scheme)
+    if isinstance(fooocus, Found):
+        return _from_values(fooocus, "fooocus", prefix)
+    if isinstance(fooocus, str):
+        return ReadBack(ignored={PARAMETERS_KEY: "(JSON: not read)"}, message=f"{prefix}Not read: {fooocus}.")
+    return _from_values(Found(*parse_infotext(text)), "parameters", prefix)
 
 
 def _from_zimage(raw: str) -> ReadBack | str:
@@ -190,16 +235,24 @@ def _from_zimage(raw: str) -> ReadBack | str:
     if provider not in PROVIDERS:
         ignored["provider"] = f"{provider} (not a provider this app knows)"
         provider = None
+    sent = record.get("sent")
+    sent = sent if isinstance(sent, dict) else {}
+    steps = f"{params.num_inference_steps} steps"
+    if "steps" in sent and sent["steps"] is None:  # the provider took no steps value
+        default = sent.get("steps_default")
+        written = f"; the parameters text gives {default}, {MODEL_NAME}'s documented count" if default else ""
+        steps = f"steps chosen by the provider (none sent{written})"
     message = (
         f"Loaded from the image's zimage-ui record: seed {params.seed}, {params.size}, "
-        f"{params.num_inference_steps} steps" + (f", provider {provider}." if provider else ".")
+        f"{steps}" + (f", provider {provider}." if provider else ".") + _seed_note(params.seed)
     )
     return ReadBack(params.model_dump(mode="json"), provider, "zimage", ignored, message)
 
 
 def _user_comment(image: Image.Image) -> str | None:
-    """EXIF UserComment (how the webui stores infotext in JPEG and WebP)."""
-    raw = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+    """EXIF UserComment (how the webui stores infotext in JPEG and WebP; Fooocus puts it in IFD0)."""
+    exif = image.getexif()
+    raw = exif.get_ifd(EXIF_IFD).get(USER_COMMENT, exif.get(USER_COMMENT))
     if isinstance(raw, str):
         return raw or None
     if not isinstance(raw, bytes) or len(raw) <= 8:
@@ -241,8 +294,22 @@ def read_png_settings(data: bytes) -> ReadBack:
         if isinstance(found, ReadBack):
             return found
         prefix = f"Not using the zimage-ui record: {found}. "
+    graph = {key: "(ComfyUI graph: can't be run here)" for key in COMFY_KEYS if key in chunks}
     if chunks.get(PARAMETERS_KEY, "").strip():
-        return _from_parameters(chunks[PARAMETERS_KEY], prefix)
-    ignored = {key: "(ComfyUI graph: not read)" for key in COMFY_KEYS if key in chunks}
-    what = "only a ComfyUI graph, which" if ignored else "no generation settings, so nothing"
-    return ReadBack(ignored=ignored, message=prefix + f"This image carries {what} can be loaded here.")
+        read = _from_parameters(chunks[PARAMETERS_KEY], chunks.get(FOOOCUS_SCHEME_KEY), prefix)
+        if not graph:
+            return read
+        message = read.message + " Its ComfyUI graph can't be run here: the settings come from its text."
+        return ReadBack(read.params, read.provider, read.source, {**read.ignored, **graph}, message)
+    comfy = foreign_metadata.comfyui(chunks.get("prompt"))
+    if comfy is not None and (comfy.prompt is not None or comfy.values):
+        read = _from_values(comfy, "comfyui", prefix)
+        return ReadBack(read.params, None, read.source, {**read.ignored, **graph}, read.message)
+    if graph:
+        why = f": {comfy.extra['graph']}" if comfy and "graph" in comfy.extra else ""
+        message = (
+            f"This image carries a ComfyUI graph, which can't be run here; nothing was read from it{why}."
+        )
+        return ReadBack(ignored=graph, message=prefix + message)
+    nothing = "This image carries no generation settings, so nothing can be loaded here."
+    return ReadBack(message=prefix + nothing)

@@ -32,44 +32,78 @@ def a1111_quote(value: object) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+# Z-Image-Turbo samples with diffusers' FlowMatchEulerDiscreteScheduler (the checkpoint's own
+# scheduler config; the hosted APIs serve the same checkpoint and name no other): a first-order,
+# deterministic Euler step along the flow, over sigmas spaced evenly from 1 to 0 and then shifted.
+# A1111 and Forge write their flow-matching Euler (SD3, Flux) as `Sampler: Euler` with
+# `Schedule type: Simple`, and ComfyUI calls the same even spacing "simple": the truest names
+# readers already know. "Euler a" would be wrong (ancestral: it adds noise each step), and
+# diffusers' class name is recognised by no reader. sd-parsers' A1111 parser needs a Sampler.
+SAMPLER = "Euler"
+SCHEDULE_TYPE = "Simple"
+
+
 def infotext(params: GenerationParams, sent: SentValues, provider: str) -> str:
-    """`prompt`, optional `Negative prompt: ...`, then one `Key: value, ...` line."""
-    fields: dict[str, object] = {"Steps": sent.steps_label, "Seed": sent.seed}
+    """`prompt`, `Negative prompt: ...` where one was really used, then one `Key: value, ...` line.
+
+    `Steps` is always a number (Civitai drops an image's metadata otherwise): where the provider
+    picks its own steps, the count it is documented to run (`SentValues.steps_written`); the
+    `zimage` record says that the provider chose them.
+    """
+    fields: dict[str, object] = {
+        "Steps": sent.steps_written,
+        "Sampler": SAMPLER,
+        "Schedule type": SCHEDULE_TYPE,
+    }
     if params.guidance_scale > 0:
         fields["CFG scale"] = params.guidance_scale
+    fields["Seed"] = sent.seed
     fields["Size"] = f"{sent.width}x{sent.height}"
     if sent.shift is not None:
         fields["Shift"] = sent.shift
     fields["Model"] = MODEL_NAME
     fields["Provider"] = provider
     lines = [params.prompt]
-    if params.negative_prompt.strip():
+    if sent.negative_sent and params.negative_prompt.strip():
         lines.append(f"Negative prompt: {params.negative_prompt}")
     lines.append(", ".join(f"{key}: {a1111_quote(value)}" for key, value in fields.items()))
     return "\n".join(lines)
 
 
 def provenance(params: GenerationParams, sent: SentValues, provider: str) -> dict[str, Any]:
+    """The `zimage` record: the full parameters asked for, and what the provider really got.
+
+    `sent.steps` is None where the provider picks its own steps; `sent.steps_default` then holds
+    the count the `parameters` text shows for other readers.
+    """
+    values: dict[str, Any] = {
+        "width": sent.width,
+        "height": sent.height,
+        "steps": sent.steps,
+        "seed": sent.seed,
+        "shift": sent.shift,
+        "negative_prompt": sent.negative_sent,
+    }
+    if sent.steps is None:
+        values["steps_default"] = sent.steps_written
     return {
         "schema": ZIMAGE_SCHEMA,
         "model": MODEL_NAME,
         "provider": provider,
         "params": params.model_dump(mode="json"),
-        "sent": {
-            "width": sent.width,
-            "height": sent.height,
-            "steps": sent.steps,
-            "seed": sent.seed,
-            "shift": sent.shift,
-        },
+        "sent": values,
     }
 
 
 def png_with_chunks(image: Image.Image, chunks: dict[str, str]) -> bytes:
-    """Encode as PNG with international-text chunks, so any prompt survives."""
+    """Encode as PNG with text chunks: tEXt for Latin-1 text, iTXt (UTF-8) otherwise.
+
+    That is Pillow's `PngInfo.add_text`, which AUTOMATIC1111 uses: readers that know only
+    tEXt (exifr, many viewers) find the text of every Latin-1 prompt, and any prompt survives.
+    """
     info = PngImagePlugin.PngInfo()
     for key, value in chunks.items():
-        info.add_itxt(key, value)
+        info.add_text(key, value)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
@@ -98,9 +132,14 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _itxt(key: str, value: str) -> bytes:
-    """An uncompressed iTXt chunk, as Pillow's `PngInfo.add_itxt` writes it."""
-    return _chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
+def text_chunk(key: str, value: str) -> bytes:
+    """One uncompressed text chunk, as Pillow's `PngInfo.add_text` writes it: tEXt when the value
+    is Latin-1, else iTXt (UTF-8, no language tag)."""
+    name = key.encode("latin-1")
+    try:
+        return _chunk(b"tEXt", name + b"\0" + value.encode("latin-1"))
+    except UnicodeEncodeError:
+        return _chunk(b"iTXt", name + b"\0\0\0\0\0" + value.encode("utf-8"))
 
 
 def splice_text_chunks(png: bytes, chunks: dict[str, str]) -> bytes:
@@ -113,7 +152,7 @@ def splice_text_chunks(png: bytes, chunks: dict[str, str]) -> bytes:
             out.append(png[position:end])
         if kind == b"IHDR" and not ihdr_seen:
             ihdr_seen = True
-            out.extend(_itxt(key, value) for key, value in chunks.items())
+            out.extend(text_chunk(key, value) for key, value in chunks.items())
         position = end
         if kind == b"IEND":
             break

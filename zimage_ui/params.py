@@ -13,7 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from zimage_ui.errors import InvalidParams
 
+# Seeds: every hosted provider takes 0..MAX_SEED (Scenario and EvoLink document 2147483647 as their
+# top; the others document none, and it keeps a signed 32-bit field), so random seeds stay below it.
+# The local pipeline seeds a torch generator, which takes any 64-bit value; GenerationParams takes
+# up to MAX_LOCAL_SEED, the top of AUTOMATIC1111's range (it draws seeds up to 4294967294), so a
+# seed read from an A1111 image is kept: the local model uses it, a hosted provider refuses it.
 MAX_SEED = 2_147_483_647
+MAX_LOCAL_SEED = 4_294_967_295
 MAX_PROMPT_CHARS = 4000
 MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 256, 2048, 16
 TURBO_STEPS = 8
@@ -43,7 +49,10 @@ class GenerationParams(BaseModel):
     height: int = Field(1024, description="Image height in pixels, a multiple of 16 in 256..2048.")
     num_inference_steps: int = Field(TURBO_STEPS, description="Network passes, 1..50 (Turbo: 8).")
     guidance_scale: float = Field(0.0, description="Classifier-free guidance, 0..20 (Turbo: 0).")
-    seed: int | None = Field(None, description="0..2147483647, or None for a random seed.")
+    seed: int | None = Field(
+        None,
+        description=f"0..{MAX_SEED} (every provider), up to {MAX_LOCAL_SEED} locally, or None for random.",
+    )
     shift: float = Field(TURBO_SHIFT, description="Flow-matching scheduler shift, 1..10 (Turbo: 3).")
     num_images: int = Field(1, description="Images per request, 1..4.")
     output_format: Literal["png", "jpeg", "webp"] = Field("png", description="Requested format.")
@@ -106,15 +115,15 @@ class GenerationParams(BaseModel):
         if value is None or value == "":
             return None
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError("the seed must be a whole number in 0..2147483647, or empty for random")
+            raise ValueError(f"the seed must be a whole number in 0..{MAX_SEED}, or empty for random")
         try:
             number = int(value)  # type: ignore[call-overload]
         except (TypeError, ValueError):
             raise ValueError(
                 f"{value!r} is not a whole number: use 0..{MAX_SEED}, or leave empty for random"
             ) from None
-        if not 0 <= number <= MAX_SEED:
-            raise ValueError(f"{number} is outside 0..{MAX_SEED}")
+        if not 0 <= number <= MAX_LOCAL_SEED:
+            raise ValueError(f"{number} is outside 0..{MAX_LOCAL_SEED} (0..{MAX_SEED} for hosted providers)")
         return number
 
     @property
@@ -135,8 +144,10 @@ class GenerationParams(BaseModel):
 
 
 def image_seed(seed: int, index: int) -> int:
-    """The seed of image `index` of a batch: seed + index, wrapping past MAX_SEED to 0."""
-    return (seed + index) % (MAX_SEED + 1)
+    """The seed of image `index` of a batch: seed + index, wrapping to 0 past the top of the range
+    the seed is in (MAX_SEED, so a batch every provider takes stays so; else MAX_LOCAL_SEED)."""
+    top = MAX_SEED if seed <= MAX_SEED else MAX_LOCAL_SEED
+    return (seed + index) % (top + 1)
 
 
 def parse_params(**values: object) -> GenerationParams:

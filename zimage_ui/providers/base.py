@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from zimage_ui.params import GenerationParams
+from zimage_ui.params import MAX_SEED, TURBO_STEPS, GenerationParams
 from zimage_ui.redaction import REDACTED as REDACTED  # re-exported for the providers
 from zimage_ui.redaction import key_problem, safe_url
 
@@ -32,6 +32,7 @@ class Capabilities:
     max_images: int = 1
     cost_reporting: bool = False
     local_gpu: bool = False  # runs on this machine's one GPU: shares one queue
+    max_seed: int = MAX_SEED  # the largest seed it takes (the local pipeline: MAX_LOCAL_SEED)
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,19 @@ class SentValues:
     steps: int | None  # None: "provider default"
     seed: int
     shift: float | None = None
+    negative_sent: bool = False  # the negative prompt reached the model (a field it has, and used)
+    # The steps a provider that takes no steps value runs. EvoLink's and RunPod's docs give neither
+    # a steps field nor a count: they serve Z-Image-Turbo, whose model card gives 8 network passes.
+    default_steps: int = TURBO_STEPS
 
     @property
     def steps_label(self) -> str:
         return "provider default" if self.steps is None else str(self.steps)
+
+    @property
+    def steps_written(self) -> int:
+        """The steps for other tools' readers, which need a number: sent, or the provider's default."""
+        return self.default_steps if self.steps is None else self.steps
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from zimage_ui.errors import Cancelled, JobFailed, ProviderUnavailable
-from zimage_ui.params import GenerationParams, image_seed
+from zimage_ui.params import MAX_LOCAL_SEED, GenerationParams, image_seed
 from zimage_ui.providers.base import (
     Availability,
     CancelToken,
@@ -57,6 +57,7 @@ LOCAL_CAPABILITIES = Capabilities(
     guidance=True,
     max_images=4,
     local_gpu=True,
+    max_seed=MAX_LOCAL_SEED,  # a torch generator takes 64 bits; the params stop at A1111's top
 )
 
 
@@ -228,6 +229,7 @@ class _LocalPipelineProvider(Provider):
         notes: list[str] = []
         if params.negative_prompt.strip() and params.guidance_scale == 0:
             notes.append("negative prompt not used: it only applies when guidance is above 0")
+        body = _pipeline_kwargs(params)
         return PreparedRequest(
             provider=self.id,
             params=params,
@@ -237,10 +239,11 @@ class _LocalPipelineProvider(Provider):
                 steps=params.num_inference_steps,
                 seed=params.seed,
                 shift=params.shift,
+                negative_sent="negative_prompt" in body,
             ),
             method="CALL",
             url=self._target(),
-            body=_pipeline_kwargs(params),
+            body=body,
             notes=tuple(notes),
         )
 

@@ -16,13 +16,14 @@ from PIL import Image
 
 from zimage_ui.errors import (
     Cancelled,
+    InvalidParams,
     JobFailed,
     MalformedResponse,
     NoCredit,
     ProviderError,
     ProviderUnavailable,
 )
-from zimage_ui.params import TURBO_SHIFT, TURBO_STEPS, GenerationParams
+from zimage_ui.params import MAX_LOCAL_SEED, TURBO_SHIFT, TURBO_STEPS, GenerationParams
 from zimage_ui.providers.base import (
     REDACTED,
     CancelToken,
@@ -96,6 +97,18 @@ def seed_at_least_one(seed: int, label: str) -> tuple[int, list[str]]:
     if seed >= 1:
         return seed, []
     return 1, [f"sent seed 1 instead of 0: {label} accepts seeds from 1"]
+
+
+def seed_within(seed: int, capabilities: Capabilities, label: str) -> None:
+    """Refuse a seed above the provider's top (one read from an A1111 image, say): a different
+    seed would make a different image, so it is never clamped."""
+    if seed > capabilities.max_seed:
+        raise InvalidParams(
+            {
+                "seed": f"{seed} is above {capabilities.max_seed}, the largest seed {label} takes: use "
+                f"0..{capabilities.max_seed}, or the local model, which takes seeds up to {MAX_LOCAL_SEED}"
+            }
+        )
 
 
 def steps_sent(
@@ -229,6 +242,8 @@ class HostedProvider(Provider):
 
     def prepare(self, params: GenerationParams) -> PreparedRequest:
         params = params.with_concrete_seed()
+        assert params.seed is not None
+        seed_within(params.seed, self.capabilities, self.id)
         body, sent, notes = self.map_params(params)
         return PreparedRequest(
             provider=self.id,

@@ -58,9 +58,10 @@ def scenario_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues,
         "height": params.height,
         "seed": seed,
     }
-    if params.negative_prompt.strip():
+    negative = bool(params.negative_prompt.strip())
+    if negative:
         body["negativePrompt"] = params.negative_prompt
-    sent = SentValues(width=params.width, height=params.height, steps=steps, seed=seed)
+    sent = SentValues(params.width, params.height, steps, seed, negative_sent=negative)
     return body, sent, [*notes, *step_notes, *unsupported_notes(params, CAPABILITIES, LABEL)]
 
 

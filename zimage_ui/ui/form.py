@@ -16,7 +16,7 @@ import gradio as gr
 
 from zimage_ui.compare import Side, read_side_fields
 from zimage_ui.errors import InvalidParams, PresetError
-from zimage_ui.params import MAX_SEED, GenerationParams, parse_params
+from zimage_ui.params import MAX_LOCAL_SEED, MAX_SEED, GenerationParams, parse_params
 from zimage_ui.presets import Preset, preset_from_params
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.ui.common import user_error
@@ -90,7 +90,8 @@ SETTING_DOCS = {
     "negative_prompt": "What to keep out; used only where it has an effect (locally: guidance above 0).",
     "width": "Width in pixels, a multiple of 16 from 256 to 2048 (a provider snaps to its sizes).",
     "height": "Height in pixels, a multiple of 16 from 256 to 2048.",
-    "seed": f"The seed, 0..{MAX_SEED}, as text; ignored when random_seed is true.",
+    "seed": f"The seed as text: 0..{MAX_SEED} for every provider, up to {MAX_LOCAL_SEED} on the local model; "
+    "ignored when random_seed is true.",
     "random_seed": "Draw a new seed for this run; the seed used is returned.",
     "steps": "Denoising steps (Turbo: 8); providers that pick their own steps say so and ignore it.",
     "guidance": "Classifier-free guidance (Turbo: 0).",

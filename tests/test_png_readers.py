@@ -1,0 +1,125 @@
+"""Our PNGs through readers nobody here wrote: sd-parsers and SD Prompt Reader (both from PyPI).
+
+Every provider's PNG (the local tiny pipeline, and each hosted API through its emulator) must
+give back the prompt, the negative prompt where one was really used, the seed, the steps and
+the size; every one has a numeric `Steps` (Civitai drops an image's metadata otherwise) and a
+`Sampler` (sd-parsers' A1111 parser needs one), and Latin-1 text sits in tEXt (exifr reads
+nothing else).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import pytest
+from sd_parsers import ParserManager
+from sd_parsers.data import Generators
+from sd_prompt_reader.format import BaseFormat
+from sd_prompt_reader.image_data_reader import ImageDataReader
+
+from tests.emulators import Emulator
+from zimage_ui.infotext import parse_infotext
+from zimage_ui.metadata import PNG_SIGNATURE, read_text_chunks
+from zimage_ui.params import GenerationParams
+from zimage_ui.providers.base import Provider
+from zimage_ui.runner import Outcome, generate_one
+
+LATIN_1 = "a lighthouse at dusk, café crème sky: dramatic"
+NOT_LATIN_1 = "一座灯塔, dusk — dramatic"
+NEGATIVE = "blurry, low contrast"
+
+
+def chunk_kinds(png: bytes) -> dict[str, str]:
+    kinds, position = {}, len(PNG_SIGNATURE)
+    while position + 8 <= len(png):
+        length, kind = struct.unpack(">I4s", png[position : position + 8])
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            kinds[png[position + 8 : position + 8 + length].partition(b"\0")[0].decode()] = kind.decode()
+        position += 12 + length
+    return kinds
+
+
+def expected(outcome: Outcome) -> dict[str, object]:
+    """What every reader must recover: the values the provider really got."""
+    assert outcome.ok and outcome.prepared, outcome.error
+    params, sent = outcome.prepared.params, outcome.prepared.sent
+    return {
+        "prompt": params.prompt,
+        "negative": params.negative_prompt if sent.negative_sent else "",
+        "seed": sent.seed,
+        "steps": sent.steps_written,
+        "size": (sent.width, sent.height),
+    }
+
+
+def check_readers(png: bytes, want: dict[str, object]) -> None:
+    text = read_text_chunks(png)["parameters"]
+    _, _, values = parse_infotext(text)
+    assert values["Steps"].isdigit() and values["Sampler"] == "Euler"
+    assert chunk_kinds(png)["parameters"] == ("tEXt" if _latin_1(text) else "iTXt")
+    width, height = want["size"]  # type: ignore[misc]
+
+    info = ParserManager().parse(io.BytesIO(png))
+    assert info is not None and info.generator is Generators.AUTOMATIC1111
+    [sampler] = info.samplers
+    assert sampler.name == "Euler" and sampler.parameters["scheduler"] == "Simple"
+    assert [p.value for p in info.prompts] == [want["prompt"]]
+    assert [p.value for p in info.negative_prompts] == ([want["negative"]] if want["negative"] else [])
+    assert (sampler.parameters["seed"], sampler.parameters["steps"]) == (
+        str(want["seed"]),
+        str(want["steps"]),
+    )
+    assert info.metadata["Size"] == f"{width}x{height}"
+    assert sampler.model is not None and sampler.model.name == "Z-Image-Turbo"
+
+    reader = ImageDataReader(io.BytesIO(png))
+    assert reader.status is BaseFormat.Status.READ_SUCCESS and reader.tool == "A1111 webUI"
+    assert (reader.positive, reader.negative) == (want["prompt"], want["negative"])
+    assert reader.parameter["seed"] == str(want["seed"]) and reader.parameter["steps"] == str(want["steps"])
+    assert reader.parameter["sampler"] == "Euler" and reader.parameter["model"] == "Z-Image-Turbo"
+    assert (reader.width, reader.height) == (str(width), str(height))
+
+
+def _latin_1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("prompt", [LATIN_1, NOT_LATIN_1], ids=["latin-1", "unicode"])
+async def test_every_hosted_providers_png_reads_in_sd_parsers_and_sd_prompt_reader(
+    hosted: tuple[Provider, Emulator], prompt: str
+) -> None:
+    provider, _ = hosted
+    params = GenerationParams(prompt=prompt, negative_prompt=NEGATIVE, seed=1234, width=1024, height=768)
+    outcome = await generate_one(provider.id, params)
+    want = expected(outcome)
+    assert want["negative"] == (NEGATIVE if provider.capabilities.negative_prompt else "")
+    assert want["steps"] == 8  # sent as asked, or the provider's own (EvoLink, RunPod): Turbo's 8
+    check_readers(outcome.pngs[0], want)
+    assert chunk_kinds(outcome.pngs[0])["parameters"] == ("tEXt" if prompt == LATIN_1 else "iTXt")
+
+
+@pytest.mark.parametrize(
+    ("guidance", "seed", "negative_used"),
+    [(0.0, 3_000_000_000, False), (1.5, 7, True)],
+    ids=["turbo-guidance-0-seed-above-31-bits", "guidance-1.5"],
+)
+async def test_the_local_pipelines_png_reads_in_both(guidance: float, seed: int, negative_used: bool) -> None:
+    params = GenerationParams(
+        prompt=LATIN_1,
+        negative_prompt=NEGATIVE,
+        guidance_scale=guidance,
+        seed=seed,
+        width=256,
+        height=320,
+        num_inference_steps=3,
+    )
+    outcome = await generate_one("diffusers-tiny", params)
+    want = expected(outcome)
+    assert want["negative"] == (NEGATIVE if negative_used else "")  # guidance 0: the pipeline ignores it
+    assert (want["seed"], want["steps"], want["size"]) == (seed, 3, (256, 320))
+    check_readers(outcome.pngs[0], want)
