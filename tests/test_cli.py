@@ -1,11 +1,13 @@
 """`python -m zimage_ui` as scripts use it: exit codes, JSON lines, PNG provenance."""
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from zimage_ui.metadata import read_provenance, read_text_chunks
@@ -200,11 +202,12 @@ def test_compare_bad_side_override_exits_2(tmp_path: Path):
     assert run.returncode == 2 and "colour: unknown override; use steps, shift, size" in run.stderr
 
 
-def test_compare_bad_side_text_is_one_line_naming_the_key(tmp_path: Path):
+@pytest.mark.parametrize("provider", ["diffusers-tiny", "scenario"])
+def test_compare_bad_side_text_is_one_line_naming_the_key(provider: str, tmp_path: Path):
     run = cli(
         "compare",
         "--provider",
-        "diffusers-tiny:steps=abc",
+        f"{provider}:steps=abc",
         "--provider",
         "diffusers-tiny",
         "--prompt",
@@ -282,3 +285,271 @@ def test_preset_show_prints_it_and_refuses_bad_ones(tmp_path: Path):
 def test_generate_without_a_prompt_or_preset_exits_2(tmp_path: Path):
     run = cli("generate", "--provider", "diffusers-tiny", "--out", str(tmp_path))
     assert run.returncode == 2 and "prompt" in run.stderr
+
+
+# -- the finished CLI: version, help, progress, notes, compare --json, sweep, info -----------
+
+PYDANTIC_TEXT = ("validation error", "errors.pydantic.dev", "pydantic", "Traceback", "https://")
+
+
+def one_clear_line(run: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit 2 with one line on stderr that says `words`, nothing on stdout, no library text."""
+    assert run.returncode == 2, run.stderr
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert all(word in run.stderr for word in words), run.stderr
+    assert not any(text in run.stderr for text in PYDANTIC_TEXT), run.stderr
+    assert run.stdout == ""
+
+
+def test_version_is_the_one_pyproject_declares():
+    import tomllib
+
+    declared = tomllib.loads(Path("pyproject.toml").read_text())["project"]["version"]
+    run = cli("--version")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"zimage-ui {declared}\n"
+
+
+def test_help_shows_every_setting_with_its_real_default():
+    from zimage_ui.params import GenerationParams
+
+    fields = GenerationParams.model_fields
+    for command in ("generate", "compare", "sweep"):
+        run = cli(command, "--help")
+        assert run.returncode == 0, run.stderr
+        text = " ".join(run.stdout.split())  # argparse wraps lines
+        for flag, name in [("--steps", "num_inference_steps"), ("--width", "width"), ("--height", "height")]:
+            assert f"{flag} " in text and f"(default: {fields[name].default}" in text, (command, flag)
+        assert f"(default: {fields['shift'].default:g})" in text
+        assert f"(default: {fields['guidance_scale'].default:g}, Turbo's)" in text
+        assert "(default: random" in text
+        assert "(default: None)" not in text
+    sweep = " ".join(cli("sweep", "--help").stdout.split())
+    assert (
+        "--x-kind {seed,steps,shift,provider,prompt_sr} what varies across the columns (default: steps)"
+        in (sweep)
+    )
+
+
+def test_every_flag_of_every_command_has_help():
+    import argparse
+
+    from zimage_ui.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    seen = set()
+    for parser in parsers(build_parser()):
+        seen.add(parser.prog.removeprefix("python -m zimage_ui").strip())
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{parser.prog} {action.option_strings or action.dest} has no help"
+    assert seen == {"", "generate", "compare", "sweep", "info", "preset", "preset show", "providers"}
+
+
+def test_preset_show_of_a_missing_file_exits_2_with_one_line(tmp_path: Path):
+    one_clear_line(
+        cli("preset", "show", str(tmp_path / "missing.json")), "file", "missing.json", "no such file"
+    )
+    one_clear_line(
+        cli("generate", "--preset", str(tmp_path / "gone.yaml"), "--out", str(tmp_path / "o")),
+        "--preset",
+        "gone.yaml",
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_generate_json_keeps_progress_on_stderr_and_only_json_on_stdout(tmp_path: Path):
+    run = cli("generate", *FOX, "--steps", "2", "--out", str(tmp_path), "--json")
+    assert run.returncode == 0, run.stderr
+    [record] = [json.loads(line) for line in run.stdout.splitlines()]  # every stdout line is JSON
+    assert record["steps"] == "2"
+    progress = run.stderr.splitlines()
+    assert "diffusers-tiny: [##########----------]  50% step 1/2" in progress
+    assert "diffusers-tiny: [####################] 100% step 2/2" in progress
+    assert any("decoding" in line for line in progress)
+    assert "\r" not in run.stderr  # not a terminal: plain lines, no bar redrawn in place
+    quiet = cli("generate", *FOX, "--steps", "1", "--out", str(tmp_path), "--json", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["steps"] == "1"
+
+
+def test_human_output_shows_what_the_provider_adjusted(emulators, tmp_path: Path):
+    run = cli(
+        "generate",
+        "--provider",
+        "aimlapi",
+        "--prompt",
+        "a red fox",
+        "--steps",
+        "20",
+        "--width",
+        "256",
+        "--height",
+        "256",
+        "--seed",
+        "5",
+        "--out",
+        str(tmp_path),
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("aimlapi: seed 5, 512x512, 8 steps, ")
+    assert "  note: sent 8 steps instead of 20: AIML API accepts 1..8" in lines
+    assert any(line.startswith("  note: sent 512x512 instead of 256x256") for line in lines)
+
+
+def test_compare_json_is_the_report_and_human_output_has_the_notes(emulators, tmp_path: Path):
+    sides = ["--provider", "aimlapi:steps=20", "--provider", "runpod:label=pod"]
+    shared = ["--prompt", "a red fox", "--seed", "9", "--width", "512", "--height", "512"]
+    run = cli("compare", *sides, *shared, "--out", str(tmp_path / "json"), "--json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report == json.loads((tmp_path / "json" / "report.json").read_text())
+    assert report["seed"] == 9 and report["sheet"] == str(tmp_path / "json" / "sheet.png")
+    assert [side["title"] for side in report["sides"]] == ["aimlapi (steps 20)", "pod"]
+    assert report["sides"][0]["steps"] == "8"
+    assert "sent 8 steps instead of 20: AIML API accepts 1..8" in report["sides"][0]["notes"]
+    assert "side 1 aimlapi (steps 20):" in run.stderr  # progress, on stderr
+    human = cli("compare", *sides, *shared, "--out", str(tmp_path / "text"))
+    assert human.returncode == 0, human.stderr
+    lines = human.stdout.splitlines()
+    assert lines[0].startswith("side 1 aimlapi (steps 20): seed 9, 512x512, 8 steps, ")
+    assert "  note: sent 8 steps instead of 20: AIML API accepts 1..8" in lines
+    assert any(line.startswith("side 2 pod: seed 9, 512x512, provider default steps, ") for line in lines)
+    assert lines[-2:] == [
+        f"sheet: {tmp_path / 'text' / 'sheet.png'}",
+        f"report: {tmp_path / 'text' / 'report.json'}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One 2x2 sweep on the tiny model (steps 1, 2 by seed 1, 2), shared by the tests that read it."""
+    out = tmp_path_factory.mktemp("sweep")
+    run = cli(
+        "sweep",
+        "--provider",
+        "diffusers-tiny",
+        "--prompt",
+        "a red fox",
+        "--width",
+        "256",
+        "--height",
+        "256",
+        "--x-kind",
+        "steps",
+        "--x-values",
+        "1, 2",
+        "--y-kind",
+        "seed",
+        "--y-values",
+        "1-2",
+        "--out",
+        str(out),
+        "--json",
+    )
+    return out, run
+
+
+def test_sweep_writes_a_grid_and_each_cell(swept):
+    out, run = swept
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["cell_count"] == 4 and summary["failed"] == 0
+    assert summary["grid"] == str(out / "grid.png")
+    cells = {(cell["row"], cell["col"]): cell for cell in summary["cells"]}
+    assert sorted(cells) == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    for (row, col), cell in cells.items():
+        assert (cell["x"], cell["y"]) == ([1, 2][col - 1], [1, 2][row - 1])
+        assert (cell["steps"], cell["seed"]) == (str(cell["x"]), cell["y"])
+        [image] = cell["images"]
+        assert Path(image).name == f"row{row}-col{col}-diffusers-tiny-{cell['y']}-0.png"
+        assert read_provenance(Path(image).read_bytes())["params"]["num_inference_steps"] == cell["x"]
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        ["grid.png", *(Path(cell["images"][0]).name for cell in cells.values())]
+    )
+    grid = Image.open(out / "grid.png")
+    assert grid.width > 2 * 256 and grid.height > 2 * 256  # two columns, two rows, labels
+    assert "sweep: [####################] 100% 4/4 cells" in run.stderr.splitlines()
+
+
+def test_sweep_checks_its_axes_before_any_work(tmp_path: Path):
+    base = ["sweep", "--provider", "diffusers-tiny", "--prompt", "fox", "--out", str(tmp_path / "o")]
+    one_clear_line(cli(*base, "--x-values", "4, abc"), "--x-values", "'abc' is not a number")
+    one_clear_line(cli(*base, "--x-values", "1-8", "--y-kind", "seed", "--y-values", "1-8"), "64 cells")
+    one_clear_line(cli(*base, "--x-values", "4, 60"), "Steps: 60", "1..50")
+    assert not (tmp_path / "o").exists()
+
+
+def test_info_prints_the_settings_of_a_png_the_cli_made(swept):
+    from zimage_ui.cli import build_parser
+
+    out, _ = swept
+    cell = out / "row2-col1-diffusers-tiny-2-0.png"
+    run = cli("info", str(cell))
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("Loaded from the image's zimage-ui record: seed 2, 256x256, 1 steps")
+    assert {
+        "  prompt: a red fox",
+        "  seed: 2",
+        "  num_inference_steps: 1",
+        "  provider: diffusers-tiny",
+    } <= set(lines)
+    as_json = cli("info", str(cell), "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    record = json.loads(as_json.stdout)
+    assert (record["kind"], record["source"], record["provider"]) == ("settings", "zimage", "diffusers-tiny")
+    assert record["params"]["seed"] == 2 and record["params"]["width"] == 256
+    # The command it prints makes the same image again: the same settings, read by the parser.
+    assert lines[-1] == f"make it again: {record['command']}"
+    words = shlex.split(record["command"])
+    assert words[:3] == ["python", "-m", "zimage_ui"]
+    again = build_parser().parse_args(words[3:])
+    assert (again.provider, again.prompt, again.seed, again.steps, again.width) == (
+        ["diffusers-tiny"],
+        "a red fox",
+        2,
+        1,
+        256,
+    )
+
+
+def test_info_reads_a_sweep_grid(swept):
+    out, sweep = swept
+    run = cli("info", str(out / "grid.png"), "--json")
+    assert run.returncode == 0, run.stderr
+    record = json.loads(run.stdout)
+    assert record["kind"] == "grid"
+    assert record["sweep"]["x"] == {"kind": "steps", "values": [1, 2]}
+    assert record["sweep"]["y"] == {"kind": "seed", "values": [1, 2]}
+    assert record["sweep"]["params"]["seed"] == json.loads(sweep.stdout)["seed"]
+    assert "--x-kind steps --x-values '1, 2' --y-kind seed --y-values '1, 2'" in record["command"]
+    human = cli("info", str(out / "grid.png"))
+    assert human.stdout.startswith("A sweep grid: 4 cells of diffusers-tiny, Steps by Seed.\n")
+
+
+def test_info_refuses_missing_unreadable_and_oversized_files(tmp_path: Path):
+    one_clear_line(cli("info", str(tmp_path / "missing.png")), "file", "missing.png", "no such file")
+    one_clear_line(cli("info", str(tmp_path)), "file", "a folder")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    one_clear_line(cli("info", str(text), "--json"), "file", "notes.png", "not an image")
+    huge = tmp_path / "huge.png"
+    with huge.open("wb") as file:
+        file.truncate(50 * 2**20 + 1)  # sparse: nothing is written, and the CLI must not read it
+    one_clear_line(cli("info", str(huge)), "file", "over the 50 MB limit")
+
+
+def test_info_on_an_image_without_settings_exits_1(tmp_path: Path):
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    run = cli("info", str(plain), "--json")
+    assert run.returncode == 1, run.stderr
+    record = json.loads(run.stdout)
+    assert record["kind"] == "none" and record["command"] is None and record["params"] == {}

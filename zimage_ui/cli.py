@@ -1,49 +1,69 @@
-"""Headless use: `python -m zimage_ui generate|providers` for scripts and team batch runs.
+"""Headless use: `python -m zimage_ui generate|compare|sweep|info|preset|providers` for scripts.
 
-Exit codes: 0 every provider succeeded; 1 any failed (the others still write their
-images); 2 invalid arguments, with the validation message on stderr.
+    python -m zimage_ui providers
+    python -m zimage_ui generate --provider diffusers-tiny --prompt "a red fox" --out outputs
+    python -m zimage_ui compare --provider diffusers-tiny:steps=4 --provider aimlapi \\
+        --prompt "a red fox" --out outputs/cmp
+    python -m zimage_ui sweep --provider diffusers-tiny --prompt "a red fox" \\
+        --x-kind steps --x-values "4, 8" --y-kind seed --y-values "1, 2" --out outputs/grid
+    python -m zimage_ui info outputs/diffusers-tiny-7-0.png
+    python -m zimage_ui preset show fox.yaml
+
+Results go to stdout (`--json`: machine-readable); progress, notes on failures and errors to
+stderr. Exit codes: 0 every provider (side, cell) succeeded; 1 any failed (the others still
+write their images), or `info` found no settings; 2 invalid arguments or an unreadable input
+file, with one line naming the field on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
+import importlib.metadata
+import logging
+import re
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-from zimage_ui.compare import Side, params_for_sides, run_comparison
-from zimage_ui.errors import InvalidParams
-from zimage_ui.params import GenerationParams, parse_params
-from zimage_ui.presets import (
-    Preset,
-    PresetError,
-    export_preset,
-    params_from_preset,
-    read_preset_file,
-    side_runs,
+from zimage_ui.cli_commands import (
+    COMMANDS,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    MAX_IMAGE_BYTES,
+    NO_AXIS,
 )
-from zimage_ui.providers import PROVIDERS, availability, get_provider
-from zimage_ui.providers.base import KeyRing, Progress
-from zimage_ui.runner import Outcome, generate_many, save_outcome
-from zimage_ui.sheets import render_grid
+from zimage_ui.cli_output import PROG
+from zimage_ui.compare import Side
+from zimage_ui.errors import InvalidParams
+from zimage_ui.params import MAX_SEED, MAX_SIDE, MIN_SIDE, GenerationParams
+from zimage_ui.sweep import AXIS_LABELS, DEFAULT_MAX_CELLS
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PACKAGE = "zimage-ui"  # pyproject.toml's [project] name: its version is the one --version prints
 
-# CLI flag -> canonical parameter name
-PARAM_FLAGS = {
-    "prompt": "prompt",
-    "negative_prompt": "negative_prompt",
-    "width": "width",
-    "height": "height",
-    "steps": "num_inference_steps",
-    "seed": "seed",
-    "shift": "shift",
-    "guidance": "guidance_scale",
-    "num_images": "num_images",
-}
+
+def package_version() -> str:
+    """The version pyproject.toml declares: the checkout's file when run from one, else the
+    installed package's metadata (the file is not installed), else "unknown"."""
+    try:
+        text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    project = re.search(r"^\[project\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    if project and re.search(rf'^name\s*=\s*"{PACKAGE}"', project.group(1), re.M):
+        found = re.search(r'^version\s*=\s*"([^"]+)"', project.group(1), re.M)
+        if found:
+            return found.group(1)
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# -- the parser ------------------------------------------------------------------------------
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,22 +73,53 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m zimage_ui", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Examples kept as written; a flag's default appended unless its help already says it
+    (settings whose default comes from GenerationParams or a preset say so themselves)."""
 
-    generate = commands.add_parser("generate", help="run one prompt on one or more providers")
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        if "default:" in help_text or action.default in (None, False, argparse.SUPPRESS):
+            return help_text
+        return super()._get_help_string(action)
+
+
+def _field_default(name: str) -> str:
+    value = GenerationParams.model_fields[name].default
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__, formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"{PACKAGE} {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
+        description = textwrap.fill(f"{summary[0].upper()}{summary[1:]}.", 88)
+        epilog = f"example:\n  {PROG} {example}"
+        return commands.add_parser(
+            name, help=summary, description=description, epilog=epilog, formatter_class=_Help
+        )
+
+    generate = command(
+        "generate",
+        "run one prompt on one or more providers at once",
+        'generate --provider diffusers-tiny --prompt "a red fox" --seed 7 --out outputs --json',
+    )
     generate.add_argument(
         "--provider",
         action="append",
         metavar="ID",
-        help="repeat to run several at once (default: the preset's)",
+        help="where the image is made (see `providers`); repeat to run several at once"
+        " (default: the preset's provider)",
     )
-    add_param_flags(generate)
-    generate.add_argument("--json", action="store_true", help="one JSON object per provider per line")
+    add_param_flags(generate, "one JSON object per provider per line on stdout")
 
-    compare = commands.add_parser(
-        "compare", help="the same prompt and seed on 2-6 sides; writes each PNG, a sheet and a report"
+    compare = command(
+        "compare",
+        "the same prompt and seed on 2-6 sides; writes each PNG, a sheet and a report",
+        "compare --provider diffusers-tiny:steps=4 --provider diffusers-tiny:steps=8,label=eight"
+        ' --prompt "a red fox" --out outputs/cmp',
     )
     compare.add_argument(
         "--provider",
@@ -79,30 +130,117 @@ def build_parser() -> argparse.ArgumentParser:
         " label, e.g. diffusers-tiny:steps=4,shift=2.5,size=512x512 (repeat for 2-6 sides;"
         " default: the preset's sides)",
     )
-    add_param_flags(compare)
+    add_param_flags(compare, "the report (as in report.json) as one JSON object on stdout")
 
-    preset = commands.add_parser("preset", help="work with preset files")
-    preset_commands = preset.add_subparsers(dest="preset_command", required=True)
-    show = preset_commands.add_parser("show", help="validate a preset (JSON or YAML) and print it")
-    show.add_argument("file", type=Path)
+    sweep = command(
+        "sweep",
+        "an X/Y grid: every combination of one or two axes' values on one provider",
+        'sweep --provider diffusers-tiny --prompt "a red fox" --x-kind steps --x-values "4, 8"'
+        ' --y-kind seed --y-values "1, 2" --out outputs/grid',
+    )
+    sweep.add_argument(
+        "--provider",
+        metavar="ID",
+        help="where every cell is made, unless an axis is provider (default: the preset's provider)",
+    )
+    kinds = list(AXIS_LABELS)
+    values_help = (
+        "a list (1, 4, 8) or a range (1-8, 1-8 (+2), 2-8 [4]); for provider, ids; for prompt_sr,"
+        " the text to find in the prompt, then what replaces it in turn (CSV quoting for commas)"
+    )
+    axes = sweep.add_argument_group(
+        "axes", f"At most {DEFAULT_MAX_CELLS} cells, or ZIMAGE_SWEEP_MAX_CELLS (the page's limit too)."
+    )
+    axes.add_argument("--x-kind", choices=kinds, default="steps", help="what varies across the columns")
+    axes.add_argument("--x-values", required=True, metavar="VALUES", help=values_help)
+    axes.add_argument(
+        "--y-kind", choices=[NO_AXIS, *kinds], default=NO_AXIS, help="what varies down the rows"
+    )
+    axes.add_argument("--y-values", default="", metavar="VALUES", help="as --x-values (default: none)")
+    add_param_flags(sweep, "a summary with every cell as one JSON object on stdout")
 
-    providers = commands.add_parser("providers", help="list providers and whether they are usable here")
-    providers.add_argument("--json", action="store_true")
+    info = command(
+        "info",
+        "the settings an image carries (made here, or by AUTOMATIC1111, Forge, Civitai) or a grid's sweep",
+        "info outputs/diffusers-tiny-7-0.png --json",
+    )
+    info.add_argument(
+        "file", type=Path, metavar="FILE", help=f"a PNG, JPEG or WebP, at most {MAX_IMAGE_BYTES // 2**20} MB"
+    )
+    info.add_argument("--json", action="store_true", help="what was read as one JSON object on stdout")
+
+    preset = command("preset", "work with preset files", "preset show fox.yaml")
+    preset_commands = preset.add_subparsers(dest="preset_command", required=True, metavar="ACTION")
+    show = preset_commands.add_parser(
+        "show",
+        help="validate a preset (JSON or YAML) and print it",
+        description=textwrap.fill(
+            "Validate a preset (JSON or YAML) and print it as the app reads it (stdout);"
+            " each run it makes is summed up on stderr.",
+            88,
+        ),
+        formatter_class=_Help,
+    )
+    show.add_argument("file", type=Path, metavar="FILE", help="the preset file (.json, .yaml)")
+
+    providers = command("providers", "list providers and whether they are usable here", "providers --json")
+    providers.add_argument("--json", action="store_true", help="one JSON object per provider per line")
     return parser
 
 
-def add_param_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", type=Path, metavar="FILE", help="start from a preset (flags override it)")
-    parser.add_argument("--prompt")
-    parser.add_argument("--negative-prompt")
-    parser.add_argument("--width", type=int)
-    parser.add_argument("--height", type=int)
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--seed", type=int, help="omit for a random seed (the one used is printed)")
-    parser.add_argument("--shift", type=float)
-    parser.add_argument("--guidance", type=float)
-    parser.add_argument("--num-images", type=int)
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+def add_param_flags(parser: argparse.ArgumentParser, json_help: str) -> None:
+    """The shared settings; their defaults are GenerationParams' (Turbo's), a preset's over them."""
+    settings = parser.add_argument_group(
+        "settings", "A --preset's values replace these defaults; flags replace the preset's."
+    )
+    settings.add_argument("--preset", type=Path, metavar="FILE", help="start from a preset (JSON or YAML)")
+    settings.add_argument("--prompt", help="what to draw; quote it (required unless the preset has one)")
+    settings.add_argument(
+        "--negative-prompt", metavar="TEXT", help="what to avoid; only used when guidance > 0 (default: none)"
+    )
+    side = f"a multiple of 16 in {MIN_SIDE}..{MAX_SIDE}"
+    settings.add_argument(
+        "--width", type=int, metavar="PX", help=f"pixels, {side} (default: {_field_default('width')})"
+    )
+    settings.add_argument(
+        "--height", type=int, metavar="PX", help=f"pixels, {side} (default: {_field_default('height')})"
+    )
+    settings.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help=f"network passes, 1..50 (default: {_field_default('num_inference_steps')}, Turbo's)",
+    )
+    settings.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help=f"0..{MAX_SEED} for every provider (default: random; the seed used is printed)",
+    )
+    settings.add_argument(
+        "--shift",
+        type=float,
+        metavar="X",
+        help=f"flow-matching scheduler shift, 1..10 (default: {_field_default('shift')})",
+    )
+    settings.add_argument(
+        "--guidance",
+        type=float,
+        metavar="X",
+        help=f"classifier-free guidance, 0..20 (default: {_field_default('guidance_scale')}, Turbo's)",
+    )
+    settings.add_argument(
+        "--num-images",
+        type=int,
+        metavar="N",
+        help=f"images per provider, 1..4 (default: {_field_default('num_images')})",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the PNGs (made if missing)"
+    )
+    output.add_argument("--json", action="store_true", help=json_help)
+    output.add_argument("--quiet", action="store_true", help="no progress on stderr (errors still are)")
 
 
 def parse_side(text: str) -> Side:
@@ -113,181 +251,26 @@ def parse_side(text: str) -> Side:
         raise argparse.ArgumentTypeError(f"{text[:80]!r}: {exc}") from None
 
 
-def load_preset(args: argparse.Namespace) -> Preset | None:
-    """The --preset file, validated whole (raises PresetError naming each wrong field)."""
-    return read_preset_file(args.preset) if args.preset else None
-
-
-def params_from_args(args: argparse.Namespace, preset: Preset | None = None) -> GenerationParams:
-    """The preset's settings (if any) with every flag given on top; raises InvalidParams."""
-    base = params_from_preset(preset).model_dump() if preset else {}
-    values = {name: getattr(args, flag) for flag, name in PARAM_FLAGS.items()}
-    merged = {**base, **{name: value for name, value in values.items() if value is not None}}
-    if "prompt" not in merged:
-        raise InvalidParams({"prompt": "required: give --prompt, or a --preset that has one"})
-    return parse_params(**merged)
-
-
-def outcome_record(outcome: Outcome, paths: list[Path]) -> dict[str, object]:
-    result = outcome.result
-    sent = outcome.prepared.sent if outcome.prepared else None
-    return {
-        "provider": outcome.provider,
-        "images": [str(path) for path in paths],
-        "seed": outcome.seed,
-        "size": f"{sent.width}x{sent.height}" if sent else None,
-        "steps": sent.steps_label if sent else None,
-        "elapsed_s": round(outcome.elapsed_s, 3),
-        "queue_s": result.queue_s if result else None,
-        "run_s": result.run_s if result else None,
-        "cost": str(result.cost) if result and result.cost else None,
-        "notes": list(outcome.prepared.notes) if outcome.prepared else [],
-        "error": outcome.error,
-    }
-
-
-def _progress_printer(quiet: bool):
-    def report(side: str, update: Progress) -> None:
-        if not quiet:
-            print(f"{side}: {update.message}", file=sys.stderr, flush=True)
-
-    return report
-
-
-def run_generate(args: argparse.Namespace) -> int:
+@contextmanager
+def _one_line_failures() -> Iterator[None]:
+    """The runner logs each expected failure for server logs; here it is printed once, by us."""
+    runner_log = logging.getLogger("zimage_ui.runner")
+    level = runner_log.level
+    runner_log.setLevel(logging.ERROR)  # a real bug (ERROR, with a scrubbed traceback) still shows
     try:
-        preset = load_preset(args)
-        params = params_from_args(args, preset)
-        args.provider = args.provider or ([preset.provider] if preset else [])
-        if not args.provider:
-            raise InvalidParams({"provider": "required: give --provider ID, or a --preset"})
-        for provider_id in args.provider:
-            get_provider(provider_id)
-    except (InvalidParams, PresetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    outcomes = asyncio.run(
-        generate_many(args.provider, params, keys=KeyRing(), progress=_progress_printer(args.json))
-    )
-    for outcome in outcomes:
-        paths = save_outcome(outcome, args.out)
-        record = outcome_record(outcome, paths)
-        if args.json:
-            print(json.dumps(record), flush=True)
-        elif outcome.ok:
-            print(
-                f"{outcome.provider}: seed {outcome.seed}, {outcome.elapsed_s:.1f} s -> "
-                + ", ".join(map(str, paths))
-            )
-        else:
-            print(f"{outcome.error}", file=sys.stderr)
-    return EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_FAILED
-
-
-def run_providers(args: argparse.Namespace) -> int:
-    statuses = availability(KeyRing())
-    for provider_id, status in statuses.items():
-        provider = PROVIDERS[provider_id]
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "provider": provider_id,
-                        "label": provider.label,
-                        "usable": status.usable,
-                        "reason": status.reason,
-                    }
-                )
-            )
-        else:
-            state = "ready" if status.usable else "unavailable"
-            reason = f" ({status.reason})" if status.reason else ""
-            print(f"{provider_id:16} {state}{reason}")
-    return EXIT_OK
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    try:
-        preset = load_preset(args)
-        params = params_from_args(args, preset)
-        sides: list[Side] = args.provider or (list(preset.sides or []) if preset else [])
-        for side in sides:
-            get_provider(side.provider)
-        check = _checked(sides, params)
-    except (InvalidParams, PresetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    outcomes = asyncio.run(
-        run_comparison(
-            sides, check, keys=KeyRing(), progress=lambda i, u: _progress_printer(False)(sides[i].title(), u)
-        )
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    report = []
-    for index, (side, outcome) in enumerate(zip(sides, outcomes, strict=True)):
-        paths = save_outcome(outcome, args.out / f"side-{index + 1}")
-        report.append({"side": index + 1, "title": side.title(), **outcome_record(outcome, paths)})
-        status = f"{outcome.elapsed_s:.1f} s" if outcome.ok else outcome.error
-        print(f"side {index + 1} {side.title()}: {status}", file=sys.stderr)
-    sheet = render_grid(
-        [[o.result.images[0] if o.ok and o.result else None for o in outcomes]],
-        [side.title() for side in sides],
-        errors=[[o.error for o in outcomes]],
-    )
-    sheet.save(args.out / "sheet.png")
-    (args.out / "report.json").write_text(
-        json.dumps(
-            {
-                "prompt": check.prompt,
-                "seed": check.seed,
-                "sides": report,
-                "sheet": str(args.out / "sheet.png"),
-            },
-            indent=2,
-        )
-    )
-    print(json.dumps({"report": str(args.out / "report.json"), "sheet": str(args.out / "sheet.png")}))
-    return EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_FAILED
-
-
-def _checked(sides: list[Side], params: GenerationParams) -> GenerationParams:
-    """Validate every side's overrides before any work; return params with one concrete seed."""
-    concrete = params.with_concrete_seed()
-    params_for_sides(sides, concrete)
-    return concrete
-
-
-def run_preset_show(args: argparse.Namespace) -> int:
-    """Validate a preset file and print it as the app reads it, or say what is wrong."""
-    try:
-        preset = read_preset_file(args.file)
-    except PresetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(export_preset(preset))
-    runs = side_runs(preset)
-    for title, provider, params in runs:
-        seed = "random" if params.seed is None else params.seed
-        print(
-            f"# {title}: {provider}, {params.size}, {params.num_inference_steps} steps, seed {seed}",
-            file=sys.stderr,
-        )
-    return EXIT_OK
-
-
-def run_preset(args: argparse.Namespace) -> int:
-    return PRESET_COMMANDS[args.preset_command](args)
-
-
-PRESET_COMMANDS = {"show": run_preset_show}
-COMMANDS = {
-    "generate": run_generate,
-    "compare": run_compare,
-    "providers": run_providers,
-    "preset": run_preset,
-}
+        yield
+    finally:
+        runner_log.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    try:
+        with _one_line_failures():
+            return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:  # writing the results: disk full, a folder removed mid-run
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
