@@ -231,10 +231,8 @@ class GenerateTab:
             self.last_prepared: outcome.prepared,
             state.history: remember(outcome, paths, keys, data[state.history]),
         }
-        if outcome.ok:
+        if outcome.ok:  # a failure keeps the last images: the status line says what went wrong
             updates |= {self.gallery: gallery_items(outcome, paths), state.last_seed: outcome.seed}
-        elif not outcome.stopped:
-            gr.Warning(outcome.error or "failed", title=f"{provider_id} failed")
         yield updates
 
     def show_code(self, data: Values) -> Updates:
