@@ -25,6 +25,21 @@ def no_provider_keys() -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """The tiny model saved as a checkpoint folder, loaded by the `diffusers` provider's real
+    path (`ZImagePipeline.from_pretrained`), on the CPU; a fresh slot, so nothing is cached."""
+    from zimage_ui.providers import diffusers_local, get_provider
+    from zimage_ui.providers.tiny_model import build_tiny_pipeline
+
+    folder = tmp_path_factory.mktemp("checkpoint") / "z-image-tiny"
+    build_tiny_pipeline().save_pretrained(folder)
+    monkeypatch.setenv("ZIMAGE_MODEL_ID", str(folder))
+    slot = diffusers_local._PipelineSlot(diffusers_local._load_checkpoint)
+    monkeypatch.setattr(get_provider("diffusers"), "_slot", slot)
+    return folder
+
+
 # ---- hosted API emulators (tests/emulators) ------------------------------------------------
 # `emulators` starts all five loopback emulators once per session, resets them for each test and
 # points the app at them: ZIMAGE_<ID>_BASE_URL, the dummy keys they accept, a 0.05 s poll

@@ -9,18 +9,7 @@ import pytest
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import diffusers_local, get_provider
 from zimage_ui.providers.base import KeyRing
-from zimage_ui.providers.tiny_model import build_tiny_pipeline
 from zimage_ui.runner import generate_one
-
-
-@pytest.fixture
-def tiny_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "z-image-tiny"
-    build_tiny_pipeline().save_pretrained(folder)
-    monkeypatch.setenv("ZIMAGE_MODEL_ID", str(folder))
-    slot = diffusers_local._PipelineSlot(diffusers_local._load_checkpoint)
-    monkeypatch.setattr(get_provider("diffusers"), "_slot", slot)
-    return folder
 
 
 def test_a_small_local_checkpoint_is_usable_without_a_gpu(tiny_checkpoint: Path):

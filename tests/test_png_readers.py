@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
+from pathlib import Path
 
 import pytest
 from sd_parsers import ParserManager
@@ -122,4 +123,14 @@ async def test_the_local_pipelines_png_reads_in_both(guidance: float, seed: int,
     want = expected(outcome)
     assert want["negative"] == (NEGATIVE if negative_used else "")  # guidance 0: the pipeline ignores it
     assert (want["seed"], want["steps"], want["size"]) == (seed, 3, (256, 320))
+    check_readers(outcome.pngs[0], want)
+
+
+async def test_the_diffusers_providers_png_reads_in_both(tiny_checkpoint: Path) -> None:
+    """The seventh provider: `diffusers`, loading a checkpoint folder (the tiny model saved)."""
+    params = GenerationParams(prompt=LATIN_1, seed=11, width=256, height=256, num_inference_steps=2)
+    outcome = await generate_one("diffusers", params)
+    assert outcome.ok, outcome.error
+    want = expected(outcome)
+    assert (want["seed"], want["steps"], want["size"], want["negative"]) == (11, 2, (256, 256), "")
     check_readers(outcome.pngs[0], want)
