@@ -30,8 +30,15 @@ def get_provider(provider_id: str) -> Provider:
 
 
 def default_provider_id() -> str:
-    """The real model where a GPU is present, else the tiny offline model."""
-    return "diffusers" if gpu_available() else "diffusers-tiny"
+    """The real model where a GPU is present; else the first hosted provider a visitor can use
+    (a key set, and shared with visitors); the tiny offline model only when nothing else works."""
+    if gpu_available():
+        return "diffusers"
+    keys = KeyRing.for_visitor()
+    for provider in HOSTED_PROVIDERS:
+        if provider.availability(keys).usable:
+            return provider.id
+    return "diffusers-tiny"
 
 
 def availability(keys: KeyRing) -> dict[str, Availability]:
