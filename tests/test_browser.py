@@ -71,9 +71,11 @@ def test_compare_two_step_counts_shows_both_images_and_the_slider(page: Page):
 
 
 def open_sweep_tab(page: Page) -> None:
-    """The Sweep tab, once its controls are mounted (a value typed before that is lost)."""
+    """The Sweep tab, once its controls are mounted: a tab's controls mount when it is first shown,
+    and a value typed before a box has taken its initial value is overwritten by it."""
     page.get_by_role("tab", name="Sweep").click()
     expect(page.locator("#sweep-cells")).to_contain_text("cells")
+    expect(page.locator("#sweep-x-values input, #sweep-x-values textarea").first).not_to_have_value("")
 
 
 def test_two_by_two_sweep_makes_a_grid_of_the_right_size(page: Page):
