@@ -22,6 +22,8 @@ def test_the_full_size_model_is_refused_for_lack_of_memory(monkeypatch: pytest.M
     monkeypatch.setenv("ZIMAGE_MODEL_ID", "Tongyi-MAI/Z-Image-Turbo")
     monkeypatch.setattr(diffusers_local, "_total_ram_gib", lambda: 24.0)
     monkeypatch.setattr(diffusers_local, "gpu_available", lambda: False)
+    monkeypatch.setattr(diffusers_local, "cuda_available", lambda: False)
+    monkeypatch.delenv("ZIMAGE_DEVICE", raising=False)
     status = get_provider("diffusers").availability(KeyRing())
     assert not status.usable
     assert "24 GiB of RAM is too little" in status.reason and "diffusers-tiny" in status.reason

@@ -2,24 +2,34 @@
 
 torch and diffusers are imported lazily, inside the functions that need them,
 so a hosted-only instance starts fast.
+
+Where things are:
+- the device and dtype: `device_choice()` (`providers.devices`: ZIMAGE_DEVICE, never fp16);
+- loading: `providers.loading` (straight onto the device; speed and memory options in one place,
+  `loading.apply_speed_options(pipeline, device) -> notes`);
+- a generation: `_run_pipeline`, whose prompt embeddings come from one place, `_encode(pipeline,
+  params)`; on a ZeroGPU Space it runs in ZeroGPU's forked worker (`_gpu_generation`, decorated
+  with `spaces.GPU` at import; `providers.zerogpu` says how that boundary really behaves).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
-from zimage_ui.errors import Cancelled, JobFailed, ProviderUnavailable
+from zimage_ui.errors import Cancelled, JobFailed, ProviderError
 from zimage_ui.params import MAX_LOCAL_SEED, GenerationParams, image_seed
+from zimage_ui.providers import loading, zerogpu
 from zimage_ui.providers.base import (
     Availability,
     CancelToken,
@@ -33,15 +43,18 @@ from zimage_ui.providers.base import (
     SentValues,
     ignore_progress,
 )
+from zimage_ui.providers.devices import DEVICE_ENV, DeviceChoice, choose_device
 from zimage_ui.providers.gpu_queue import GpuQueue, ordinal
+from zimage_ui.providers.loading import DEFAULT_MODEL_ID as DEFAULT_MODEL_ID
+from zimage_ui.providers.loading import checkpoint_gib as checkpoint_gib
+from zimage_ui.providers.loading import loaded_gib, model_id
+from zimage_ui.providers.loading import total_ram_gib as _total_ram_gib
 
 if TYPE_CHECKING:
     from diffusers import ZImagePipeline
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_ID = "Tongyi-MAI/Z-Image-Turbo"
-REAL_WEIGHTS_GIB = 20.5  # bf16: 6B transformer + 4B Qwen3 text encoder + VAE
 RAM_HEADROOM = 1.3  # loading and activations on top of the weights
 
 # A latent preview (`Progress.preview`) after every PREVIEW_EVERY-th step of each image and
@@ -59,10 +72,14 @@ LOCAL_CAPABILITIES = Capabilities(
     local_gpu=True,
     max_seed=MAX_LOCAL_SEED,  # a torch generator takes 64 bits; the params stop at A1111's top
 )
+TINY_DEVICE = DeviceChoice("cpu", "float32")  # the tiny model is built there and stays there
 
 
-def model_id() -> str:
-    return os.environ.get("ZIMAGE_MODEL_ID", "").strip() or DEFAULT_MODEL_ID
+class StopFlag(Protocol):
+    """What a generation looks at between steps: a CancelToken, or several at once."""
+
+    @property
+    def cancelled(self) -> bool: ...
 
 
 @functools.cache
@@ -77,64 +94,45 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def on_zero_gpu() -> bool:
-    """A Hugging Face ZeroGPU Space: the GPU is attached per call through `spaces.GPU`."""
-    return os.environ.get("SPACES_ZERO_GPU", "").lower() in {"1", "true"}
+on_zero_gpu = zerogpu.on_zero_gpu
 
 
 def gpu_available() -> bool:
     return on_zero_gpu() or cuda_available()
 
 
-def checkpoint_gib() -> float:
-    """Size of the weights to load: measured for a local folder, the real model's otherwise."""
-    folder = Path(model_id())
-    if folder.is_dir():
-        weights = [p for p in folder.rglob("*") if p.suffix in {".safetensors", ".bin", ".pt", ".gguf"}]
-        if weights:
-            return sum(p.stat().st_size for p in weights) / 2**30
-    return REAL_WEIGHTS_GIB
-
-
-def _total_ram_gib() -> float:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        return 0.0
-
-
-def _gpu_wrapper(function: Callable[..., Any]) -> Callable[..., Any]:
-    """`spaces.GPU` on a ZeroGPU Space; the function itself elsewhere."""
-    if not on_zero_gpu():
-        return function
-    try:
-        import spaces
-    except ImportError:
-        return function
-    return spaces.GPU(duration=120)(function)
+def device_choice() -> DeviceChoice:
+    """Where the `diffusers` provider runs and in which dtype (`ZIMAGE_DEVICE`, checked)."""
+    return choose_device(os.environ.get(DEVICE_ENV), cuda_present=cuda_available(), zero_gpu=on_zero_gpu())
 
 
 class _PipelineSlot:
     """One pipeline per process, built on first use and shared; `queue`: one call at a time, in order."""
 
-    def __init__(self, build: Callable[[], ZImagePipeline]) -> None:
+    def __init__(self, build: Callable[[list[str]], ZImagePipeline]) -> None:
         self._build = build
         self._pipeline: ZImagePipeline | None = None
         self._build_lock = threading.Lock()
         self.queue = GpuQueue()
+        self.notes: list[str] = []  # what loading could not do as asked: shown with every run
 
     def get(self) -> ZImagePipeline:
         with self._build_lock:
             if self._pipeline is None:
-                self._pipeline = self._build()
+                notes: list[str] = []
+                self._pipeline = self._build(notes)
+                self.notes = notes
             return self._pipeline
 
     @property
     def loaded(self) -> bool:
         return self._pipeline is not None
 
-    def warm_up(self) -> None:
-        threading.Thread(target=self._warm, name="pipeline-warm-up", daemon=True).start()
+    def warm_up(self, *, wait: bool = False) -> None:
+        if wait:
+            self._warm()
+        else:
+            threading.Thread(target=self._warm, name="pipeline-warm-up", daemon=True).start()
 
     def _warm(self) -> None:
         try:
@@ -143,39 +141,18 @@ class _PipelineSlot:
             log.warning("warming up the pipeline failed; the first generation will retry", exc_info=True)
 
 
-def _load_checkpoint() -> ZImagePipeline:
-    """Load the real checkpoint (hub id or local folder) with the opt-in speed options."""
-    import torch
-    from diffusers import ZImagePipeline
-
-    source = model_id()
-    on_gpu = gpu_available()
-    dtype = torch.bfloat16
-    try:
-        pipeline = ZImagePipeline.from_pretrained(source, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise ProviderUnavailable(
-            "diffusers",
-            f"could not load the checkpoint {source!r} ({type(exc).__name__}). "
-            "Set ZIMAGE_MODEL_ID to a local folder holding the pipeline, or allow the download.",
-        ) from None
-    if on_gpu and os.environ.get("ZIMAGE_CPU_OFFLOAD") == "1":
-        pipeline.enable_model_cpu_offload()
-    elif on_gpu:
-        pipeline.to("cuda")
-    backend = os.environ.get("ZIMAGE_ATTENTION_BACKEND", "").strip()
-    if backend:
-        pipeline.transformer.set_attention_backend(backend)
-    if os.environ.get("ZIMAGE_COMPILE") == "1":
-        pipeline.transformer.compile(fullgraph=False, dynamic=False)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
-
-
-def _build_tiny() -> ZImagePipeline:
+def _build_tiny(notes: list[str] | None = None) -> ZImagePipeline:
     from zimage_ui.providers.tiny_model import build_tiny_pipeline
 
     return build_tiny_pipeline()
+
+
+def _load_checkpoint(notes: list[str] | None = None) -> ZImagePipeline:
+    """The `diffusers` provider's pipeline: the checkpoint, on the device `device_choice()` names."""
+    return loading.load_checkpoint(device_choice(), [] if notes is None else notes)
+
+
+# ---- one request ---------------------------------------------------------------------------
 
 
 def _seeds(params: GenerationParams) -> list[int]:
@@ -189,6 +166,7 @@ def _pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
 
     A batch is one call per image, each with its own seed: a batched call gives slightly
     different pixels than the same seed alone, and every image must be reproducible alone.
+    The prompt (and negative prompt) reach the pipeline as embeddings from `_encode`.
     """
     seeds = _seeds(params)
     kwargs: dict[str, Any] = {
@@ -210,6 +188,17 @@ def _pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
     return kwargs
 
 
+class _AnyStop:
+    """Stopped when any of its tokens is (the user's Stop, or the awaiting task cancelled)."""
+
+    def __init__(self, *tokens: CancelToken) -> None:
+        self._tokens = tokens
+
+    @property
+    def cancelled(self) -> bool:
+        return any(token.cancelled for token in self._tokens)
+
+
 class _LocalPipelineProvider(Provider):
     capabilities = LOCAL_CAPABILITIES
     on_gpu = True  # runs inside `spaces.GPU` on a ZeroGPU Space
@@ -220,13 +209,20 @@ class _LocalPipelineProvider(Provider):
     def _target(self) -> str:
         raise NotImplementedError
 
+    def _device(self) -> DeviceChoice:
+        return TINY_DEVICE
+
+    def _notes(self, params: GenerationParams) -> list[str]:
+        """Notes on where and how this request runs (the device, the loading, ZeroGPU's time)."""
+        return []
+
     def warm_up(self) -> None:
         self._slot.warm_up()
 
     def prepare(self, params: GenerationParams) -> PreparedRequest:
         params = params.with_concrete_seed()
         assert params.seed is not None
-        notes: list[str] = []
+        notes = self._notes(params)
         if params.negative_prompt.strip() and params.guidance_scale == 0:
             notes.append("negative prompt not used: it only applies when guidance is above 0")
         body = _pipeline_kwargs(params)
@@ -258,15 +254,22 @@ class _LocalPipelineProvider(Provider):
         loop = asyncio.get_running_loop()
 
         def report(update: Progress) -> None:  # called from the worker thread
-            loop.call_soon_threadsafe(progress, update)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens any more
+                loop.call_soon_threadsafe(progress, update)
 
         cancel = cancel or CancelToken()
+        abandoned = CancelToken()  # set when this task is cancelled (Gradio's cancel, a closed CLI)
         started = time.perf_counter()
         await self._wait_for_gpu(progress, cancel)
+        work = asyncio.ensure_future(
+            asyncio.to_thread(self._generate, prepared, report, _AnyStop(cancel, abandoned))
+        )
+        work.add_done_callback(self._work_ended)
         try:
-            images = await asyncio.to_thread(self._generate, prepared, report, cancel)
-        finally:
-            self._slot.queue.release()
+            images = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            abandoned.cancel()  # the work stops at its next step; the device is free once it has
+            raise
         return RunResult(
             provider=self.id,
             images=images,
@@ -276,6 +279,12 @@ class _LocalPipelineProvider(Provider):
             elapsed_s=time.perf_counter() - started,
             notes=list(prepared.notes),
         )
+
+    def _work_ended(self, work: asyncio.Future[Any]) -> None:
+        """The device is handed on only when the work has really ended, not when its task did."""
+        if not work.cancelled():
+            work.exception()  # retrieved: an abandoned run's error is not "never retrieved"
+        self._slot.queue.release()
 
     async def _wait_for_gpu(self, progress: ProgressFn, cancel: CancelToken) -> None:
         """One generation at a time on the device, first come, first served; waiting costs no thread."""
@@ -288,16 +297,112 @@ class _LocalPipelineProvider(Provider):
 
     @property
     def device_word(self) -> str:
-        return "GPU" if self.on_gpu else "CPU"
+        return "GPU" if self._device().accelerated else "CPU"
 
-    def _generate(self, prepared: PreparedRequest, report: ProgressFn, cancel: CancelToken) -> list:
-        if cancel.cancelled:
+    def _generate(self, prepared: PreparedRequest, report: ProgressFn, stop: StopFlag) -> list:
+        if stop.cancelled:
             raise Cancelled(self.id, "stopped before it started")
         if not self._slot.loaded:
             report(Progress(None, "loading the model (first use in this process)"))
-        pipeline = self._slot.get()
-        call = _call_pipeline_on_gpu if self.on_gpu else _call_pipeline
-        return call(self.id, pipeline, prepared, report, cancel)
+        pipeline = self._slot.get()  # in this process: on ZeroGPU the worker is forked with it
+        task = _ZERO_GPU_TASK if self.on_gpu else None
+        if task is None:
+            return _call_pipeline(self.id, pipeline, prepared, report, stop)
+        return self._generate_in_worker(task, prepared, report, stop)
+
+    def _generate_in_worker(
+        self,
+        task: Callable[..., Iterator[zerogpu.Event]],
+        prepared: PreparedRequest,
+        report: ProgressFn,
+        stop: StopFlag,
+    ) -> list:
+        """ZeroGPU: the generation runs in its forked worker. Only plain values cross: the params as
+        a dict one way; progress (previews are small PIL images), then the images or what went
+        wrong, the other. Stop closes the events, which ZeroGPU passes on to the worker."""
+        report(Progress(None, "waiting for ZeroGPU to attach a GPU"))
+        try:
+            kind, value = zerogpu.drain(task(self.id, prepared.params.model_dump()), stop, report)
+        except Exception as exc:  # ZeroGPU's own refusals: quota, "GPU task aborted"
+            import gradio as gr
+
+            if isinstance(exc, gr.Error):
+                raise JobFailed(self.id, f"ZeroGPU: {exc.message}") from None
+            raise
+        if kind == "images":
+            return value
+        if kind == "stopped":
+            raise Cancelled(self.id, value)
+        if kind == "failed":
+            raise JobFailed(self.id, value)
+        raise RuntimeError(f"in the ZeroGPU worker: {value}")
+
+
+class TinyDiffusersProvider(_LocalPipelineProvider):
+    id = "diffusers-tiny"
+    on_gpu = False  # always the CPU: it asks ZeroGPU for nothing
+    label = "Local tiny test model (noise, no download)"
+
+    def __init__(self) -> None:
+        super().__init__(_TINY_SLOT)
+
+    def _target(self) -> str:
+        return f"ZImagePipeline(tiny random weights, {TINY_DEVICE.label})"
+
+    def availability(self, keys: KeyRing) -> Availability:
+        return Availability(True, "images are noise from an untrained test model")
+
+
+class DiffusersProvider(_LocalPipelineProvider):
+    id = "diffusers"
+
+    def __init__(self) -> None:
+        super().__init__(_CHECKPOINT_SLOT)
+
+    @property
+    def label(self) -> str:  # type: ignore[override]  # a class attribute elsewhere; here it names the device
+        return f"Local diffusers pipeline ({self._device().label})"
+
+    def _device(self) -> DeviceChoice:
+        return device_choice()
+
+    def _notes(self, params: GenerationParams) -> list[str]:
+        choice = self._device()
+        notes = [choice.note] if choice.note else []
+        notes.extend(self._slot.notes if self._slot.loaded else [])
+        if choice.zero_gpu and _ZERO_GPU_TASK is not None:
+            sizes = (params.width, params.height, params.num_inference_steps, params.num_images)
+            need = zerogpu.estimate_seconds(*sizes)
+            if need > zerogpu.MAX_GPU_S:
+                notes.append(
+                    f"ZeroGPU reserves at most {zerogpu.MAX_GPU_S} s for one call and this request may "
+                    f"need about {need:.0f} s: it may be cut off (fewer images or steps, or a smaller size)"
+                )
+        return notes
+
+    def warm_up(self) -> None:
+        # ZeroGPU packs the tensors moved to "cuda" when the app launches: load before that.
+        self._slot.warm_up(wait=on_zero_gpu())
+
+    def _target(self) -> str:
+        return f"ZImagePipeline.from_pretrained({model_id()!r}) on {self._device().label}"
+
+    def availability(self, keys: KeyRing) -> Availability:
+        choice = self._device()
+        note = f"; {choice.note}" if choice.note else ""
+        if choice.zero_gpu and choice.accelerated:
+            return Availability(True, f"a ZeroGPU GPU is attached for each generation ({choice.label}){note}")
+        if choice.accelerated:
+            return Availability(True, f"runs on {choice.label}{note}")
+        ram, needed = _total_ram_gib(), loaded_gib(choice.dtype) * RAM_HEADROOM + 2
+        if ram < needed:
+            why = f"{DEVICE_ENV}=cpu" if cuda_available() else "no CUDA GPU"
+            return Availability(
+                False,
+                f"{why}, and {ram:.0f} GiB of RAM is too little for this checkpoint on the CPU "
+                f"in {choice.dtype} (needs about {needed:.0f} GiB); use diffusers-tiny or a hosted provider",
+            )
+        return Availability(True, f"runs on the {choice.label}: slowly for the full-size model{note}")
 
 
 def _wants_preview(step: int, steps: int) -> bool:
@@ -355,104 +460,146 @@ def _decoding_message(index: int, count: int) -> str:
     return f"decoding image {index + 1}/{count} (VAE)" if count > 1 else "decoding the image (VAE)"
 
 
+def _encode(pipeline: Any, params: GenerationParams) -> tuple[list[Any], list[Any]]:
+    """The one place prompt embeddings are made: (prompt_embeds, negative_prompt_embeds), as
+    `ZImagePipeline.encode_prompt` returns them: lists of one tensor (tokens x the text encoder's
+    hidden size, on the pipeline's device), the negative one empty without guidance.
+
+    The pipeline gets these instead of the prompt: the same pixels as passing the prompt (tested).
+    Made once per request and used for each of its images.
+    """
+    import torch
+
+    guided = params.guidance_scale > 0
+    negative = params.negative_prompt if guided and params.negative_prompt.strip() else None
+    with torch.no_grad():
+        prompt_embeds, negative_embeds = pipeline.encode_prompt(
+            prompt=params.prompt,
+            device=pipeline._execution_device,
+            do_classifier_free_guidance=guided,
+            negative_prompt=negative,
+        )
+    return prompt_embeds, negative_embeds
+
+
 def _call_pipeline(
     provider_id: str,
     pipeline: Any,  # a ZImagePipeline: its components are registered at run time, unseen by type checkers
     prepared: PreparedRequest,
     report: ProgressFn,
-    cancel: CancelToken,
+    cancel: StopFlag,
 ) -> list:
+    return _run_pipeline(provider_id, pipeline, prepared.params, report, cancel)
+
+
+def _run_pipeline(
+    provider_id: str, pipeline: Any, params: GenerationParams, report: ProgressFn, cancel: StopFlag
+) -> list:
+    """Every image of one request: step progress with previews, "decoding", Stop between steps."""
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    params = prepared.params
     steps, seeds = params.num_inference_steps, _seeds(params)
     total = steps * len(seeds)
     pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
         pipeline.scheduler.config, shift=params.shift, use_dynamic_shifting=False
     )
-    kwargs = {k: v for k, v in _pipeline_kwargs(params).items() if k not in {"generator", "scheduler"}}
+    prompt_given = {"generator", "scheduler", "prompt", "negative_prompt"}
+    kwargs = {k: v for k, v in _pipeline_kwargs(params).items() if k not in prompt_given}
     images = []
     report(Progress(0.0, f"step 0/{total}", 0, total))
-    for index, seed in enumerate(seeds):
-        done_before = index * steps
-        previews = _StepPreviews(steps)
+    try:
+        prompt_embeds, negative_embeds = _encode(pipeline, params)
+        for index, seed in enumerate(seeds):
+            done_before = index * steps
+            previews = _StepPreviews(steps)
 
-        def on_step_end(
-            pipe: Any,
-            step: int,
-            _timestep: Any,
-            tensors: dict[str, Any],
-            done_before: int = done_before,
-            index: int = index,
-            previews: _StepPreviews = previews,
-        ) -> dict[str, Any]:
-            if cancel.cancelled:
-                pipe._interrupt = True  # the pipeline skips the remaining steps
-            done = done_before + step + 1
-            preview = None if cancel.cancelled else previews.after_step(pipe, step, tensors.get("latents"))
-            report(Progress(done / total, f"step {done}/{total}", done, total, preview=preview))
-            if step + 1 == steps and not cancel.cancelled:  # the VAE decode comes next: say so
-                report(Progress(done / total, _decoding_message(index, len(seeds))))
-            return tensors
+            def on_step_end(
+                pipe: Any,
+                step: int,
+                _timestep: Any,
+                tensors: dict[str, Any],
+                done_before: int = done_before,
+                index: int = index,
+                previews: _StepPreviews = previews,
+            ) -> dict[str, Any]:
+                if cancel.cancelled:
+                    pipe._interrupt = True  # the pipeline skips the remaining steps
+                done = done_before + step + 1
+                preview = (
+                    None if cancel.cancelled else previews.after_step(pipe, step, tensors.get("latents"))
+                )
+                report(Progress(done / total, f"step {done}/{total}", done, total, preview=preview))
+                if step + 1 == steps and not cancel.cancelled:  # the VAE decode comes next: say so
+                    report(Progress(done / total, _decoding_message(index, len(seeds))))
+                return tensors
 
-        try:
             output = pipeline(
                 **kwargs,
+                prompt_embeds=prompt_embeds,
+                negative_prompt_embeds=negative_embeds,
                 generator=torch.Generator("cpu").manual_seed(seed),
                 callback_on_step_end=on_step_end,
                 callback_on_step_end_tensor_inputs=["latents"],
             )
-        except torch.cuda.OutOfMemoryError:
-            raise JobFailed(
-                provider_id, "the GPU ran out of memory: try a smaller size or fewer images"
-            ) from None
-        if cancel.cancelled:
-            raise Cancelled(provider_id, "stopped")
-        images.extend(output.images)
+            if cancel.cancelled:
+                raise Cancelled(provider_id, "stopped")
+            images.extend(output.images)
+    except torch.OutOfMemoryError:
+        raise JobFailed(
+            provider_id, "the device ran out of memory: try a smaller size or fewer images"
+        ) from None
     return images
 
 
+# ---- ZeroGPU: the function its forked worker runs ------------------------------------------
+
+
+def _gpu_generation(provider_id: str, request: dict[str, Any]) -> Iterator[zerogpu.Event]:
+    """One request in ZeroGPU's worker: ("progress", update) per step, then ("images", [...]), or
+    ("stopped" | "failed" | "error", message). Takes and yields plain picklable values only.
+
+    The pipeline is the module's, loaded (and moved to "cuda") in the app process before the
+    worker was forked from it. Closing this generator (ZeroGPU does, on the caller's Stop) stops
+    the pipeline at its next step.
+    """
+    from zimage_ui.providers import get_provider
+
+    try:
+        params = GenerationParams.model_validate(request)
+        provider = get_provider(provider_id)
+        assert isinstance(provider, _LocalPipelineProvider)
+        pipeline = provider._slot.get()
+
+        def work(report: ProgressFn, stop: CancelToken) -> list:
+            return _run_pipeline(provider_id, pipeline, params, report, stop)
+
+        images = yield from zerogpu.relay(work)
+    except Cancelled as exc:
+        yield ("stopped", exc.detail)
+        return
+    except ProviderError as exc:
+        yield ("failed", exc.detail)
+        return
+    except Exception as exc:  # a bug: its type and message cross, its traceback is logged here
+        log.exception("the ZeroGPU worker failed")
+        yield ("error", f"{type(exc).__name__}: {exc}")
+        return
+    yield ("images", images)
+
+
+def _gpu_duration(provider_id: str, request: dict[str, Any]) -> int:
+    """ZeroGPU's `duration`, given the task's own arguments: seconds for this request's work."""
+    return zerogpu.gpu_seconds(
+        request["width"], request["height"], request["num_inference_steps"], request["num_images"]
+    )
+
+
+def _decorate_for_zero_gpu() -> Callable[..., Iterator[zerogpu.Event]] | None:
+    return zerogpu.gpu_function(_gpu_generation, duration=_gpu_duration)
+
+
 # Decorated once, at import: ZeroGPU registers `spaces.GPU` functions when the app starts.
-_call_pipeline_on_gpu = _gpu_wrapper(_call_pipeline)
+_ZERO_GPU_TASK = _decorate_for_zero_gpu()
 _TINY_SLOT = _PipelineSlot(_build_tiny)
 _CHECKPOINT_SLOT = _PipelineSlot(_load_checkpoint)
-
-
-class TinyDiffusersProvider(_LocalPipelineProvider):
-    id = "diffusers-tiny"
-    on_gpu = False  # always the CPU: it asks ZeroGPU for nothing
-    label = "Local tiny test model (noise, no download)"
-
-    def __init__(self) -> None:
-        super().__init__(_TINY_SLOT)
-
-    def _target(self) -> str:
-        return "ZImagePipeline(tiny random weights, CPU)"
-
-    def availability(self, keys: KeyRing) -> Availability:
-        return Availability(True, "images are noise from an untrained test model")
-
-
-class DiffusersProvider(_LocalPipelineProvider):
-    id = "diffusers"
-    label = "Local GPU (diffusers)"
-
-    def __init__(self) -> None:
-        super().__init__(_CHECKPOINT_SLOT)
-
-    def _target(self) -> str:
-        device = "cuda, bf16" if gpu_available() else "CPU, bf16: slow"
-        return f"ZImagePipeline.from_pretrained({model_id()!r}) on {device}"
-
-    def availability(self, keys: KeyRing) -> Availability:
-        if gpu_available():
-            return Availability(True)
-        ram, needed = _total_ram_gib(), checkpoint_gib() * RAM_HEADROOM + 2
-        if ram < needed:
-            return Availability(
-                False,
-                f"no CUDA GPU, and {ram:.0f} GiB of RAM is too little for this checkpoint on the CPU "
-                f"(needs about {needed:.0f} GiB); use diffusers-tiny or a hosted provider",
-            )
-        return Availability(True, "no CUDA GPU: runs on the CPU, slowly for the full-size model")
