@@ -219,8 +219,14 @@ def test_zerogpu_loads_then_moves_to_cuda_as_it_documents(recorder):
 
 
 def test_cpu_offload_loads_on_the_cpu(recorder, monkeypatch: pytest.MonkeyPatch):
+    from zimage_ui.providers.speed import Installed, speed_settings
+
     monkeypatch.setenv("ZIMAGE_CPU_OFFLOAD", "1")
-    assert loading.cpu_offload_requested("cuda:0") and not loading.cpu_offload_requested("cpu")
+    settings, _notes = speed_settings(
+        "cuda:0", False, installed=Installed(capability=(8, 9), accelerate=True)
+    )
+    assert settings.memory == "offload"  # load_checkpoint then loads on the CPU: the offload places it
+    assert speed_settings("cpu", False)[0].memory == "full"
     loading.from_pretrained("folder", DeviceChoice("cuda:0", "bfloat16"), on_device=False, notes=[])
     assert "device_map" not in recorder.calls[-1] and recorder.moved == []
 

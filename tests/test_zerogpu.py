@@ -20,7 +20,7 @@ import pytest
 
 from zimage_ui.errors import Cancelled, JobFailed
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers import diffusers_local, get_provider, loading, zerogpu
+from zimage_ui.providers import diffusers_local, get_provider, zerogpu
 from zimage_ui.providers.base import CancelToken, KeyRing, Progress
 from zimage_ui.runner import generate_one
 
@@ -266,15 +266,12 @@ def test_aoti_falls_back_with_a_note(spaces, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_no_jit_compile_on_zerogpu(monkeypatch: pytest.MonkeyPatch):
+    from zimage_ui.providers.speed import Installed, speed_settings
+
+    hopper = Installed(capability=(9, 0), flash_attn=True)
     monkeypatch.setenv("ZIMAGE_COMPILE", "1")
-    monkeypatch.setenv("ZIMAGE_ATTENTION_BACKEND", "flash")
-    pipeline = _pipeline()
-    assert loading.apply_speed_options(pipeline, "cuda:0") == []
-    assert pipeline.transformer.compiled and pipeline.transformer.backend == "flash"
-    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    monkeypatch.setenv("ZIMAGE_ATTENTION_BACKEND", "nonsense")
-    pipeline = _pipeline()
-    notes = loading.apply_speed_options(pipeline, "cuda")
-    assert not pipeline.transformer.compiled
-    assert "ZIMAGE_COMPILE ignored: ZeroGPU does not support torch.compile (JIT)" in notes
-    assert any(note.startswith("ZIMAGE_ATTENTION_BACKEND='nonsense' not used") for note in notes)
+    settings, notes = speed_settings("cuda:0", False, installed=hopper)
+    assert settings.compile and notes == []
+    settings, notes = speed_settings("cuda", True, installed=hopper)
+    assert not settings.compile
+    assert any(note.startswith("torch.compile is off on ZeroGPU") for note in notes)

@@ -83,6 +83,8 @@ async def generate_one(
         async with hosted_slot(gate, lambda: progress(waiting)):
             result = await provider.run(outcome.prepared, keys=keys, progress=progress, cancel=cancel)
         outcome.result = result
+        if tuple(result.notes) != outcome.prepared.notes:  # notes the run itself learned (a fallback)
+            outcome.prepared = replace(outcome.prepared, notes=tuple(result.notes))
         prepared = outcome.prepared
 
         def encode() -> list[bytes]:

@@ -249,6 +249,10 @@ class Provider(abc.ABC):
                 return Availability(False, f"the key in {name} is malformed: {problem}; paste it again")
         return Availability(True)
 
+    def details(self) -> str:
+        """A line the page shows under the capabilities (the local model: its speed options)."""
+        return ""
+
     def warm_up(self) -> None:  # noqa: B027 - optional hook, most providers need none
         """Start any slow one-time set-up in the background (no-op for hosted APIs)."""
 

@@ -5,11 +5,12 @@ so a hosted-only instance starts fast.
 
 Where things are:
 - the device and dtype: `device_choice()` (`providers.devices`: ZIMAGE_DEVICE, never fp16);
-- loading: `providers.loading` (straight onto the device; speed and memory options in one place,
-  `loading.apply_speed_options(pipeline, device) -> notes`);
+- loading: `providers.loading` (straight onto the device, with the speed and memory settings of
+  `providers.speed`, checked once: each fallback is a note shown with every run);
 - a generation: `_run_pipeline`, whose prompt embeddings come from one place, `_encode(pipeline,
-  params)`; on a ZeroGPU Space it runs in ZeroGPU's forked worker (`_gpu_generation`, decorated
-  with `spaces.GPU` at import; `providers.zerogpu` says how that boundary really behaves).
+  params)`, through the prompt cache (`providers.prompt_cache`); on a ZeroGPU Space it runs in
+  ZeroGPU's forked worker (`_gpu_generation`, decorated with `spaces.GPU` at import;
+  `providers.zerogpu` says how that boundary really behaves).
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ from zimage_ui.providers.loading import DEFAULT_MODEL_ID as DEFAULT_MODEL_ID
 from zimage_ui.providers.loading import checkpoint_gib as checkpoint_gib
 from zimage_ui.providers.loading import loaded_gib, model_id
 from zimage_ui.providers.loading import total_ram_gib as _total_ram_gib
+from zimage_ui.providers.prompt_cache import PromptCache
+from zimage_ui.providers.speed import (
+    describe,
+    effective_settings,
+    mask_safe_attention,
+    prompt_cache_size,
+    speed_settings,
+    vae_tiling_for,
+)
 
 if TYPE_CHECKING:
     from diffusers import ZImagePipeline
@@ -277,7 +287,9 @@ class _LocalPipelineProvider(Provider):
             seeds=_seeds(prepared.params),
             sent=prepared.sent,
             elapsed_s=time.perf_counter() - started,
-            notes=list(prepared.notes),
+            # What loading could not do as asked (a bad setting's fallback) is known once the model
+            # is loaded: the first run's notes get it too, not only the runs after.
+            notes=[*prepared.notes, *(note for note in self._slot.notes if note not in prepared.notes)],
         )
 
     def _work_ended(self, work: asyncio.Future[Any]) -> None:
@@ -380,6 +392,14 @@ class DiffusersProvider(_LocalPipelineProvider):
                 )
         return notes
 
+    def details(self) -> str:
+        """The speed options really on once loaded, else the ones the settings ask for."""
+        if self._slot.loaded:
+            return f"Speed: {loading.speed_summary(self._slot.get())}"
+        choice = self._device()
+        planned, _notes = speed_settings(choice.device, choice.zero_gpu)
+        return f"Speed (when the model loads): {describe(planned)}"
+
     def warm_up(self) -> None:
         # ZeroGPU packs the tensors moved to "cuda" when the app launches: load before that.
         self._slot.warm_up(wait=on_zero_gpu())
@@ -465,21 +485,13 @@ def _encode(pipeline: Any, params: GenerationParams) -> tuple[list[Any], list[An
     `ZImagePipeline.encode_prompt` returns them: lists of one tensor (tokens x the text encoder's
     hidden size, on the pipeline's device), the negative one empty without guidance.
 
-    The pipeline gets these instead of the prompt: the same pixels as passing the prompt (tested).
-    Made once per request and used for each of its images.
+    They come from the prompt cache (`ZIMAGE_PROMPT_CACHE`, keyed by model, prompt, negative
+    prompt and guidance), so a Compare, a Sweep or a re-roll of one prompt runs the text encoder
+    once. The pipeline gets these instead of the prompt: the same pixels (tested).
     """
-    import torch
-
     guided = params.guidance_scale > 0
     negative = params.negative_prompt if guided and params.negative_prompt.strip() else None
-    with torch.no_grad():
-        prompt_embeds, negative_embeds = pipeline.encode_prompt(
-            prompt=params.prompt,
-            device=pipeline._execution_device,
-            do_classifier_free_guidance=guided,
-            negative_prompt=negative,
-        )
-    return prompt_embeds, negative_embeds
+    return PROMPTS.encode(pipeline, params.prompt, negative, guided)
 
 
 def _call_pipeline(
@@ -510,6 +522,9 @@ def _run_pipeline(
     report(Progress(0.0, f"step 0/{total}", 0, total))
     try:
         prompt_embeds, negative_embeds = _encode(pipeline, params)
+        settings = effective_settings(pipeline)  # None for the tiny model: no speed options
+        if settings is not None:
+            vae_tiling_for(pipeline, params.width, params.height, settings)
         for index, seed in enumerate(seeds):
             done_before = index * steps
             previews = _StepPreviews(steps)
@@ -534,14 +549,17 @@ def _run_pipeline(
                     report(Progress(done / total, _decoding_message(index, len(seeds))))
                 return tensors
 
-            output = pipeline(
-                **kwargs,
-                prompt_embeds=prompt_embeds,
-                negative_prompt_embeds=negative_embeds,
-                generator=torch.Generator("cpu").manual_seed(seed),
-                callback_on_step_end=on_step_end,
-                callback_on_step_end_tensor_inputs=["latents"],
-            )
+            with mask_safe_attention(pipeline, prompt_embeds, negative_embeds) as switched:
+                if switched and index == 0:
+                    report(Progress(0.0, switched))
+                output = pipeline(
+                    **kwargs,
+                    prompt_embeds=prompt_embeds,
+                    negative_prompt_embeds=negative_embeds,
+                    generator=torch.Generator("cpu").manual_seed(seed),
+                    callback_on_step_end=on_step_end,
+                    callback_on_step_end_tensor_inputs=["latents"],
+                )
             if cancel.cancelled:
                 raise Cancelled(provider_id, "stopped")
             images.extend(output.images)
@@ -601,5 +619,6 @@ def _decorate_for_zero_gpu() -> Callable[..., Iterator[zerogpu.Event]] | None:
 
 # Decorated once, at import: ZeroGPU registers `spaces.GPU` functions when the app starts.
 _ZERO_GPU_TASK = _decorate_for_zero_gpu()
+PROMPTS = PromptCache(prompt_cache_size())  # both local models' prompt embeddings (keyed by model)
 _TINY_SLOT = _PipelineSlot(_build_tiny)
 _CHECKPOINT_SLOT = _PipelineSlot(_load_checkpoint)

@@ -1,8 +1,8 @@
 """Loading the real checkpoint: straight onto its device, in its dtype, with the speed options.
 
-`load_checkpoint(choice, notes)` is the load path; `apply_speed_options(pipeline, device)` is
-the one place in it where speed and memory options are applied (a note for each one that could
-not be). On ZeroGPU it follows ZeroGPU's own pattern and loads its AoTI blocks (`zerogpu`).
+`load_checkpoint(choice, notes)` is the load path: the speed settings (`speed.py`) are read,
+checked and applied there once, a note for each one that could not be used as asked. On
+ZeroGPU it follows ZeroGPU's own pattern and loads its AoTI blocks (`zerogpu`).
 Also the sizes the `diffusers` provider's availability is judged by.
 """
 
@@ -20,6 +20,14 @@ from typing import Any
 from zimage_ui.errors import ProviderUnavailable
 from zimage_ui.providers import zerogpu
 from zimage_ui.providers.devices import DeviceChoice
+from zimage_ui.providers.speed import (
+    SpeedSettings,
+    apply_speed_settings,
+    describe,
+    effective_settings,
+    speed_settings,
+    warm_up,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +93,42 @@ def total_ram_gib() -> float:
 
 
 def load_checkpoint(choice: DeviceChoice, notes: list[str]) -> Any:
-    """Load the real checkpoint (hub id or local folder) onto `choice`'s device, with the speed
-    options; `notes` gets what could not be done as asked (shown with each run, and logged)."""
-    pipeline = from_pretrained(
-        model_id(), choice, on_device=not cpu_offload_requested(choice.device), notes=notes
-    )
-    notes.extend(apply_speed_options(pipeline, choice.device))
+    """Load the real checkpoint (hub id or local folder) onto `choice`'s device with the speed
+    settings (`speed.py`: checked once, each fallback a note), warmed up when compiled; `notes`
+    gets what could not be done as asked (shown with each run, and logged)."""
+    settings, setting_notes = speed_settings(choice.device, choice.zero_gpu)
+    notes.extend(setting_notes)
+    # fp8 casts on the CPU, and the memory modes place parts of the pipeline themselves.
+    on_device = settings.memory == "full" and not settings.fp8
+    pipeline = from_pretrained(model_id(), choice, on_device=on_device, notes=notes)
+    return configure(pipeline, choice, settings, notes)
+
+
+def configure(
+    pipeline: Any,
+    choice: DeviceChoice,
+    settings: SpeedSettings,
+    notes: list[str],
+    warm_sizes: list[tuple[int, int]] | None = None,
+) -> Any:
+    """A loaded pipeline made ready to serve: the speed settings applied, ZeroGPU's AoTI blocks,
+    the warm-up (the 1024 sizes unless `warm_sizes`); `notes` gets each fallback.
+    (`benchmarks.gpu` runs this on its own models.)"""
+    notes.extend(apply_speed_settings(pipeline, settings, choice.device))
     if choice.zero_gpu:
         notes.extend(zerogpu.aoti_blocks(pipeline, choice.device))
     pipeline.set_progress_bar_config(disable=True)
+    notes.extend(warm_up(pipeline, settings, warm_sizes))
     for note in notes:
         log.warning("diffusers: %s", note)
-    log.info("diffusers: %s loaded on %s", model_id(), choice.label)
+    log.info("diffusers: %s ready on %s (%s)", model_id(), choice.label, speed_summary(pipeline))
     return pipeline
+
+
+def speed_summary(pipeline: Any) -> str:
+    """What is on for this pipeline, for the page: "attention: flash · compiled: ... · memory: full"."""
+    effective = effective_settings(pipeline)
+    return describe(effective) if effective else "no speed options"
 
 
 def from_pretrained(source: str, choice: DeviceChoice, *, on_device: bool, notes: list[str]) -> Any:
@@ -157,38 +188,3 @@ def _is_on(pipeline: Any, device: str) -> bool:
     wanted = torch.device(device)
     placed = next(pipeline.transformer.parameters()).device
     return placed.type == wanted.type and (wanted.index is None or placed.index == wanted.index)
-
-
-def cpu_offload_requested(device: str) -> bool:
-    """ZIMAGE_CPU_OFFLOAD=1 on a GPU: the pipeline loads on the CPU and is offloaded from there."""
-    return os.environ.get("ZIMAGE_CPU_OFFLOAD") == "1" and device != "cpu" and not zerogpu.on_zero_gpu()
-
-
-def apply_speed_options(pipeline: Any, device: str) -> list[str]:
-    """The one place the load path applies speed and memory options; returns notes for anything
-    that could not be done as asked. The pipeline is on `device` already, except with CPU offload.
-
-    Today: ZIMAGE_CPU_OFFLOAD=1 (model offload, for small GPUs), ZIMAGE_ATTENTION_BACKEND (e.g.
-    flash, _flash_3) and ZIMAGE_COMPILE=1 (torch.compile of the transformer: JIT, which ZeroGPU
-    does not support: refused there; its compiled path is the AoTI blocks, `zerogpu.aoti_blocks`).
-    """
-    notes: list[str] = []
-    zero = zerogpu.on_zero_gpu()
-    if os.environ.get("ZIMAGE_CPU_OFFLOAD") == "1":
-        if cpu_offload_requested(device):
-            pipeline.enable_model_cpu_offload(device=device)
-        else:
-            where = "on ZeroGPU" if zero else "on the CPU"
-            notes.append(f"ZIMAGE_CPU_OFFLOAD ignored {where}: the whole pipeline is on {device}")
-    backend = os.environ.get("ZIMAGE_ATTENTION_BACKEND", "").strip()
-    if backend:
-        try:
-            pipeline.transformer.set_attention_backend(backend)
-        except (ValueError, RuntimeError, ImportError, KeyError) as exc:
-            notes.append(f"ZIMAGE_ATTENTION_BACKEND={backend!r} not used ({type(exc).__name__}: {exc})")
-    if os.environ.get("ZIMAGE_COMPILE") == "1":
-        if zero:
-            notes.append("ZIMAGE_COMPILE ignored: ZeroGPU does not support torch.compile (JIT)")
-        else:
-            pipeline.transformer.compile(fullgraph=False, dynamic=False)
-    return notes

@@ -170,6 +170,8 @@ class GenerateTab:
         caps = provider.capabilities
         status = provider.availability(KeyRing.for_visitor())
         summary = capabilities_text(caps)
+        if provider.details():
+            summary += f"\n\n{provider.details()}"
         if not status.usable:
             summary = f"**{provider_id} is not usable here:** {status.reason}.\n\n{summary}"
         return {
