@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
+from pydantic import ValidationError
+
 from zimage_ui.cli_commands import (
     COMMANDS,
     EXIT_FAILED,
@@ -39,7 +41,15 @@ from zimage_ui.cli_commands import (
 from zimage_ui.cli_output import PROG
 from zimage_ui.compare import Side
 from zimage_ui.errors import InvalidParams
-from zimage_ui.params import MAX_SEED, MAX_SIDE, MIN_SIDE, GenerationParams
+from zimage_ui.params import (
+    DEFAULT_STRENGTH,
+    MAX_LORAS,
+    MAX_SEED,
+    MAX_SIDE,
+    MIN_SIDE,
+    GenerationParams,
+    LoraRef,
+)
 from zimage_ui.sweep import AXIS_LABELS, DEFAULT_MAX_CELLS
 
 PACKAGE = "zimage-ui"  # pyproject.toml's [project] name: its version is the one --version prints
@@ -114,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         " (default: the preset's provider)",
     )
     add_param_flags(generate, "one JSON object per provider per line on stdout")
+    add_input_flags(generate)
 
     compare = command(
         "compare",
@@ -131,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         " default: the preset's sides)",
     )
     add_param_flags(compare, "the report (as in report.json) as one JSON object on stdout")
+    add_input_flags(compare)
 
     sweep = command(
         "sweep",
@@ -241,6 +253,53 @@ def add_param_flags(parser: argparse.ArgumentParser, json_help: str) -> None:
     )
     output.add_argument("--json", action="store_true", help=json_help)
     output.add_argument("--quiet", action="store_true", help="no progress on stderr (errors still are)")
+
+
+def add_input_flags(parser: argparse.ArgumentParser) -> None:
+    """Image-to-image, inpainting and LoRAs: the local models only (a hosted provider refuses them)."""
+    inputs = parser.add_argument_group(
+        "image inputs", "Local models only (diffusers, diffusers-tiny); a hosted provider refuses them."
+    )
+    inputs.add_argument(
+        "--image",
+        metavar="PATH_OR_URL",
+        help="input image for image-to-image: a file or an https URL, resized to --width x --height"
+        " (default: none, text-to-image)",
+    )
+    inputs.add_argument(
+        "--strength",
+        type=float,
+        metavar="X",
+        help=f"how much of --image is redrawn, 0..1; steps x strength steps run"
+        f" (default: {DEFAULT_STRENGTH:g})",
+    )
+    inputs.add_argument(
+        "--mask",
+        metavar="PATH_OR_URL",
+        help="inpainting mask, the input image's size: white is redrawn, black kept (default: none)",
+    )
+    inputs.add_argument(
+        "--lora",
+        action="append",
+        type=parse_lora,
+        metavar="REF[:SCALE]",
+        help=f"a local .safetensors LoRA and its scale (default scale 1); repeat for up to {MAX_LORAS}"
+        " (default: none)",
+    )
+
+
+def parse_lora(text: str) -> LoraRef:
+    """`--lora FILE[:SCALE]`: the scale after the last colon when it is a number (paths may hold colons)."""
+    ref, _, tail = text.rpartition(":")
+    try:
+        values = {"ref": ref, "scale": float(tail)} if ref else {"ref": text}
+    except ValueError:
+        values = {"ref": text}
+    try:
+        return LoraRef.model_validate(values)
+    except ValidationError as exc:
+        problem = InvalidParams.from_validation(exc)
+        raise argparse.ArgumentTypeError(f"{text[:80]!r}: {'; '.join(problem.fields.values())}") from None
 
 
 def parse_side(text: str) -> Side:

@@ -27,11 +27,12 @@ from zimage_ui.cli_output import (
 )
 from zimage_ui.compare import Side, params_for_sides, run_comparison
 from zimage_ui.errors import InvalidParams, PresetError
+from zimage_ui.image_inputs import load_inputs
 from zimage_ui.infotext import read_png_settings
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.presets import Preset, export_preset, params_from_preset, read_preset_file, side_runs
 from zimage_ui.providers import PROVIDERS, availability, get_provider
-from zimage_ui.providers.base import KeyRing, Progress
+from zimage_ui.providers.base import KeyRing, Progress, refuse_inputs
 from zimage_ui.runner import generate_many, save_outcome
 from zimage_ui.sheets import render_grid
 from zimage_ui.sweep import (
@@ -82,7 +83,26 @@ def params_from_args(args: argparse.Namespace, preset: Preset | None = None) -> 
     merged = {**base, **{name: value for name, value in values.items() if value is not None}}
     if "prompt" not in merged:
         raise InvalidParams({"prompt": "required: give --prompt, or a --preset that has one"})
+    inputs = {
+        "image": getattr(args, "image", None),
+        "strength": getattr(args, "strength", None),
+        "mask": getattr(args, "mask", None),
+        "loras": [lora.model_dump() for lora in getattr(args, "lora", None) or []],
+    }
+    if any(inputs.values()) or inputs["strength"] is not None:
+        merged["inputs"] = inputs
     return parse_params(**merged)
+
+
+def check_inputs(params: GenerationParams, provider_ids: list[str]) -> None:
+    """Before any work: every provider takes the image inputs, and the local files are readable
+    images (the mask the image's size) and LoRAs; URLs are fetched when the run starts."""
+    if params.inputs is None:
+        return
+    for provider_id in provider_ids:
+        provider = get_provider(provider_id)
+        refuse_inputs(params, provider.capabilities, provider_id)
+    load_inputs(params, skip_urls=True)
 
 
 def prepare_out(path: Path) -> None:
@@ -130,6 +150,7 @@ def run_generate(args: argparse.Namespace) -> int:
             raise InvalidParams({"provider": "required: give --provider ID, or a --preset"})
         for provider_id in args.provider:
             get_provider(provider_id)
+        check_inputs(params, args.provider)
         prepare_out(args.out)
     except (InvalidParams, PresetError) as exc:
         return usage_error(exc)
@@ -154,6 +175,7 @@ def run_compare(args: argparse.Namespace) -> int:
         sides: list[Side] = args.provider or (list(preset.sides or []) if preset else [])
         for side in sides:
             get_provider(side.provider)
+        check_inputs(params, [side.provider for side in sides])
         check = params.with_concrete_seed()
         params_for_sides(sides, check)  # 2..6 sides, every override valid, before any work
         prepare_out(args.out)

@@ -157,6 +157,12 @@ def _setting_flags(values: dict[str, Any]) -> list[str]:
         if value is None or value == "" or (name == "num_images" and value == 1):
             continue
         words += [f"--{flag.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
+    inputs = values.get("inputs") or {}
+    for flag in ("image", "strength", "mask"):
+        if inputs.get(flag) is not None:
+            words += [f"--{flag}", f"{inputs[flag]:g}" if flag == "strength" else str(inputs[flag])]
+    for lora in inputs.get("loras") or []:
+        words += ["--lora", f"{lora['ref']}:{lora['scale']:g}"]
     return words
 
 

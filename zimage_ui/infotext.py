@@ -34,6 +34,8 @@ from zimage_ui.providers import PROVIDERS
 # The webui's own patterns: `Key: value` pairs (values may be JSON-quoted), and WxH sizes.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
+# A1111's extra-networks syntax for a LoRA in the prompt: <lora:name:scale> (scale optional).
+RE_LORA_TAG = re.compile(r"\s*<lora:([^:<>]+)(?::([-+]?[\d.]+))?>")
 NEGATIVE_PREFIX = "Negative prompt:"
 
 EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
@@ -136,6 +138,38 @@ def _candidate(key: str, value: str) -> dict[str, Any]:
     return {name: kind(part.strip()) for name, part in zip(names, parts, strict=True)}
 
 
+def _our_inputs(prompt: str | None, values: dict[str, str]) -> tuple[str | None, dict[str, Any], list[str]]:
+    """This app's own image inputs written as A1111 does: `Denoising strength`, and `<lora:...>` tags
+    in the prompt with `Lora hashes`. (prompt without the tags, `inputs` values, keys used).
+
+    Read only from our own images: another model's LoRAs and strength don't apply to Z-Image. A
+    LoRA comes back as `<name>.safetensors`: the file's path is not in A1111's text (our zimage
+    record has it).
+    """
+    inputs: dict[str, Any] = {}
+    used: list[str] = []
+    if "Denoising strength" in values:
+        try:
+            strength = float(values["Denoising strength"])
+        except ValueError:
+            strength = -1.0
+        if 0.0 <= strength <= 1.0:
+            inputs["strength"] = strength
+            used.append("Denoising strength")
+    if prompt is not None and RE_LORA_TAG.search(prompt):
+        loras = []
+        for name, scale in RE_LORA_TAG.findall(prompt):
+            try:
+                loras.append({"ref": f"{name.strip()}.safetensors", "scale": float(scale or 1.0)})
+            except ValueError:
+                continue
+        if loras and _problem({"inputs": {"loras": loras}}) is None:
+            inputs["loras"] = loras
+            prompt = RE_LORA_TAG.sub("", prompt).strip()
+            used.append("Lora hashes")
+    return prompt, inputs, used
+
+
 def _seed_note(seed: object) -> str:
     """A read seed that only the local model takes is kept, and said so."""
     if isinstance(seed, int) and seed > MAX_SEED:
@@ -154,6 +188,11 @@ _INTROS: dict[Source, str] = {
 def _from_values(found: Found, source: Source, prefix: str = "") -> ReadBack:
     """Check what a tool recorded (A1111 keys) against GenerationParams; report the rest."""
     prompt, negative, values = found.prompt, found.negative, found.values
+    ours = values.get("Model") == MODEL_NAME
+    inputs: dict[str, Any] = {}
+    used: list[str] = []
+    if ours:
+        prompt, inputs, used = _our_inputs(prompt, values)
     params: dict[str, Any] = {}
     ignored: dict[str, str] = {}
     unusable: list[str] = []
@@ -166,8 +205,9 @@ def _from_values(found: Found, source: Source, prefix: str = "") -> ReadBack:
     if prompt is not None or negative:  # a graph with no prompt text leaves the form's negative alone
         params["negative_prompt"] = negative
     provider = None
-    ours = values.get("Model") == MODEL_NAME
     for key, value in values.items():
+        if key in used:
+            continue
         if key in _MAPPED:
             try:
                 candidate = _candidate(key, value)
@@ -188,7 +228,12 @@ def _from_values(found: Found, source: Source, prefix: str = "") -> ReadBack:
     ignored.update(found.extra)
     if ours and "CFG scale" not in values:
         params["guidance_scale"] = 0.0  # this app writes CFG scale only when it is above 0
+    if inputs:
+        params["inputs"] = inputs
     shown = [_LABELS[name] for name in params if name in _LABELS and (name != "negative_prompt" or negative)]
+    shown += ["strength"] * ("strength" in inputs) + [
+        f"LoRA {lora['ref']}" for lora in inputs.get("loras", [])
+    ]
     loaded = ", ".join(dict.fromkeys(shown))
     message = f"{_INTROS[source]}: {loaded or 'nothing usable'}."
     if unusable:
@@ -198,6 +243,10 @@ def _from_values(found: Found, source: Source, prefix: str = "") -> ReadBack:
         more = f" and {len(rest) - MAX_LISTED} more" if len(rest) > MAX_LISTED else ""
         message += f" Not used here: {listed}{more}."
     message += _seed_note(params.get("seed"))
+    if "loras" in inputs:
+        message += " LoRA files are looked for by name (NAME.safetensors): give their paths if elsewhere."
+    if "strength" in inputs:
+        message += " Give the input image again: its file is not in the text."
     model = values.get("Model")
     if model and model != MODEL_NAME:
         message += f" Made with {model}, not {MODEL_NAME}: its steps and CFG scale suit that model."

@@ -61,9 +61,15 @@ def infotext(params: GenerationParams, sent: SentValues, provider: str) -> str:
     fields["Size"] = f"{sent.width}x{sent.height}"
     if sent.shift is not None:
         fields["Shift"] = sent.shift
+    if sent.strength is not None:
+        fields["Denoising strength"] = sent.strength
+    if sent.loras:
+        fields["Lora hashes"] = ", ".join(f"{name}: {digest}" for name, _scale, digest in sent.loras)
     fields["Model"] = MODEL_NAME
     fields["Provider"] = provider
-    lines = [params.prompt]
+    # A1111 names its LoRAs in the prompt, as `<lora:name:scale>` (its extra-networks syntax).
+    tags = "".join(f" <lora:{name}:{scale:g}>" for name, scale, _digest in sent.loras)
+    lines = [params.prompt + tags]
     if sent.negative_sent and params.negative_prompt.strip():
         lines.append(f"Negative prompt: {params.negative_prompt}")
     lines.append(", ".join(f"{key}: {a1111_quote(value)}" for key, value in fields.items()))
@@ -86,6 +92,12 @@ def provenance(params: GenerationParams, sent: SentValues, provider: str) -> dic
     }
     if sent.steps is None:
         values["steps_default"] = sent.steps_written
+    if sent.strength is not None:
+        values["strength"] = sent.strength
+    if sent.loras:
+        values["loras"] = [
+            {"name": name, "scale": scale, "hash": digest} for name, scale, digest in sent.loras
+        ]
     return {
         "schema": ZIMAGE_SCHEMA,
         "model": MODEL_NAME,

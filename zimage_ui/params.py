@@ -9,7 +9,16 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from zimage_ui.errors import InvalidParams
 
@@ -38,6 +47,133 @@ class ProviderOptions(BaseModel):
     safety_checker: bool = Field(True, description="Provider-side safety checker, where offered.")
 
 
+DEFAULT_STRENGTH = 0.6
+MAX_LORAS = 4
+MAX_REF_CHARS = 2000
+
+
+def _ref(value: str, what: str) -> str:
+    """An input image's reference: an https URL or a local file path (read when the run starts)."""
+    value = value.strip()
+    if not value:
+        raise ValueError(f"the {what} reference is empty: give a file path or an https URL")
+    if len(value) > MAX_REF_CHARS:
+        raise ValueError(f"the {what} reference has {len(value)} characters; at most {MAX_REF_CHARS}")
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme and scheme != "https":
+        raise ValueError(f"{scheme}:// is not read here: give a local file path or an https URL")
+    return value
+
+
+class LoraRef(BaseModel):
+    """One LoRA and how strongly it applies."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ref: str = Field(
+        description="A local .safetensors file (diffusers/peft or kohya format). Hub ids and URLs "
+        "are not downloaded here yet: download the file and give its path."
+    )
+    scale: float = Field(1.0, description="How strongly it applies, -4..4 (0: no effect).")
+
+    @field_validator("ref")
+    @classmethod
+    def _lora_ref(cls, value: str) -> str:
+        value = value.strip()
+        if "://" in value:
+            raise ValueError(
+                "LoRA URLs are not downloaded here yet: download the .safetensors file, give its path"
+            )
+        if not value.lower().endswith(".safetensors"):
+            raise ValueError(
+                f"{value[:80]!r} is not a .safetensors file (hub ids are not downloaded here yet): "
+                "give its path"
+            )
+        if len(value) > MAX_REF_CHARS:
+            raise ValueError(f"the LoRA path has {len(value)} characters; at most {MAX_REF_CHARS}")
+        return value
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, value: float) -> float:
+        if not -4.0 <= value <= 4.0:
+            raise ValueError(f"LoRA scale {value} is outside -4..4")
+        return value
+
+
+class ImageInputs(BaseModel):
+    """What a generation starts from besides the prompt: an input image (image-to-image), a mask
+    (inpainting) and LoRAs. References only: the files are read when the run starts
+    (`zimage_ui.image_inputs`), size-checked before any pixel is decoded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str | None = Field(
+        None, description="Input image for image-to-image: a local file path or an https URL."
+    )
+    strength: float | None = Field(
+        None,
+        description=f"How much of the input image is redrawn, 0..1 (default {DEFAULT_STRENGTH} with an "
+        "image; 1 ignores it). Fewer steps run at lower strength: steps x strength.",
+    )
+    mask: str | None = Field(
+        None,
+        description="Inpainting mask (white: redraw, black: keep), a file path or an https URL, the "
+        "input image's size; needs an image.",
+    )
+    loras: tuple[LoraRef, ...] = Field((), description=f"LoRAs to apply, at most {MAX_LORAS}.")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return None if value is None else _ref(value, "image")
+
+    @field_validator("mask")
+    @classmethod
+    def _mask(cls, value: str | None) -> str | None:
+        return None if value is None else _ref(value, "mask")
+
+    @field_validator("strength")
+    @classmethod
+    def _strength(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"strength {value} is outside 0..1")
+        return value
+
+    @field_validator("loras")
+    @classmethod
+    def _loras(cls, value: tuple[LoraRef, ...]) -> tuple[LoraRef, ...]:
+        if len(value) > MAX_LORAS:
+            raise ValueError(f"{len(value)} LoRAs; at most {MAX_LORAS}")
+        return value
+
+    @model_validator(mode="after")
+    def _mask_needs_image(self) -> ImageInputs:
+        if self.mask is not None and self.image is None:
+            raise ValueError("a mask needs an input image: give the image to inpaint too")
+        return self
+
+    @property
+    def effective_strength(self) -> float | None:
+        """The strength really used: None without an input image."""
+        if self.image is None:
+            return None
+        return DEFAULT_STRENGTH if self.strength is None else self.strength
+
+    @property
+    def empty(self) -> bool:
+        return self.image is None and self.mask is None and not self.loras and self.strength is None
+
+
+def steps_run(steps: int, strength: float | None) -> int:
+    """The network passes an image-to-image run really makes, as diffusers' img2img pipelines count
+    them (`get_timesteps`): steps - int(steps - steps * strength); all of them without an image."""
+    if strength is None:
+        return steps
+    start = int(max(steps - min(steps * strength, steps), 0))
+    return steps - start
+
+
 class GenerationParams(BaseModel):
     """Canonical parameters for one Z-Image-Turbo generation (Turbo defaults)."""
 
@@ -57,6 +193,56 @@ class GenerationParams(BaseModel):
     num_images: int = Field(1, description="Images per request, 1..4.")
     output_format: Literal["png", "jpeg", "webp"] = Field("png", description="Requested format.")
     options: ProviderOptions = Field(default_factory=ProviderOptions)
+    inputs: ImageInputs | None = Field(
+        None,
+        description="Input image, mask, strength and LoRAs; none: text-to-image (left out of exports).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_no_inputs(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        """Without image inputs the params serialise exactly as before they existed."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("inputs", 0) is None:
+            del data["inputs"]
+        return data
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, value: ImageInputs | None) -> ImageInputs | None:
+        return None if value is None or value.empty else value
+
+    @model_validator(mode="after")
+    def _some_step_runs(self) -> GenerationParams:
+        strength = self.strength
+        if strength is not None and steps_run(self.num_inference_steps, strength) < 1:
+            least = 1 / self.num_inference_steps
+            raise ValueError(
+                f"strength {strength:g} with {self.num_inference_steps} steps runs no step: "
+                f"use a strength of at least {least:.3g}, or more steps"
+            )
+        return self
+
+    @property
+    def image(self) -> str | None:
+        return self.inputs.image if self.inputs else None
+
+    @property
+    def mask(self) -> str | None:
+        return self.inputs.mask if self.inputs else None
+
+    @property
+    def strength(self) -> float | None:
+        """The image-to-image strength really used (None: text-to-image)."""
+        return self.inputs.effective_strength if self.inputs else None
+
+    @property
+    def loras(self) -> tuple[LoraRef, ...]:
+        return self.inputs.loras if self.inputs else ()
+
+    @property
+    def steps_run(self) -> int:
+        """Network passes per image really made (fewer than the steps with an input image)."""
+        return steps_run(self.num_inference_steps, self.strength)
 
     @field_validator("prompt")
     @classmethod

@@ -13,12 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, params_for_side
 from zimage_ui.errors import InvalidParams, PresetError
 from zimage_ui.keyguard import MAX_DEPTH, known_secrets, scrub, smuggled
-from zimage_ui.params import GenerationParams, ProviderOptions, parse_params
+from zimage_ui.params import GenerationParams, ImageInputs, ProviderOptions, parse_params
 from zimage_ui.providers import PROVIDERS
 
 PRESET_SCHEMA = 1
@@ -112,6 +121,27 @@ class Preset(BaseModel):
     sides: list[PresetSide] | None = Field(
         None, description=f"For a comparison: {MIN_SIDES}..{MAX_SIDES} sides; null for one provider."
     )
+    inputs: ImageInputs | None = Field(
+        None,
+        description="Not kept in presets: an input image, mask or LoRA names a file on one machine.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_no_inputs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("inputs", 0) is None:
+            del data["inputs"]
+        return data
+
+    @field_validator("inputs")
+    @classmethod
+    def _no_inputs(cls, value: ImageInputs | None) -> None:
+        if value is not None and not value.empty:
+            raise ValueError(
+                "presets don't carry input images, masks or LoRAs (they name files on one machine): "
+                "give them with the run instead"
+            )
+        return None
 
     @field_validator("provider")
     @classmethod
@@ -132,7 +162,7 @@ class Preset(BaseModel):
             raise ValueError(f"{len(value)} characters; use {MAX_NAME_CHARS} or fewer")
         return value
 
-    @field_validator(*(name for name in PARAM_FIELDS if name != "options"))
+    @field_validator(*(name for name in PARAM_FIELDS if name not in {"options", "inputs"}))
     @classmethod
     def _same_rules(cls, value: Any, info: Any) -> Any:
         return _rule(info.field_name, value)

@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image
 
+from zimage_ui.errors import InvalidParams
 from zimage_ui.params import MAX_SEED, TURBO_STEPS, GenerationParams
 from zimage_ui.redaction import REDACTED as REDACTED  # re-exported for the providers
 from zimage_ui.redaction import key_problem, safe_url
@@ -33,6 +34,19 @@ class Capabilities:
     cost_reporting: bool = False
     local_gpu: bool = False  # runs on this machine's one GPU: shares one queue
     max_seed: int = MAX_SEED  # the largest seed it takes (the local pipeline: MAX_LOCAL_SEED)
+    image_input: bool = False  # takes an input image and mask (image-to-image, inpainting)
+    lora: bool = False  # applies LoRAs
+
+
+def refuse_inputs(params: GenerationParams, capabilities: Capabilities, label: str) -> None:
+    """An input image, mask or LoRA the provider can't take is refused, never silently dropped."""
+    problems: dict[str, str] = {}
+    if (params.image or params.mask) and not capabilities.image_input:
+        problems["image"] = f"{label} takes no input image: text-to-image only"
+    if params.loras and not capabilities.lora:
+        problems["loras"] = f"{label} takes no LoRA: use the local model for LoRAs"
+    if problems:
+        raise InvalidParams(problems)
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,9 @@ class SentValues:
     # The steps a provider that takes no steps value runs. EvoLink's and RunPod's docs give neither
     # a steps field nor a count: they serve Z-Image-Turbo, whose model card gives 8 network passes.
     default_steps: int = TURBO_STEPS
+    strength: float | None = None  # image-to-image: how much of the input image was redrawn
+    # LoRAs applied: (name, scale, short file hash); known once the run has read the files
+    loras: tuple[tuple[str, float, str], ...] = ()
 
     @property
     def steps_label(self) -> str:

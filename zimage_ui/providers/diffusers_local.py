@@ -10,7 +10,10 @@ Where things are:
 - a generation: `_run_pipeline`, whose prompt embeddings come from one place, `_encode(pipeline,
   params)`, through the prompt cache (`providers.prompt_cache`); on a ZeroGPU Space it runs in
   ZeroGPU's forked worker (`_gpu_generation`, decorated with `spaces.GPU` at import;
-  `providers.zerogpu` says how that boundary really behaves).
+  `providers.zerogpu` says how that boundary really behaves);
+- image inputs: `run` reads the input image, mask and LoRA files (`zimage_ui.image_inputs`) before
+  waiting for the device; `_run_pipeline` then calls the image-to-image or inpainting pipeline
+  made from the loaded one and activates exactly the run's LoRAs (`providers.pipeline_variants`).
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
 from zimage_ui.errors import Cancelled, JobFailed, ProviderError
+from zimage_ui.image_inputs import LoadedInputs, fetch_remote, load_inputs
 from zimage_ui.params import MAX_LOCAL_SEED, GenerationParams, image_seed
 from zimage_ui.providers import loading, zerogpu
 from zimage_ui.providers.base import (
@@ -50,6 +55,7 @@ from zimage_ui.providers.loading import DEFAULT_MODEL_ID as DEFAULT_MODEL_ID
 from zimage_ui.providers.loading import checkpoint_gib as checkpoint_gib
 from zimage_ui.providers.loading import loaded_gib, model_id
 from zimage_ui.providers.loading import total_ram_gib as _total_ram_gib
+from zimage_ui.providers.pipeline_variants import apply_loras, pipeline_for
 from zimage_ui.providers.prompt_cache import PromptCache
 from zimage_ui.providers.speed import (
     describe,
@@ -81,6 +87,8 @@ LOCAL_CAPABILITIES = Capabilities(
     max_images=4,
     local_gpu=True,
     max_seed=MAX_LOCAL_SEED,  # a torch generator takes 64 bits; the params stop at A1111's top
+    image_input=True,  # ZImageImg2ImgPipeline / ZImageInpaintPipeline, from the loaded pipeline
+    lora=True,
 )
 TINY_DEVICE = DeviceChoice("cpu", "float32")  # the tiny model is built there and stays there
 
@@ -195,7 +203,30 @@ def _pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
     }
     if params.guidance_scale > 0 and params.negative_prompt.strip():
         kwargs["negative_prompt"] = params.negative_prompt
+    if params.image is not None:
+        kind = "ZImageInpaintPipeline" if params.mask is not None else "ZImageImg2ImgPipeline"
+        kwargs["pipeline"] = f"{kind}.from_pipe(the loaded pipeline)"
+        kwargs["image"] = f"the input image {params.image!r}, resized to {params.size}"
+        if params.mask is not None:
+            kwargs["mask_image"] = f"the mask {params.mask!r}"
+        kwargs["strength"] = params.strength
+    if params.loras:
+        kwargs["loras"] = [f"{lora.ref} x {lora.scale:g}" for lora in params.loras]
     return kwargs
+
+
+# Keys of `_pipeline_kwargs` that are shown, not passed as they are: `_run_pipeline` passes the
+# real generator, scheduler, prompt embeddings, images and LoRAs instead.
+_SHOWN_ONLY = {
+    "generator",
+    "scheduler",
+    "prompt",
+    "negative_prompt",
+    "pipeline",
+    "image",
+    "mask_image",
+    "loras",
+}
 
 
 class _AnyStop:
@@ -235,6 +266,12 @@ class _LocalPipelineProvider(Provider):
         notes = self._notes(params)
         if params.negative_prompt.strip() and params.guidance_scale == 0:
             notes.append("negative prompt not used: it only applies when guidance is above 0")
+        if params.inputs and params.inputs.strength is not None and params.image is None:
+            notes.append("strength not used: it only applies with an input image")
+        if params.image is not None and params.steps_run != params.num_inference_steps:
+            notes.append(
+                f"strength {params.strength:g}: {params.steps_run} of {params.num_inference_steps} steps run"
+            )
         body = _pipeline_kwargs(params)
         return PreparedRequest(
             provider=self.id,
@@ -246,6 +283,7 @@ class _LocalPipelineProvider(Provider):
                 seed=params.seed,
                 shift=params.shift,
                 negative_sent="negative_prompt" in body,
+                strength=params.strength,
             ),
             method="CALL",
             url=self._target(),
@@ -270,9 +308,14 @@ class _LocalPipelineProvider(Provider):
         cancel = cancel or CancelToken()
         abandoned = CancelToken()  # set when this task is cancelled (Gradio's cancel, a closed CLI)
         started = time.perf_counter()
+        inputs = LoadedInputs()
+        if prepared.params.inputs is not None:  # read before waiting in line: the device waits for no file
+            progress(Progress(None, "reading the input image and LoRAs"))
+            fetched = await fetch_remote(prepared.params.inputs)
+            inputs = await asyncio.to_thread(load_inputs, prepared.params, fetched)
         await self._wait_for_gpu(progress, cancel)
         work = asyncio.ensure_future(
-            asyncio.to_thread(self._generate, prepared, report, _AnyStop(cancel, abandoned))
+            asyncio.to_thread(self._generate, prepared, report, _AnyStop(cancel, abandoned), inputs)
         )
         work.add_done_callback(self._work_ended)
         try:
@@ -280,16 +323,22 @@ class _LocalPipelineProvider(Provider):
         except asyncio.CancelledError:
             abandoned.cancel()  # the work stops at its next step; the device is free once it has
             raise
+        sent = prepared.sent
+        if inputs.loras:  # their names and hashes are known now that the files were read
+            sent = replace(sent, loras=tuple((lora.name, lora.scale, lora.hash) for lora in inputs.loras))
         return RunResult(
             provider=self.id,
             images=images,
             seed=prepared.sent.seed,
             seeds=_seeds(prepared.params),
-            sent=prepared.sent,
+            sent=sent,
             elapsed_s=time.perf_counter() - started,
             # What loading could not do as asked (a bad setting's fallback) is known once the model
             # is loaded: the first run's notes get it too, not only the runs after.
-            notes=[*prepared.notes, *(note for note in self._slot.notes if note not in prepared.notes)],
+            notes=[
+                *prepared.notes,
+                *(note for note in (*self._slot.notes, *inputs.notes) if note not in prepared.notes),
+            ],
         )
 
     def _work_ended(self, work: asyncio.Future[Any]) -> None:
@@ -311,7 +360,14 @@ class _LocalPipelineProvider(Provider):
     def device_word(self) -> str:
         return "GPU" if self._device().accelerated else "CPU"
 
-    def _generate(self, prepared: PreparedRequest, report: ProgressFn, stop: StopFlag) -> list:
+    def _generate(
+        self,
+        prepared: PreparedRequest,
+        report: ProgressFn,
+        stop: StopFlag,
+        inputs: LoadedInputs | None = None,
+    ) -> list:
+        inputs = inputs or LoadedInputs()
         if stop.cancelled:
             raise Cancelled(self.id, "stopped before it started")
         if not self._slot.loaded:
@@ -319,8 +375,8 @@ class _LocalPipelineProvider(Provider):
         pipeline = self._slot.get()  # in this process: on ZeroGPU the worker is forked with it
         task = _ZERO_GPU_TASK if self.on_gpu else None
         if task is None:
-            return _call_pipeline(self.id, pipeline, prepared, report, stop)
-        return self._generate_in_worker(task, prepared, report, stop)
+            return _call_pipeline(self.id, pipeline, prepared, report, stop, inputs)
+        return self._generate_in_worker(task, prepared, report, stop, inputs)
 
     def _generate_in_worker(
         self,
@@ -328,13 +384,18 @@ class _LocalPipelineProvider(Provider):
         prepared: PreparedRequest,
         report: ProgressFn,
         stop: StopFlag,
+        inputs: LoadedInputs | None = None,
     ) -> list:
         """ZeroGPU: the generation runs in its forked worker. Only plain values cross: the params as
-        a dict one way; progress (previews are small PIL images), then the images or what went
-        wrong, the other. Stop closes the events, which ZeroGPU passes on to the worker."""
+        a dict (and the decoded inputs, small PIL images) one way; progress (previews are small PIL
+        images), then the images or what went wrong, the other. Stop closes the events, which
+        ZeroGPU passes on to the worker."""
         report(Progress(None, "waiting for ZeroGPU to attach a GPU"))
+        request = prepared.params.model_dump()
+        used = inputs is not None and (inputs.image is not None or inputs.loras)
+        events = task(self.id, request, inputs) if used else task(self.id, request)
         try:
-            kind, value = zerogpu.drain(task(self.id, prepared.params.model_dump()), stop, report)
+            kind, value = zerogpu.drain(events, stop, report)
         except Exception as exc:  # ZeroGPU's own refusals: quota, "GPU task aborted"
             import gradio as gr
 
@@ -500,27 +561,46 @@ def _call_pipeline(
     prepared: PreparedRequest,
     report: ProgressFn,
     cancel: StopFlag,
+    inputs: LoadedInputs | None = None,
 ) -> list:
-    return _run_pipeline(provider_id, pipeline, prepared.params, report, cancel)
+    return _run_pipeline(provider_id, pipeline, prepared.params, report, cancel, inputs)
 
 
 def _run_pipeline(
-    provider_id: str, pipeline: Any, params: GenerationParams, report: ProgressFn, cancel: StopFlag
+    provider_id: str,
+    pipeline: Any,
+    params: GenerationParams,
+    report: ProgressFn,
+    cancel: StopFlag,
+    inputs: LoadedInputs | None = None,
 ) -> list:
-    """Every image of one request: step progress with previews, "decoding", Stop between steps."""
+    """Every image of one request: step progress with previews, "decoding", Stop between steps.
+
+    With an input image the image-to-image (or, with a mask, inpainting) pipeline made from this
+    one runs; its strength cuts the steps really run (`params.steps_run`), which the progress
+    counts. The prompt embeddings come from the loaded pipeline's text encoder either way.
+    """
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    steps, seeds = params.num_inference_steps, _seeds(params)
+    inputs = inputs or LoadedInputs()
+    if (params.image is not None and inputs.image is None) or (params.loras and not inputs.loras):
+        inputs = load_inputs(params)  # a caller that did not read them: local files only
+    steps, seeds = params.steps_run, _seeds(params)
     total = steps * len(seeds)
     pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
         pipeline.scheduler.config, shift=params.shift, use_dynamic_shifting=False
     )
-    prompt_given = {"generator", "scheduler", "prompt", "negative_prompt"}
-    kwargs = {k: v for k, v in _pipeline_kwargs(params).items() if k not in prompt_given}
+    kwargs = {k: v for k, v in _pipeline_kwargs(params).items() if k not in _SHOWN_ONLY}
+    if inputs.image is not None:
+        kwargs["image"] = inputs.image
+        if inputs.mask is not None:
+            kwargs["mask_image"] = inputs.mask
     images = []
     report(Progress(0.0, f"step 0/{total}", 0, total))
     try:
+        apply_loras(provider_id, pipeline, inputs.loras)
+        call = pipeline_for(pipeline, params)
         prompt_embeds, negative_embeds = _encode(pipeline, params)
         settings = effective_settings(pipeline)  # None for the tiny model: no speed options
         if settings is not None:
@@ -552,7 +632,7 @@ def _run_pipeline(
             with mask_safe_attention(pipeline, prompt_embeds, negative_embeds) as switched:
                 if switched and index == 0:
                     report(Progress(0.0, switched))
-                output = pipeline(
+                output = call(
                     **kwargs,
                     prompt_embeds=prompt_embeds,
                     negative_prompt_embeds=negative_embeds,
@@ -573,7 +653,9 @@ def _run_pipeline(
 # ---- ZeroGPU: the function its forked worker runs ------------------------------------------
 
 
-def _gpu_generation(provider_id: str, request: dict[str, Any]) -> Iterator[zerogpu.Event]:
+def _gpu_generation(
+    provider_id: str, request: dict[str, Any], inputs: LoadedInputs | None = None
+) -> Iterator[zerogpu.Event]:
     """One request in ZeroGPU's worker: ("progress", update) per step, then ("images", [...]), or
     ("stopped" | "failed" | "error", message). Takes and yields plain picklable values only.
 
@@ -590,7 +672,7 @@ def _gpu_generation(provider_id: str, request: dict[str, Any]) -> Iterator[zerog
         pipeline = provider._slot.get()
 
         def work(report: ProgressFn, stop: CancelToken) -> list:
-            return _run_pipeline(provider_id, pipeline, params, report, stop)
+            return _run_pipeline(provider_id, pipeline, params, report, stop, inputs)
 
         images = yield from zerogpu.relay(work)
     except Cancelled as exc:
@@ -606,7 +688,7 @@ def _gpu_generation(provider_id: str, request: dict[str, Any]) -> Iterator[zerog
     yield ("images", images)
 
 
-def _gpu_duration(provider_id: str, request: dict[str, Any]) -> int:
+def _gpu_duration(provider_id: str, request: dict[str, Any], inputs: LoadedInputs | None = None) -> int:
     """ZeroGPU's `duration`, given the task's own arguments: seconds for this request's work."""
     return zerogpu.gpu_seconds(
         request["width"], request["height"], request["num_inference_steps"], request["num_images"]

@@ -37,6 +37,7 @@ from zimage_ui.providers.base import (
     RunResult,
     SentValues,
     ignore_progress,
+    refuse_inputs,
 )
 from zimage_ui.providers.http import (
     DEFAULT_ERROR_PATHS,
@@ -244,6 +245,7 @@ class HostedProvider(Provider):
         params = params.with_concrete_seed()
         assert params.seed is not None
         seed_within(params.seed, self.capabilities, self.id)
+        refuse_inputs(params, self.capabilities, self.id)
         body, sent, notes = self.map_params(params)
         return PreparedRequest(
             provider=self.id,

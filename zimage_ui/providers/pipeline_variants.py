@@ -1,0 +1,86 @@
+"""What one local run calls, beside the loaded `ZImagePipeline`: the image-to-image and inpainting
+pipelines made from it, and the LoRA adapters in its transformer.
+
+`pipeline_for` makes `ZImageImg2ImgPipeline` / `ZImageInpaintPipeline` once per loaded pipeline
+with `from_pipe` (the same component objects: no second copy of the weights). `apply_loras`
+loads each LoRA file once (the adapter named by the file's hash) and activates exactly the run's
+LoRAs, or none. Both are called with the device held (the GPU queue), so one run's state never
+reaches another's. diffusers is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from zimage_ui.errors import JobFailed
+from zimage_ui.image_inputs import LoraFile
+from zimage_ui.params import GenerationParams
+
+# Per loaded pipeline: the pipelines made from it with `from_pipe` (same components, no second
+# copy of the weights), and the LoRA adapters loaded into its transformer, oldest first.
+_DERIVED: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_LORAS: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+MAX_LOADED_LORAS = 8  # adapters kept loaded; the oldest not in use is deleted past this
+
+
+def pipeline_for(pipeline: Any, params: GenerationParams) -> Any:
+    """The pipeline one run calls: the loaded text-to-image one, or an image-to-image or
+    inpainting pipeline made from its components once (`from_pipe`), with its scheduler."""
+    if params.image is None:
+        return pipeline
+    from diffusers import ZImageImg2ImgPipeline, ZImageInpaintPipeline
+
+    kind = ZImageInpaintPipeline if params.mask is not None else ZImageImg2ImgPipeline
+    made = _DERIVED.setdefault(pipeline, {})
+    if kind.__name__ not in made:
+        # from_pipe ends with `.to(dtype)`, a no-op cast here that logs a float32 warning per model;
+        # a device-mapped pipeline refuses any `.to`: then the same components, registered directly.
+        chatty = logging.getLogger("diffusers.models.modeling_utils")
+        level = chatty.level
+        chatty.setLevel(logging.ERROR)
+        try:
+            derived = kind.from_pipe(pipeline)
+        except ValueError:
+            derived = kind(**pipeline.components)
+        finally:
+            chatty.setLevel(level)
+        derived.set_progress_bar_config(**getattr(pipeline, "_progress_bar_config", {}))
+        made[kind.__name__] = derived
+    derived = made[kind.__name__]
+    derived.scheduler = pipeline.scheduler
+    return derived
+
+
+def apply_loras(provider_id: str, pipeline: Any, loras: tuple[LoraFile, ...]) -> None:
+    """This run's LoRAs, and only them: each file loaded once (adapter named by its hash), the
+    wanted ones activated with their scales; none wanted: every adapter off, so one run's LoRA
+    never reaches the next run's image. Called with the device held (the GPU queue)."""
+    loaded = _LORAS.setdefault(pipeline, [])
+    if not loras:
+        if loaded:
+            pipeline.disable_lora()
+        return
+    from diffusers.utils import USE_PEFT_BACKEND
+
+    if not USE_PEFT_BACKEND:
+        raise JobFailed(provider_id, "LoRAs need the peft package: pip install -r requirements.txt")
+    wanted = {lora.adapter: lora for lora in loras}  # the same file twice: the last scale
+    for adapter, lora in wanted.items():
+        if adapter in loaded:
+            continue
+        while len(loaded) >= MAX_LOADED_LORAS:
+            oldest = next(name for name in loaded if name not in wanted)
+            pipeline.delete_adapters(oldest)
+            loaded.remove(oldest)
+        try:
+            pipeline.load_lora_weights(lora.path, adapter_name=adapter)
+        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+            raise JobFailed(
+                provider_id,
+                f"the LoRA {lora.name!r} does not fit this model ({type(exc).__name__}: {exc})"[:400],
+            ) from None
+        loaded.append(adapter)
+    pipeline.enable_lora()
+    pipeline.set_adapters(list(wanted), [lora.scale for lora in wanted.values()])
