@@ -65,7 +65,8 @@ def _is_url(ref: str) -> bool:
     return ref.lower().startswith("https://")
 
 
-def _read_file(name: str, ref: str, cap: int) -> bytes:
+def read_input_file(name: str, ref: str, cap: int) -> bytes:
+    """A local input file's bytes, its size checked before reading (InvalidParams naming `name`)."""
     path = Path(ref).expanduser()
     try:
         size = path.stat().st_size
@@ -127,6 +128,13 @@ async def fetch_remote(inputs: ImageInputs | None, engine: HttpEngine | None = N
 
 def lora_file(ref: str, scale: float) -> LoraFile:
     """A LoRA file checked and hashed (InvalidParams naming `loras` when it can't be read)."""
+    if _is_url(ref):
+        raise InvalidParams(
+            {
+                "loras": "LoRA URLs are not downloaded for the local model: download the .safetensors "
+                "file and give its path (inference.sh takes LoRA URLs)"
+            }
+        )
     path = Path(ref).expanduser()
     try:
         size = path.stat().st_size
@@ -143,7 +151,7 @@ def lora_file(ref: str, scale: float) -> LoraFile:
 
 
 def _image(name: str, ref: str, fetched: dict[str, bytes]) -> Image.Image:
-    data = fetched.get(ref) if _is_url(ref) else _read_file(name, ref, MAX_INPUT_BYTES)
+    data = fetched.get(ref) if _is_url(ref) else read_input_file(name, ref, MAX_INPUT_BYTES)
     if data is None:
         raise InvalidParams({name: f"{ref[:200]!r} was not downloaded"})
     return decode_input(name, data)
@@ -163,7 +171,11 @@ def load_inputs(
     if skip_urls and any(ref and _is_url(ref) for ref in (inputs.image, inputs.mask)):
         inputs = inputs.model_copy(update={"image": None, "mask": None})
     fetched = fetched or {}
-    loras = tuple(lora_file(lora.ref, lora.scale) for lora in inputs.loras)
+    loras = tuple(
+        lora_file(lora.ref, lora.scale)
+        for lora in inputs.loras
+        if not (skip_urls and _is_url(lora.ref))  # a hosted provider fetches these itself
+    )
     if inputs.image is None:
         return LoadedInputs(loras=loras)
     source = _image("image", inputs.image, fetched)

@@ -63,8 +63,9 @@ def infotext(params: GenerationParams, sent: SentValues, provider: str) -> str:
         fields["Shift"] = sent.shift
     if sent.strength is not None:
         fields["Denoising strength"] = sent.strength
-    if sent.loras:
-        fields["Lora hashes"] = ", ".join(f"{name}: {digest}" for name, _scale, digest in sent.loras)
+    hashes = [f"{name}: {digest}" for name, _scale, digest in sent.loras if digest]  # URL LoRAs: none
+    if hashes:
+        fields["Lora hashes"] = ", ".join(hashes)
     fields["Model"] = MODEL_NAME
     fields["Provider"] = provider
     # A1111 names its LoRAs in the prompt, as `<lora:name:scale>` (its extra-networks syntax).

@@ -71,8 +71,9 @@ class LoraRef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ref: str = Field(
-        description="A local .safetensors file (diffusers/peft or kohya format). Hub ids and URLs "
-        "are not downloaded here yet: download the file and give its path."
+        description="A local .safetensors file (diffusers/peft or kohya format), or the https URL of "
+        "one for a hosted provider that fetches LoRAs itself (inference.sh). The local model reads "
+        "files only: URLs and hub ids are not downloaded here, download the file and give its path."
     )
     scale: float = Field(1.0, description="How strongly it applies, -4..4 (0: no effect).")
 
@@ -80,17 +81,21 @@ class LoraRef(BaseModel):
     @classmethod
     def _lora_ref(cls, value: str) -> str:
         value = value.strip()
-        if "://" in value:
-            raise ValueError(
-                "LoRA URLs are not downloaded here yet: download the .safetensors file, give its path"
-            )
+        if len(value) > MAX_REF_CHARS:
+            raise ValueError(f"the LoRA reference has {len(value)} characters; at most {MAX_REF_CHARS}")
+        if "://" in value:  # a URL: only a hosted provider that fetches it takes one (refuse_inputs)
+            scheme = value.split("://", 1)[0].lower()
+            if scheme != "https" or not value[len("https://") :].strip("/"):
+                raise ValueError(
+                    f"{scheme}:// LoRA references are not read: give a local .safetensors path, or an "
+                    "https URL for a provider that takes LoRA URLs (inference.sh)"
+                )
+            return value
         if not value.lower().endswith(".safetensors"):
             raise ValueError(
                 f"{value[:80]!r} is not a .safetensors file (hub ids are not downloaded here yet): "
                 "give its path"
             )
-        if len(value) > MAX_REF_CHARS:
-            raise ValueError(f"the LoRA path has {len(value)} characters; at most {MAX_REF_CHARS}")
         return value
 
     @field_validator("scale")

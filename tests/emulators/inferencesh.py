@@ -25,6 +25,31 @@ INPUT = {
     "shift": Spec(NUMBER, low=1.0, high=10.0),
     "loras": Spec(list),
 }
+# seed 001: "each config specifies adapter_name, lora_url, and lora_multiplier" (PROVIDERS.md: the
+# SDK's schema also has `lora_file`, the uri of an uploaded file, instead of `lora_url`)
+LORA = {
+    "adapter_name": Spec(str),
+    "lora_url": Spec(str),
+    "lora_file": Spec(str),
+    "lora_multiplier": Spec(NUMBER),
+}
+
+
+def lora_problems(loras: Any) -> list[str]:
+    if not isinstance(loras, list):
+        return []  # check_fields said so already
+    problems: list[str] = []
+    for index, config in enumerate(loras):
+        found = check_fields(config, LORA, required=["adapter_name"])
+        if isinstance(config, dict) and ("lora_url" in config) == ("lora_file" in config):
+            found.append("give one of lora_url or lora_file")
+        url = config.get("lora_url") if isinstance(config, dict) else None
+        if isinstance(url, str) and not url.lower().startswith(("https://", "http://")):
+            found.append("lora_url must be a URL")
+        problems += [f"loras[{index}]: {problem}" for problem in found]
+    return problems
+
+
 NAMES = {
     1: "received",
     7: "running",
@@ -57,6 +82,7 @@ class InferenceShEmulator(Emulator):
         body = await self.admit(request, submit=True)
         problems = check_fields(body, ENVELOPE, required=["app", "input"])
         problems += check_fields(body.get("input"), INPUT, required=["prompt"]) if not problems else []
+        problems += lora_problems(body["input"].get("loras")) if not problems else []
         if problems:
             raise BadRequest(problems)
         given = body["input"]

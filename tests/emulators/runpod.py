@@ -55,6 +55,9 @@ class RunPodEmulator(Emulator):
         if problems:
             raise BadRequest(problems)
         given = body["input"]
+        image = given.get("image")
+        if isinstance(image, str) and not image.lower().startswith(("https://", "http://")):
+            raise BadRequest(["image must be the URL of an input image"])  # seed 004: "URL of an input image"
         width, height = (int(side) for side in given.get("size", "1024*1024").split("*"))
         return self.new_job(width, height, given.get("seed", 1), prefix="sync")
 

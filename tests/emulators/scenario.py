@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import re
 from typing import ClassVar
 
 from starlette.requests import Request
@@ -28,6 +30,10 @@ BODY = {
     "controlnetConditioningScale": Spec(NUMBER),
 }
 CU_PER_IMAGE = 5
+# PROVIDERS.md: `POST /v1/assets` JSON {"name", "image": "data:image/png;base64,..."}, images under 6 MB
+ASSET = {"name": Spec(str), "image": Spec(str)}
+MAX_ASSET_BYTES = 6 * 2**20
+DATA_URL = re.compile(r"data:(image/[a-z+.-]+);base64,(.*)", re.DOTALL)
 
 
 class ScenarioEmulator(Emulator):
@@ -43,7 +49,37 @@ class ScenarioEmulator(Emulator):
             Route(f"{self.prefix}/generate/custom/model_z-image-turbo", self.generate, methods=["POST"]),
             Route(f"{self.prefix}/jobs/{{job_id}}", self.get_job, methods=["GET"]),
             Route(f"{self.prefix}/assets/{{asset_id}}", self.get_asset, methods=["GET"]),
+            Route(f"{self.prefix}/assets", self.upload_asset, methods=["POST"]),
         ]
+
+    @property
+    def uploads(self) -> dict[str, bytes]:
+        """Uploaded assets' bytes by asset id."""
+        if not hasattr(self, "_uploads"):
+            self._uploads: dict[str, bytes] = {}
+        return self._uploads
+
+    def reset(self) -> None:
+        super().reset()
+        self.uploads.clear()
+
+    async def upload_asset(self, request: Request) -> Response:
+        body = await self.admit(request, submit=False)
+        problems = check_fields(body, ASSET, required=["name", "image"])
+        if problems:
+            raise BadRequest(problems)
+        found = DATA_URL.fullmatch(body["image"])
+        if not found:
+            raise BadRequest(["image must be a data URL: data:image/...;base64,..."])
+        try:
+            data = base64.b64decode(found.group(2), validate=True)
+        except binascii.Error:
+            raise BadRequest(["image is not valid base64"]) from None
+        if len(data) >= MAX_ASSET_BYTES:
+            raise BadRequest(["image must be under 6 MB: use /v1/uploads"])
+        asset_id = f"asset_upload{len(self.uploads)}"
+        self.uploads[asset_id] = data
+        return json_response({"asset": {"id": asset_id, "url": "", "mimeType": found.group(1)}})
 
     def authorized(self, request: Request) -> bool:
         pair = f"{self.keys['SCENARIO_SDK_API_KEY']}:{self.keys['SCENARIO_SDK_API_SECRET']}"
@@ -55,6 +91,11 @@ class ScenarioEmulator(Emulator):
     async def generate(self, request: Request) -> Response:
         body = await self.admit(request, submit=True)
         problems = check_fields(body, BODY, required=["prompt"])
+        image = body.get("image")
+        if not problems and image is not None and image not in self.uploads:
+            problems.append(f"image {image!r} is not an asset id: upload the image first")
+        if not problems and image is not None and body.get("controlImage"):
+            problems.append("image cannot be used with controlImage")  # seed 000
         if problems:
             raise BadRequest(problems)
         job = self.new_job(

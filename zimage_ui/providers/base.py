@@ -34,17 +34,48 @@ class Capabilities:
     cost_reporting: bool = False
     local_gpu: bool = False  # runs on this machine's one GPU: shares one queue
     max_seed: int = MAX_SEED  # the largest seed it takes (the local pipeline: MAX_LOCAL_SEED)
-    image_input: bool = False  # takes an input image and mask (image-to-image, inpainting)
+    image_input: bool = False  # takes an input image (image-to-image)
+    # which input image references it takes: "file" (a local file, read here) and/or "url" (https)
+    image_sources: tuple[str, ...] = ("file", "url")
+    mask_input: bool = False  # takes an inpainting mask too
     lora: bool = False  # applies LoRAs
+    # which LoRA references it takes: "file" (a local .safetensors, read here) and/or "url" (https)
+    lora_sources: tuple[str, ...] = ("file",)
+
+
+def is_url(ref: str) -> bool:
+    """An input reference that is an https URL (params allow no other scheme), not a local path."""
+    return ref.lower().startswith("https://")
 
 
 def refuse_inputs(params: GenerationParams, capabilities: Capabilities, label: str) -> None:
     """An input image, mask or LoRA the provider can't take is refused, never silently dropped."""
     problems: dict[str, str] = {}
-    if (params.image or params.mask) and not capabilities.image_input:
+    image = params.image
+    if image and not capabilities.image_input:
         problems["image"] = f"{label} takes no input image: text-to-image only"
+    elif image and not is_url(image) and "file" not in capabilities.image_sources:
+        problems["image"] = (
+            f"{label} needs an https URL for the input image: it can't receive an uploaded or local "
+            "file; put the image at a public https URL and give that, or use the local model"
+        )
+    elif image and is_url(image) and "url" not in capabilities.image_sources:
+        problems["image"] = f"{label} takes the input image as a file, not a URL: download it, give its path"
+    if params.mask and capabilities.image_input and not capabilities.mask_input:
+        problems["mask"] = f"{label} takes no mask (no inpainting): use the local model to inpaint"
     if params.loras and not capabilities.lora:
-        problems["loras"] = f"{label} takes no LoRA: use the local model for LoRAs"
+        only = " (text-to-image only)" if not capabilities.image_input else ""
+        problems["loras"] = f"{label} takes no LoRA{only}: use the local model for LoRAs"
+    elif any(not is_url(lora.ref) for lora in params.loras) and "file" not in capabilities.lora_sources:
+        problems["loras"] = (
+            f"{label} needs an https URL for each LoRA: it can't read a local file; give the "
+            "LoRA's public https URL, or use the local model for local LoRA files"
+        )
+    elif any(is_url(lora.ref) for lora in params.loras) and "url" not in capabilities.lora_sources:
+        problems["loras"] = (
+            f"{label} reads LoRA files only, not URLs: download the .safetensors file and give its "
+            "path (inference.sh takes LoRA URLs)"
+        )
     if problems:
         raise InvalidParams(problems)
 

@@ -88,6 +88,7 @@ LOCAL_CAPABILITIES = Capabilities(
     local_gpu=True,
     max_seed=MAX_LOCAL_SEED,  # a torch generator takes 64 bits; the params stop at A1111's top
     image_input=True,  # ZImageImg2ImgPipeline / ZImageInpaintPipeline, from the loaded pipeline
+    mask_input=True,
     lora=True,
 )
 TINY_DEVICE = DeviceChoice("cpu", "float32")  # the tiny model is built there and stays there

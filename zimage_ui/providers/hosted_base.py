@@ -9,7 +9,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from PIL import Image
@@ -190,6 +190,7 @@ class JobDone:
     cost: Cost | None = None
     queue_s: float | None = None
     run_s: float | None = None
+    notes: list[str] = field(default_factory=list)  # what the run learnt (an uploaded asset's id)
 
 
 async def gather_all(work: Iterable[Awaitable[T]]) -> list[T]:
@@ -334,7 +335,7 @@ class HostedProvider(Provider):
             run_s=outcome.run_s,
             cost=outcome.cost,
             job_id=outcome.job_id,
-            notes=list(prepared.notes),
+            notes=[*prepared.notes, *outcome.notes],
         )
 
     @abc.abstractmethod

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers.base import Capabilities, PreparedRequest, ProgressFn, SentValues
+from zimage_ui.providers.base import Capabilities, PreparedRequest, ProgressFn, SentValues, refuse_inputs
 from zimage_ui.providers.hosted_base import (
     HostedProvider,
     JobDone,
@@ -28,6 +29,11 @@ CAPABILITIES = Capabilities(
     steps_range=(1, 50),
     shift=True,
     max_images=1,
+    # seed 001's schema: "list of lora configs to apply. each config specifies adapter_name,
+    # lora_url, and lora_multiplier". URLs only here (its `lora_file` needs an upload first). No
+    # input image field is documented: text-to-image only.
+    lora=True,
+    lora_sources=("url",),
 )
 
 # The current status table (renumbered 2026-01-10): 9 is UPLOADING, still running; 10 is COMPLETED.
@@ -56,7 +62,7 @@ def inferencesh_body(params: GenerationParams) -> tuple[dict[str, Any], SentValu
     width = snap_side(params.width, SIZE_MULTIPLE, SIZE_MULTIPLE, params.width + SIZE_MULTIPLE)
     height = snap_side(params.height, SIZE_MULTIPLE, SIZE_MULTIPLE, params.height + SIZE_MULTIPLE)
     steps, notes = steps_sent(params, CAPABILITIES, LABEL)
-    body = {
+    body: dict[str, Any] = {
         "app": APP,
         "input": {
             "prompt": params.prompt,
@@ -67,15 +73,44 @@ def inferencesh_body(params: GenerationParams) -> tuple[dict[str, Any], SentValu
             "shift": params.shift,
         },
     }
-    sent = SentValues(width=width, height=height, steps=steps, seed=params.seed, shift=params.shift)
+    refuse_inputs(params, CAPABILITIES, "inferencesh")  # an image or a local LoRA: never dropped
+    loras = lora_configs(params)
+    if loras:
+        body["input"]["loras"] = loras
+    sent = SentValues(
+        width=width,
+        height=height,
+        steps=steps,
+        seed=params.seed,
+        shift=params.shift,
+        # no file hash: inference.sh fetches the file, this machine never sees its bytes
+        loras=tuple((lora["adapter_name"], lora["lora_multiplier"], "") for lora in loras),
+    )
     notes = [
         *size_note(
             (params.width, params.height), (width, height), "inference.sh rounds sides to multiples of 8"
         ),
         *notes,
         *unsupported_notes(params, CAPABILITIES, LABEL),
+        *(
+            f"LoRA {lora['adapter_name']} sent as its URL for {LABEL} to fetch, "
+            f"multiplier {lora['lora_multiplier']:g}"
+            for lora in loras
+        ),
     ]
     return body, sent, notes
+
+
+def lora_configs(params: GenerationParams) -> list[dict[str, Any]]:
+    """`loras`: `[{adapter_name, lora_url, lora_multiplier}]`, one adapter name per LoRA."""
+    configs: list[dict[str, Any]] = []
+    for index, lora in enumerate(params.loras):
+        stem = lora.ref.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].removesuffix(".safetensors")
+        name = re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_")[:40] or "lora"
+        configs.append(
+            {"adapter_name": f"{name}_{index}", "lora_url": lora.ref, "lora_multiplier": lora.scale}
+        )
+    return configs
 
 
 def unwrap(payload: Any) -> dict[str, Any]:

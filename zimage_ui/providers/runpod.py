@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers.base import Capabilities, Cost, PreparedRequest, ProgressFn, SentValues
+from zimage_ui.providers.base import (
+    Capabilities,
+    Cost,
+    PreparedRequest,
+    ProgressFn,
+    SentValues,
+    refuse_inputs,
+)
 from zimage_ui.providers.hosted_base import (
     HostedProvider,
     JobDone,
@@ -35,7 +42,13 @@ CAPABILITIES = Capabilities(
     steps_range=None,
     max_images=1,
     cost_reporting=True,
+    # seed 004: `input.image` "URL of an input image for image-to-image generation" and
+    # `input.strength` "Range: 0.0-1.0" (default 0.8). A URL only: no base64 or data: URI is
+    # documented, so a local file is refused (RunPod must fetch the image itself). No mask, no LoRA.
+    image_input=True,
+    image_sources=("url",),
 )
+RUNPOD_DEFAULT_STRENGTH = 0.8  # seed 004's default, used only when no strength is sent
 PHASES = {
     "IN_QUEUE": "running",
     "IN_PROGRESS": "running",
@@ -50,6 +63,7 @@ MESSAGES = {"IN_QUEUE": "in queue", "IN_PROGRESS": "running"}
 def runpod_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, list[str]]:
     """Params (seed concrete) -> `{"input": {...}}`: size "W*H" from the fixed list; no steps field."""
     assert params.seed is not None
+    refuse_inputs(params, CAPABILITIES, "runpod")  # a local file, a mask or a LoRA: never dropped
     width, height = nearest_listed(params.width, params.height, SIZES)
     steps, step_notes = steps_sent(params, CAPABILITIES, LABEL)
     body = {
@@ -66,7 +80,15 @@ def runpod_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, l
         *step_notes,
         *unsupported_notes(params, CAPABILITIES, LABEL),
     ]
-    return body, SentValues(width=width, height=height, steps=steps, seed=params.seed), notes
+    strength = params.strength
+    if params.image is not None and strength is not None:  # prepare refused a local file already
+        body["input"] |= {"image": params.image, "strength": strength}
+        notes.append(
+            f"input image sent as its URL for {LABEL} to fetch, strength {strength:g} "
+            f"(sent explicitly: {LABEL}'s own default is {RUNPOD_DEFAULT_STRENGTH:g})"
+        )
+    sent = SentValues(width=width, height=height, steps=steps, seed=params.seed, strength=strength)
+    return body, sent, notes
 
 
 def job_state(data: Any) -> JobState:
