@@ -114,7 +114,7 @@ async def test_runpod_emulator_checks_image_and_strength(
 
 # -- inference.sh: `loras` [{adapter_name, lora_url, lora_multiplier}], seed 001; no image field ----
 
-LORA_URL = "https://huggingface.co/someone/styles/resolve/main/ink-wash.safetensors"
+LORA_URL = "https://loras.example.test/styles/ink-wash.safetensors"  # never fetched: sent as text
 
 
 def test_inferencesh_maps_lora_urls() -> None:
