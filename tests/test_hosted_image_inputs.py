@@ -144,7 +144,7 @@ def test_inferencesh_without_loras_sends_no_loras_field() -> None:
         (
             {"loras": [{"ref": "styles/ink.safetensors"}]},
             "loras",
-            "inferencesh needs an https URL for each LoRA",
+            "it can't read a local file; give an https URL",
         ),
         ({"loras": [{"ref": LORA_URL}, {"ref": "x.safetensors"}]}, "loras", "can't read a local file"),
         ({"image": URL}, "image", "inferencesh takes no input image: text-to-image only"),
@@ -182,7 +182,7 @@ def test_the_local_model_refuses_lora_urls_clearly(tmp_path) -> None:
     p = params(loras=[{"ref": LORA_URL}])
     with pytest.raises(InvalidParams) as caught:
         refuse_inputs(p, get_provider("diffusers-tiny").capabilities, "diffusers-tiny")
-    assert "reads LoRA files only, not URLs" in caught.value.fields["loras"]
+    assert "it takes no LoRA URL" in caught.value.fields["loras"]
     with pytest.raises(InvalidParams, match="LoRA URLs are not downloaded for the local model"):
         load_inputs(p)
     assert load_inputs(p, skip_urls=True).loras == ()  # the CLI's early check leaves it to the provider

@@ -61,7 +61,10 @@ def test_strength_defaults_to_0_6_with_an_image_and_cuts_the_steps_as_diffusers_
         ({"image": "http://example.com/a.png"}, "inputs.image", "https URL"),
         # https LoRA URLs pass here (inference.sh fetches them); the local model refuses them at the run
         ({"loras": [{"ref": "http://example.com/x.safetensors"}]}, "inputs.loras.0.ref", "are not read"),
-        ({"loras": [{"ref": "org/some-lora"}]}, "inputs.loras.0.ref", "not a .safetensors file"),
+        ({"loras": [{"ref": "org/some lora"}]}, "inputs.loras.0.ref", "neither a .safetensors file"),
+        ({"image": "a.png", "control_image": "c.png"}, "inputs", "can't be used together"),
+        ({"control_image": "c.png", "control_scale": 3}, "inputs.control_scale", "outside 0..2"),
+        ({"control_image": "c.png", "control_kind": "normal"}, "inputs.control_kind", "canny"),
         ({"loras": [{"ref": "x.safetensors", "scale": 9}]}, "inputs.loras.0.scale", "outside -4..4"),
         ({"image": "in.png", "colour": 1}, "inputs.colour", "unknown field"),
     ],

@@ -7,6 +7,7 @@ Names follow diffusers. Everything that reaches a provider passes through
 from __future__ import annotations
 
 import random
+import re
 from typing import Literal
 
 from pydantic import (
@@ -48,8 +49,30 @@ class ProviderOptions(BaseModel):
 
 
 DEFAULT_STRENGTH = 0.6
+DEFAULT_CONTROL_SCALE = 0.75  # diffusers' ZImageControlNetPipeline default
+MAX_CONTROL_SCALE = 2.0
+# What a control image shows, as the Z-Image-Turbo Fun ControlNet Union names its conditions. The
+# image is given already made (an edge map, a depth map, a pose skeleton): no preprocessor runs here.
+ControlKind = Literal["canny", "hed", "depth", "pose", "mlsd"]
+CONTROL_KINDS: tuple[str, ...] = ("canny", "hed", "depth", "pose", "mlsd")
 MAX_LORAS = 4
 MAX_REF_CHARS = 2000
+# A model id: a hub repo ("owner/name", optionally "/file.safetensors" after it) or a provider's own
+# model id (Scenario's "model_..."): letters, digits, "._-" and at most three "/"-separated parts.
+_MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+){0,2}")
+_WEIGHT_FILES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".gguf")
+LoraSource = Literal["file", "url", "id"]
+
+
+def lora_source(ref: str) -> LoraSource:
+    """What a LoRA reference is: an https URL, a local .safetensors file, or a model id (a hub repo
+    id, or a provider's model id)."""
+    if ref.lower().startswith("https://"):
+        return "url"
+    hub_file = ref.count("/") == 2 and not ref.startswith(("/", "~", ".")) and not {":", "\\"} & set(ref)
+    if ref.lower().endswith(".safetensors") and not hub_file:
+        return "file"
+    return "id"
 
 
 def _ref(value: str, what: str) -> str:
@@ -71,9 +94,9 @@ class LoraRef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ref: str = Field(
-        description="A local .safetensors file (diffusers/peft or kohya format), or the https URL of "
-        "one for a hosted provider that fetches LoRAs itself (inference.sh). The local model reads "
-        "files only: URLs and hub ids are not downloaded here, download the file and give its path."
+        description="A .safetensors file (diffusers/peft or kohya format): a local path, an https URL, "
+        "or a model id (a Hugging Face repo 'owner/name' or 'owner/name/file.safetensors', or a "
+        "provider's LoRA model id such as Scenario's 'model_...')."
     )
     scale: float = Field(1.0, description="How strongly it applies, -4..4 (0: no effect).")
 
@@ -91,12 +114,22 @@ class LoraRef(BaseModel):
                     "https URL for a provider that takes LoRA URLs (inference.sh)"
                 )
             return value
-        if not value.lower().endswith(".safetensors"):
+        if not value:
             raise ValueError(
-                f"{value[:80]!r} is not a .safetensors file (hub ids are not downloaded here yet): "
-                "give its path"
+                "the LoRA reference is empty: give a .safetensors path, an https URL or a model id"
+            )
+        if value.lower().endswith(_WEIGHT_FILES):
+            raise ValueError(f"{value[:80]!r} is not a .safetensors file: LoRAs are read from those only")
+        if lora_source(value) == "id" and not _MODEL_ID.fullmatch(value):
+            raise ValueError(
+                f"{value[:80]!r} is neither a .safetensors file nor a model id ('owner/name' on the "
+                "hub, or a provider's model id): give one of those, or an https URL"
             )
         return value
+
+    @property
+    def source(self) -> LoraSource:
+        return lora_source(self.ref)
 
     @field_validator("scale")
     @classmethod
@@ -126,6 +159,19 @@ class ImageInputs(BaseModel):
         description="Inpainting mask (white: redraw, black: keep), a file path or an https URL, the "
         "input image's size; needs an image.",
     )
+    control_image: str | None = Field(
+        None,
+        description="ControlNet control image (an edge map, depth map or pose skeleton, already made), "
+        "a file path or an https URL; not together with an input image.",
+    )
+    control_kind: ControlKind = Field(
+        "canny", description="What the control image shows: " + ", ".join(CONTROL_KINDS) + "."
+    )
+    control_scale: float | None = Field(
+        None,
+        description=f"How strongly the control image steers, 0..{MAX_CONTROL_SCALE:g} "
+        f"(default {DEFAULT_CONTROL_SCALE}).",
+    )
     loras: tuple[LoraRef, ...] = Field((), description=f"LoRAs to apply, at most {MAX_LORAS}.")
 
     @field_validator("image")
@@ -137,6 +183,18 @@ class ImageInputs(BaseModel):
     @classmethod
     def _mask(cls, value: str | None) -> str | None:
         return None if value is None else _ref(value, "mask")
+
+    @field_validator("control_image")
+    @classmethod
+    def _control_image(cls, value: str | None) -> str | None:
+        return None if value is None else _ref(value, "control image")
+
+    @field_validator("control_scale")
+    @classmethod
+    def _control_scale(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 <= value <= MAX_CONTROL_SCALE:
+            raise ValueError(f"control scale {value} is outside 0..{MAX_CONTROL_SCALE:g}")
+        return value
 
     @field_validator("strength")
     @classmethod
@@ -156,7 +214,19 @@ class ImageInputs(BaseModel):
     def _mask_needs_image(self) -> ImageInputs:
         if self.mask is not None and self.image is None:
             raise ValueError("a mask needs an input image: give the image to inpaint too")
+        if self.control_image is not None and self.image is not None:
+            raise ValueError(
+                "a control image and an input image can't be used together: ControlNet draws a new "
+                "image guided by the control image; remove one of them"
+            )
         return self
+
+    @property
+    def effective_control_scale(self) -> float | None:
+        """The control scale really used: None without a control image."""
+        if self.control_image is None:
+            return None
+        return DEFAULT_CONTROL_SCALE if self.control_scale is None else self.control_scale
 
     @property
     def effective_strength(self) -> float | None:
@@ -167,7 +237,14 @@ class ImageInputs(BaseModel):
 
     @property
     def empty(self) -> bool:
-        return self.image is None and self.mask is None and not self.loras and self.strength is None
+        return (
+            self.image is None
+            and self.mask is None
+            and not self.loras
+            and self.strength is None
+            and self.control_image is None
+            and self.control_scale is None
+        )
 
 
 def steps_run(steps: int, strength: float | None) -> int:
@@ -243,6 +320,20 @@ class GenerationParams(BaseModel):
     @property
     def loras(self) -> tuple[LoraRef, ...]:
         return self.inputs.loras if self.inputs else ()
+
+    @property
+    def control_image(self) -> str | None:
+        return self.inputs.control_image if self.inputs else None
+
+    @property
+    def control_kind(self) -> str | None:
+        """What the control image shows (None without one)."""
+        return self.inputs.control_kind if self.inputs and self.inputs.control_image else None
+
+    @property
+    def control_scale(self) -> float | None:
+        """The ControlNet scale really used (None: no control image)."""
+        return self.inputs.effective_control_scale if self.inputs else None
 
     @property
     def steps_run(self) -> int:

@@ -39,13 +39,24 @@ class Capabilities:
     image_sources: tuple[str, ...] = ("file", "url")
     mask_input: bool = False  # takes an inpainting mask too
     lora: bool = False  # applies LoRAs
-    # which LoRA references it takes: "file" (a local .safetensors, read here) and/or "url" (https)
+    # which LoRA references it takes: "file" (a local .safetensors, read here), "url" (https) and/or
+    # "id" (a model id: a hub repo for the local model, the provider's own LoRA model id for Scenario)
     lora_sources: tuple[str, ...] = ("file",)
+    control_input: bool = False  # takes a ControlNet control image
+    control_kinds: tuple[str, ...] = ()  # which kinds of control image (params.CONTROL_KINDS)
 
 
 def is_url(ref: str) -> bool:
     """An input reference that is an https URL (params allow no other scheme), not a local path."""
     return ref.lower().startswith("https://")
+
+
+LORA_SOURCE_WORDS = {"file": "a local .safetensors file", "url": "an https URL", "id": "a model id"}
+LORA_SOURCE_HINTS = {
+    "file": "it can't read a local file; give {takes}, or use the local model for local LoRA files",
+    "url": "it takes no LoRA URL; give {takes}",
+    "id": "it doesn't know that model id; give {takes}",
+}
 
 
 def refuse_inputs(params: GenerationParams, capabilities: Capabilities, label: str) -> None:
@@ -66,16 +77,22 @@ def refuse_inputs(params: GenerationParams, capabilities: Capabilities, label: s
     if params.loras and not capabilities.lora:
         only = " (text-to-image only)" if not capabilities.image_input else ""
         problems["loras"] = f"{label} takes no LoRA{only}: use the local model for LoRAs"
-    elif any(not is_url(lora.ref) for lora in params.loras) and "file" not in capabilities.lora_sources:
-        problems["loras"] = (
-            f"{label} needs an https URL for each LoRA: it can't read a local file; give the "
-            "LoRA's public https URL, or use the local model for local LoRA files"
+    elif params.loras:
+        taken = capabilities.lora_sources
+        refused = [lora for lora in params.loras if lora.source not in taken]
+        if refused:
+            problems["loras"] = f"{label} can't take the LoRA {refused[0].ref[:80]!r}: " + LORA_SOURCE_HINTS[
+                refused[0].source
+            ].format(takes=" or ".join(LORA_SOURCE_WORDS[source] for source in taken))
+    control = params.control_image
+    if control and not capabilities.control_input:
+        problems["control_image"] = f"{label} takes no control image (no ControlNet): use the local model"
+    elif control and params.control_kind not in capabilities.control_kinds:
+        problems["control_kind"] = (
+            f"{label} takes {', '.join(capabilities.control_kinds)} control images, not {params.control_kind}"
         )
-    elif any(is_url(lora.ref) for lora in params.loras) and "url" not in capabilities.lora_sources:
-        problems["loras"] = (
-            f"{label} reads LoRA files only, not URLs: download the .safetensors file and give its "
-            "path (inference.sh takes LoRA URLs)"
-        )
+    elif control and not is_url(control) and "file" not in capabilities.image_sources:
+        problems["control_image"] = f"{label} needs an https URL for the control image, not a file"
     if problems:
         raise InvalidParams(problems)
 
@@ -102,6 +119,7 @@ class SentValues:
     strength: float | None = None  # image-to-image: how much of the input image was redrawn
     # LoRAs applied: (name, scale, short file hash); known once the run has read the files
     loras: tuple[tuple[str, float, str], ...] = ()
+    control: tuple[str, float] | None = None  # ControlNet: (kind, scale) of the control image sent
 
     @property
     def steps_label(self) -> str:
