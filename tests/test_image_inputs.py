@@ -16,7 +16,7 @@ from zimage_ui.image_inputs import MAX_INPUT_PIXELS, fetch_remote, load_inputs
 from zimage_ui.infotext import read_png_settings
 from zimage_ui.metadata import infotext, png_with_chunks, provenance
 from zimage_ui.params import GenerationParams, ImageInputs, parse_params
-from zimage_ui.presets import preset_from_params
+from zimage_ui.presets import preset_from_params, validate_preset
 from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import SentValues
 from zimage_ui.providers.hosted import HOSTED_PROVIDERS
@@ -76,9 +76,15 @@ def test_bad_inputs_are_refused_with_a_clear_message(inputs, field, words):
     assert words in caught.value.fields[field]
 
 
-def test_presets_refuse_image_inputs_clearly():
-    with pytest.raises(PresetError, match="presets don't carry input images"):
-        preset_from_params(_params(image="in.png"), "diffusers-tiny")
+def test_presets_leave_local_files_out_and_refuse_them_on_import():
+    left_out: list[str] = []
+    preset = preset_from_params(_params(image="in.png", strength=0.4), "diffusers-tiny", left_out=left_out)
+    assert preset.inputs is not None and preset.inputs.image is None and preset.inputs.strength == 0.4
+    assert left_out == [
+        "input image 'in.png' left out of the preset: it is a local file; presets carry images as https URLs"
+    ]
+    with pytest.raises(PresetError, match=r"input image 'in\.png' is a local path: presets carry"):
+        validate_preset({"prompt": "p", "provider": "diffusers-tiny", "inputs": {"image": "in.png"}})
 
 
 # -- reading the files -----------------------------------------------------------------------

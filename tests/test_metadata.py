@@ -218,3 +218,33 @@ def test_only_a_providers_png_is_spliced_a_jpeg_is_encoded():
         Image.new("RGB", (16, 16), (10, 20, 30)).save(buffer, format=fmt)
         image = decode_image("p", buffer.getvalue())
         assert (spliceable_png(image) is not None) is spliced
+
+
+def test_the_record_keeps_file_names_never_server_paths() -> None:
+    from zimage_ui.metadata import provenance
+    from zimage_ui.params import GenerationParams
+    from zimage_ui.providers.base import SentValues
+
+    params = GenerationParams(
+        prompt="a kite",
+        seed=3,
+        inputs={
+            "image": "/tmp/gradio/0f3a/holiday photo.png",
+            "mask": "/tmp/gradio/0f3a/mask.png",
+            "strength": 0.4,
+            "loras": [
+                {"ref": "/home/owner/loras/ink.safetensors", "scale": 0.8},
+                {"ref": "https://loras.example.test/pen.safetensors", "scale": 0.5},
+                {"ref": "someone/watercolour", "scale": 1.0},
+            ],
+        },
+    )
+    record = provenance(params, SentValues(width=1024, height=1024, steps=8, seed=3), "diffusers-tiny")
+    inputs = record["params"]["inputs"]
+    assert (inputs["image"], inputs["mask"], inputs["strength"]) == ("holiday photo.png", "mask.png", 0.4)
+    assert [lora["ref"] for lora in inputs["loras"]] == [
+        "ink.safetensors",
+        "https://loras.example.test/pen.safetensors",
+        "someone/watercolour",
+    ]
+    assert "/tmp/gradio" not in str(record) and "/home/owner" not in str(record)

@@ -42,7 +42,10 @@ from zimage_ui.cli_output import PROG
 from zimage_ui.compare import Side
 from zimage_ui.errors import InvalidParams
 from zimage_ui.params import (
+    CONTROL_KINDS,
+    DEFAULT_CONTROL_SCALE,
     DEFAULT_STRENGTH,
+    MAX_CONTROL_SCALE,
     MAX_LORAS,
     MAX_SEED,
     MAX_SIDE,
@@ -286,6 +289,47 @@ def add_input_flags(parser: argparse.ArgumentParser) -> None:
         help=f"a local .safetensors LoRA and its scale (default scale 1); repeat for up to {MAX_LORAS}"
         " (default: none)",
     )
+    inputs.add_argument(
+        "--control-image",
+        type=parse_control_image,
+        metavar="[KIND=]PATH_OR_URL",
+        help="ControlNet control image, already made (an edge map, depth map or pose skeleton), resized"
+        f" to --width x --height; KIND is what it shows: {', '.join(CONTROL_KINDS)} (default: canny);"
+        " not with --image (default: none)",
+    )
+    inputs.add_argument(
+        "--control-scale",
+        type=parse_control_scale,
+        metavar="X",
+        help=f"how strongly --control-image steers, 0..{MAX_CONTROL_SCALE:g}"
+        f" (default: {DEFAULT_CONTROL_SCALE:g})",
+    )
+
+
+def parse_control_image(text: str) -> tuple[str, str]:
+    """`--control-image KIND=PATH` or a bare PATH (canny): (kind, path). A word before `=` that
+    is no kind is refused (a path holding `=` elsewhere stays a path)."""
+    kind, sep, ref = text.partition("=")
+    if not sep or not kind.isalpha():
+        kind, ref = "canny", text
+    if kind not in CONTROL_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"{kind[:40]!r} is no control kind: use one of {', '.join(CONTROL_KINDS)}"
+        )
+    if not ref.strip():
+        raise argparse.ArgumentTypeError(f"{text[:80]!r}: give the control image's path or https URL")
+    return kind, ref
+
+
+def parse_control_scale(text: str) -> float:
+    """`--control-scale X`: a number in 0..MAX_CONTROL_SCALE."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+    if not 0.0 <= value <= MAX_CONTROL_SCALE:
+        raise argparse.ArgumentTypeError(f"{value:g} is outside 0..{MAX_CONTROL_SCALE:g}")
+    return value
 
 
 def parse_lora(text: str) -> LoraRef:

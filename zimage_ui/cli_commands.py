@@ -89,6 +89,10 @@ def params_from_args(args: argparse.Namespace, preset: Preset | None = None) -> 
         "mask": getattr(args, "mask", None),
         "loras": [lora.model_dump() for lora in getattr(args, "lora", None) or []],
     }
+    if control := getattr(args, "control_image", None):
+        inputs["control_kind"], inputs["control_image"] = control
+    if (scale := getattr(args, "control_scale", None)) is not None:
+        inputs["control_scale"] = scale
     if any(inputs.values()) or inputs["strength"] is not None:
         merged["inputs"] = inputs
     return parse_params(**merged)

@@ -1,4 +1,5 @@
-"""Reading a run's image inputs: the input image, the mask and the LoRA files its params name.
+"""Reading a run's image inputs: the input image, the mask, the ControlNet control image and the
+LoRA files its params name.
 
 `GenerationParams.inputs` holds references only (a path or an https URL), so params stay plain
 values (presets, links, ZeroGPU's pickling). Just before a local run the references are read:
@@ -15,14 +16,16 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
 
 from zimage_ui.errors import InvalidParams, ProviderError
-from zimage_ui.params import MAX_SIDE, GenerationParams, ImageInputs
+from zimage_ui.lora_downloads import display_name
+from zimage_ui.params import MAX_SIDE, GenerationParams, ImageInputs, LoraRef, lora_source
 
 if TYPE_CHECKING:
     from zimage_ui.providers.http import HttpEngine
@@ -59,6 +62,7 @@ class LoadedInputs:
     mask: Image.Image | None = None  # L, the size asked; white: redraw
     loras: tuple[LoraFile, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    control: Image.Image | None = None  # ControlNet's control image: RGB, the size asked
 
 
 def _is_url(ref: str) -> bool:
@@ -109,7 +113,8 @@ async def fetch_remote(inputs: ImageInputs | None, engine: HttpEngine | None = N
     from zimage_ui.providers.http import HttpEngine
 
     fetched: dict[str, bytes] = {}
-    urls = [ref for ref in (inputs.image, inputs.mask) if ref and _is_url(ref)] if inputs else []
+    refs = (inputs.image, inputs.mask, inputs.control_image) if inputs else ()
+    urls = [ref for ref in refs if ref and _is_url(ref)]
     if inputs is None or not urls:
         return fetched
     engine = engine or HttpEngine(max_image_bytes=MAX_INPUT_BYTES)
@@ -120,21 +125,33 @@ async def fetch_remote(inputs: ImageInputs | None, engine: HttpEngine | None = N
             try:
                 image = await session.download_image(url)
             except ProviderError as exc:
-                raise InvalidParams({"image" if url == inputs.image else "mask": exc.detail}) from None
+                raise InvalidParams({_url_field(inputs, url): exc.detail}) from None
             data = image.info.get(SOURCE_BYTES)
             fetched[url] = data if isinstance(data, bytes) else b""
     return fetched
 
 
-def lora_file(ref: str, scale: float) -> LoraFile:
-    """A LoRA file checked and hashed (InvalidParams naming `loras` when it can't be read)."""
-    if _is_url(ref):
-        raise InvalidParams(
-            {
-                "loras": "LoRA URLs are not downloaded for the local model: download the .safetensors "
-                "file and give its path (inference.sh takes LoRA URLs)"
-            }
-        )
+def _url_field(inputs: ImageInputs, url: str) -> str:
+    """The params field a downloaded URL came from (for the error naming it)."""
+    if url == inputs.image:
+        return "image"
+    return "control_image" if url == inputs.control_image else "mask"
+
+
+def lora_file(ref: str, scale: float, downloaded: Mapping[str, str] | None = None) -> LoraFile:
+    """A LoRA file checked and hashed (InvalidParams naming `loras` when it can't be read).
+
+    An https URL or hub id is read from its downloaded copy (`downloaded`, from
+    `lora_downloads.download_loras`), named after the URL's file or the repo, not the cache file.
+    """
+    if lora_source(ref) != "file":
+        copy = (downloaded or {}).get(ref)
+        if copy is None:
+            raise InvalidParams(
+                {"loras": f"the LoRA {ref[:200]!r} was not downloaded: the local model downloads it first"}
+            )
+        read = lora_file(copy, scale)
+        return replace(read, name=display_name(LoraRef(ref=ref, scale=scale)))
     path = Path(ref).expanduser()
     try:
         size = path.stat().st_size
@@ -158,24 +175,34 @@ def _image(name: str, ref: str, fetched: dict[str, bytes]) -> Image.Image:
 
 
 def load_inputs(
-    params: GenerationParams, fetched: dict[str, bytes] | None = None, *, skip_urls: bool = False
+    params: GenerationParams,
+    fetched: dict[str, bytes] | None = None,
+    *,
+    skip_urls: bool = False,
+    lora_paths: Mapping[str, str] | None = None,
 ) -> LoadedInputs:
     """The params' image inputs read, checked and sized for the run (InvalidParams on a problem).
 
     `fetched`: the URLs' bytes from `fetch_remote`; a URL not in it is refused, or with
     `skip_urls` (checking local files before any work, as the CLI does) left for the run.
+    `lora_paths`: the downloaded copies of URL and hub-id LoRAs (`lora_downloads.download_loras`).
     """
     inputs = params.inputs
     if inputs is None:
         return LoadedInputs()
     if skip_urls and any(ref and _is_url(ref) for ref in (inputs.image, inputs.mask)):
         inputs = inputs.model_copy(update={"image": None, "mask": None})
+    if skip_urls and inputs.control_image and _is_url(inputs.control_image):
+        inputs = inputs.model_copy(update={"control_image": None})
     fetched = fetched or {}
     loras = tuple(
-        lora_file(lora.ref, lora.scale)
+        lora_file(lora.ref, lora.scale, lora_paths)
         for lora in inputs.loras
-        if not (skip_urls and _is_url(lora.ref))  # a hosted provider fetches these itself
+        if not (skip_urls and lora.source != "file")  # downloaded by the run, or a provider's own
     )
+    if inputs.control_image is not None:  # never with an input image (the params refuse both)
+        control, control_notes = _control(inputs.control_image, fetched, params)
+        return LoadedInputs(loras=loras, notes=control_notes, control=control)
     if inputs.image is None:
         return LoadedInputs(loras=loras)
     source = _image("image", inputs.image, fetched)
@@ -199,3 +226,16 @@ def load_inputs(
         notes.append(f"input image {source.width}x{source.height} resized to {params.size}")
         image = image.resize(size, Image.Resampling.LANCZOS)
     return LoadedInputs(image, mask, loras, tuple(notes))
+
+
+def _control(
+    ref: str, fetched: dict[str, bytes], params: GenerationParams
+) -> tuple[Image.Image, tuple[str, ...]]:
+    """The control image read and checked like the input image (same caps), RGB at the size asked."""
+    source = _image("control_image", ref, fetched)
+    control = source.convert("RGB")
+    size = (params.width, params.height)
+    if control.size == size:
+        return control, ()
+    note = f"control image {source.width}x{source.height} resized to {params.size}"
+    return control.resize(size, Image.Resampling.LANCZOS), (note,)

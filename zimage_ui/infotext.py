@@ -8,10 +8,12 @@ same here; Fooocus's JSON and a ComfyUI graph's sampler are read through the sam
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from PIL import Image
@@ -21,6 +23,7 @@ from zimage_ui import foreign_metadata
 from zimage_ui.errors import InvalidParams
 from zimage_ui.foreign_metadata import COMFY_KEYS, FOOOCUS_SCHEME_KEY, Found
 from zimage_ui.metadata import (
+    CONTROLNET_KEY,
     PARAMETERS_KEY,
     SAMPLER,
     SCHEDULE_TYPE,
@@ -28,7 +31,7 @@ from zimage_ui.metadata import (
     ZIMAGE_SCHEMA,
     png_text_chunks,
 )
-from zimage_ui.params import MAX_SEED, MODEL_NAME, GenerationParams
+from zimage_ui.params import CONTROL_KINDS, MAX_SEED, MODEL_NAME, GenerationParams, ImageInputs
 from zimage_ui.providers import PROVIDERS
 
 # The webui's own patterns: `Key: value` pairs (values may be JSON-quoted), and WxH sizes.
@@ -167,7 +170,24 @@ def _our_inputs(prompt: str | None, values: dict[str, str]) -> tuple[str | None,
             inputs["loras"] = loras
             prompt = RE_LORA_TAG.sub("", prompt).strip()
             used.append("Lora hashes")
+    control = _controlnet_unit(values.get(CONTROLNET_KEY, ""))
+    if control and _problem({"inputs": control}) is None:
+        inputs.update(control)
+        used.append(CONTROLNET_KEY)
     return prompt, inputs, used
+
+
+def _controlnet_unit(value: str) -> dict[str, Any]:
+    """`control_kind` and `control_scale` from sd-webui-controlnet's `ControlNet 0` value
+    (`Module: canny, Model: ..., Weight: 0.75, ...`); {} when it names neither. The control image
+    itself is not in the text."""
+    parts = dict(part.partition(": ")[::2] for part in value.split(", ") if ": " in part)
+    found: dict[str, Any] = {}
+    if parts.get("Module", "").strip() in CONTROL_KINDS:
+        found["control_kind"] = parts["Module"].strip()
+        with contextlib.suppress(ValueError):
+            found["control_scale"] = float(parts.get("Weight", ""))
+    return found
 
 
 def _seed_note(seed: object) -> str:
@@ -231,9 +251,11 @@ def _from_values(found: Found, source: Source, prefix: str = "") -> ReadBack:
     if inputs:
         params["inputs"] = inputs
     shown = [_LABELS[name] for name in params if name in _LABELS and (name != "negative_prompt" or negative)]
-    shown += ["strength"] * ("strength" in inputs) + [
-        f"LoRA {lora['ref']}" for lora in inputs.get("loras", [])
-    ]
+    shown += (
+        ["strength"] * ("strength" in inputs)
+        + ["ControlNet kind and weight"] * ("control_kind" in inputs)
+        + [f"LoRA {lora['ref']}" for lora in inputs.get("loras", [])]
+    )
     loaded = ", ".join(dict.fromkeys(shown))
     message = f"{_INTROS[source]}: {loaded or 'nothing usable'}."
     if unusable:
@@ -247,6 +269,8 @@ def _from_values(found: Found, source: Source, prefix: str = "") -> ReadBack:
         message += " LoRA files are looked for by name (NAME.safetensors): give their paths if elsewhere."
     if "strength" in inputs:
         message += " Give the input image again: its file is not in the text."
+    if "control_kind" in inputs:
+        message += " Give the control image again: its file is not in the text."
     model = values.get("Model")
     if model and model != MODEL_NAME:
         message += f" Made with {model}, not {MODEL_NAME}: its steps and CFG scale suit that model."
@@ -291,11 +315,64 @@ def _from_zimage(raw: str) -> ReadBack | str:
         default = sent.get("steps_default")
         written = f"; the parameters text gives {default}, {MODEL_NAME}'s documented count" if default else ""
         steps = f"steps chosen by the provider (none sent{written})"
+    values = params.model_dump(mode="json")
+    inputs, loaded, notes = _recorded_inputs(params.inputs)
+    if inputs is None:
+        values.pop("inputs", None)
+    else:
+        values["inputs"] = inputs
     message = (
         f"Loaded from the image's zimage-ui record: seed {params.seed}, {params.size}, "
-        f"{steps}" + (f", provider {provider}." if provider else ".") + _seed_note(params.seed)
+        f"{steps}{''.join(f', {item}' for item in loaded)}"
+        + (f", provider {provider}." if provider else ".")
+        + _seed_note(params.seed)
+        + "".join(f" {note}" for note in notes)
     )
-    return ReadBack(params.model_dump(mode="json"), provider, "zimage", ignored, message)
+    return ReadBack(values, provider, "zimage", ignored, message)
+
+
+def _recorded_inputs(inputs: ImageInputs | None) -> tuple[dict[str, Any] | None, list[str], list[str]]:
+    """The image inputs of our own record as settings: (inputs, what was loaded, notes).
+
+    LoRA URLs and hub ids come back with their scales, as do the strength and the control kind and
+    scale; https images come back as they are. A local file comes back by name only (a LoRA), or
+    not at all (an image): a path is only good on the machine that made the image.
+    """
+    if inputs is None:
+        return None, [], []
+    loaded: list[str] = []
+    notes: list[str] = []
+    update: dict[str, Any] = {}
+    for name, what in (("image", "input image"), ("mask", "mask"), ("control_image", "control image")):
+        ref = getattr(inputs, name)
+        if ref and not ref.lower().startswith("https://"):
+            update[name] = None
+            notes.append(f"Give the {what} again: it was a local file ({Path(ref).name[:80]!r}).")
+        elif ref:
+            loaded.append(f"{what} {ref[:200]}")
+    if "image" in update and inputs.mask and "mask" not in update:
+        update["mask"] = None
+        notes.append("Give the mask again with the input image.")
+    loras = []
+    for lora in inputs.loras:
+        ref = lora.ref
+        if lora.source == "file":
+            ref = Path(ref).name
+            notes.append(f"The LoRA {ref!r} was a local file: give it again if it isn't found here.")
+        loras.append({"ref": ref, "scale": lora.scale})
+        loaded.append(f"LoRA {ref} ({lora.scale:g})")
+    update["loras"] = tuple(loras)
+    if inputs.strength is not None:
+        loaded.append(f"strength {inputs.strength:g}")
+    if inputs.control_scale is not None or inputs.control_image is not None:
+        loaded.append(
+            f"control {inputs.control_kind} {inputs.effective_control_scale or inputs.control_scale:g}"
+        )
+    try:
+        kept = ImageInputs.model_validate({**inputs.model_dump(), **update})
+    except ValidationError:  # a name that is no longer a valid reference on its own: leave inputs out
+        return None, [], [*notes, "The record's image inputs could not be used."]
+    return (None if kept.empty else kept.model_dump(mode="json")), loaded, notes
 
 
 def _user_comment(image: Image.Image) -> str | None:

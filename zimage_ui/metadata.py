@@ -10,11 +10,12 @@ import io
 import json
 import struct
 import zlib
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from zimage_ui.params import MODEL_NAME, GenerationParams
+from zimage_ui.params import MODEL_NAME, GenerationParams, lora_source
 from zimage_ui.providers.base import SOURCE_BYTES, SentValues
 
 PARAMETERS_KEY = "parameters"
@@ -42,6 +43,18 @@ def a1111_quote(value: object) -> str:
 SAMPLER = "Euler"
 SCHEDULE_TYPE = "Simple"
 
+# sd-webui-controlnet's infotext: one `ControlNet N` entry per unit, its settings in one quoted
+# value, `Module` (the preprocessor: here what the control image shows, already made), `Model`,
+# `Weight`; the image is resized to the size asked, which it calls "Just Resize".
+CONTROLNET_KEY = "ControlNet 0"
+CONTROLNET_RESIZE = "Just Resize"
+
+
+def controlnet_unit(kind: str, scale: float, model: str = "") -> str:
+    """The `ControlNet 0` value: `Module: canny, Model: <name>, Weight: 0.75, Resize Mode: ...`."""
+    name = model or "None"  # what sd-webui-controlnet writes for no model; a hosted API names none
+    return f"Module: {kind}, Model: {name}, Weight: {scale:g}, Resize Mode: {CONTROLNET_RESIZE}"
+
 
 def infotext(params: GenerationParams, sent: SentValues, provider: str) -> str:
     """`prompt`, `Negative prompt: ...` where one was really used, then one `Key: value, ...` line.
@@ -63,6 +76,8 @@ def infotext(params: GenerationParams, sent: SentValues, provider: str) -> str:
         fields["Shift"] = sent.shift
     if sent.strength is not None:
         fields["Denoising strength"] = sent.strength
+    if sent.control is not None:
+        fields[CONTROLNET_KEY] = controlnet_unit(*sent.control, sent.control_model)
     hashes = [f"{name}: {digest}" for name, _scale, digest in sent.loras if digest]  # URL LoRAs: none
     if hashes:
         fields["Lora hashes"] = ", ".join(hashes)
@@ -95,6 +110,11 @@ def provenance(params: GenerationParams, sent: SentValues, provider: str) -> dic
         values["steps_default"] = sent.steps_written
     if sent.strength is not None:
         values["strength"] = sent.strength
+    if sent.control is not None:
+        kind, scale = sent.control
+        values["control"] = {"kind": kind, "scale": scale, "model": sent.control_model or None}
+    if sent.extra_fields:
+        values["extra_fields"] = dict(sent.extra_fields)
     if sent.loras:
         values["loras"] = [
             {"name": name, "scale": scale, "hash": digest} for name, scale, digest in sent.loras
@@ -103,9 +123,27 @@ def provenance(params: GenerationParams, sent: SentValues, provider: str) -> dic
         "schema": ZIMAGE_SCHEMA,
         "model": MODEL_NAME,
         "provider": provider,
-        "params": params.model_dump(mode="json"),
+        "params": without_server_paths(params.model_dump(mode="json")),
         "sent": values,
     }
+
+
+def without_server_paths(params: dict[str, Any]) -> dict[str, Any]:
+    """Dumped params with each local file reference cut to its file name: a PNG leaves the
+    machine, and a path (a visitor's upload folder, the owner's home) must not go with it."""
+    inputs = params.get("inputs")
+    if not isinstance(inputs, dict):
+        return params
+
+    def name(ref: Any) -> Any:
+        return ref if not isinstance(ref, str) or ref.lower().startswith("https://") else Path(ref).name
+
+    cut = {key: name(inputs.get(key)) for key in ("image", "mask", "control_image") if inputs.get(key)}
+    loras = [
+        {**lora, "ref": name(lora["ref"])} if lora_source(lora["ref"]) == "file" else lora
+        for lora in inputs.get("loras") or []
+    ]
+    return {**params, "inputs": {**inputs, **cut, "loras": loras}}
 
 
 def png_with_chunks(image: Image.Image, chunks: dict[str, str]) -> bytes:

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from zimage_ui.compare import Side
 from zimage_ui.errors import InvalidParams
 from zimage_ui.keyguard import known_secrets, scrub
+from zimage_ui.params import ImageInputs
 from zimage_ui.presets import (
     Preset,
     PresetError,
@@ -41,7 +42,14 @@ QUERY_FIELDS = {
     "format": "output_format",
     "prompt_expansion": "options.prompt_expansion",
     "safety_checker": "options.safety_checker",
+    "image": "inputs.image",
+    "strength": "inputs.strength",
+    "mask": "inputs.mask",
+    "control_image": "inputs.control_image",
+    "control_kind": "inputs.control_kind",
+    "control_scale": "inputs.control_scale",
 }
+LORAS_QUERY = "loras"  # `REF:SCALE;REF:SCALE` (the scale after the last colon, as the CLI reads it)
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ class QueryPreset:
 
 _QUERY_NAMES = {target: query for query, target in QUERY_FIELDS.items()}
 _INT_TARGETS = {"seed", "num_inference_steps", "width", "height", "num_images"}
-_FLOAT_TARGETS = {"shift", "guidance_scale"}
+_FLOAT_TARGETS = {"shift", "guidance_scale", "strength", "control_scale"}
 _BOOL_TEXT = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False}
 _TEXT_KEYS = {"prompt", "negative_prompt"}
 
@@ -72,8 +80,11 @@ def share_query(preset: Preset, *, secrets: Iterable[str] = ()) -> str:
     `Side.spec`); side labels and the preset name stay in preset files.
     """
     export_preset(preset, secrets=secrets)  # the same guard as a file
-    defaults = Preset(prompt="x", provider=preset.provider).model_dump()
-    current = preset.model_dump()
+    defaults = {
+        **Preset(prompt="x", provider=preset.provider).model_dump(),
+        "inputs": ImageInputs().model_dump(),
+    }
+    current = {"inputs": defaults["inputs"], **preset.model_dump()}
     pairs: list[tuple[str, str]] = []
     for query, target in QUERY_FIELDS.items():
         group, _, leaf = target.partition(".")
@@ -81,6 +92,8 @@ def share_query(preset: Preset, *, secrets: Iterable[str] = ()) -> str:
         default = defaults[group][leaf] if leaf else defaults[target]
         if query in {"prompt", "provider"} or value != default:
             pairs.append((query, _query_text(value)))
+    if preset.inputs and preset.inputs.loras:
+        pairs.append((LORAS_QUERY, ";".join(f"{lora.ref}:{lora.scale:g}" for lora in preset.inputs.loras)))
     if preset.sides:
         pairs.append(("sides", ";".join(side.spec(include_label=False) for side in preset.sides)))
     return urlencode(pairs)
@@ -102,6 +115,21 @@ def _from_text(target: str, text: str) -> Any:
             raise ValueError(f"{text[:40]!r} is not 1 or 0")
         return _BOOL_TEXT[text.strip().lower()]
     return text
+
+
+def _loras_from_text(text: str) -> list[dict[str, Any]]:
+    """`REF:SCALE;REF` -> LoRA documents (no scale: 1); ValueError for a scale that is no number."""
+    loras = []
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        ref, colon, scale = item.rpartition(":")
+        if not colon or "/" in scale:  # no scale given (a URL's own colon)
+            loras.append({"ref": item, "scale": 1.0})
+            continue
+        try:
+            loras.append({"ref": ref, "scale": float(scale)})
+        except ValueError:
+            raise ValueError(f"{scale[:40]!r} is not a LoRA scale (REF:SCALE)") from None
+    return loras
 
 
 def _sides_from_text(text: str) -> list[dict[str, Any]]:
@@ -133,7 +161,7 @@ def preset_from_query(
     problems: dict[str, str] = {}
     for key, raw in query.items():
         text = raw if isinstance(raw, str) else (list(raw)[-1] if raw else "")
-        if key not in QUERY_FIELDS and key != "sides":
+        if key not in QUERY_FIELDS and key not in {"sides", LORAS_QUERY}:
             ignored.append(key)
             continue
         if not text.strip() and key not in _TEXT_KEYS:
@@ -141,6 +169,9 @@ def preset_from_query(
         try:
             if key == "sides":
                 values["sides"] = _sides_from_text(text)
+                continue
+            if key == LORAS_QUERY:
+                values.setdefault("inputs", {})["loras"] = _loras_from_text(text)
                 continue
             target = QUERY_FIELDS[key]
             group, _, leaf = target.partition(".")
@@ -161,6 +192,7 @@ def preset_from_query(
         for name, problem in exc.fields.items():
             head = name.split(".")[0]
             key = _QUERY_NAMES.get(name, _QUERY_NAMES.get(head, head))
+            key = LORAS_QUERY if name.startswith("inputs.loras") else key
             renamed[key] = f"{renamed[key]}; {problem}" if key in renamed else problem
         raise PresetError(renamed) from None
     return QueryPreset(preset, ignored)

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import (
@@ -26,7 +27,7 @@ from pydantic import (
 
 from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, params_for_side
 from zimage_ui.errors import InvalidParams, PresetError
-from zimage_ui.keyguard import MAX_DEPTH, known_secrets, scrub, smuggled
+from zimage_ui.keyguard import MAX_DEPTH, NO_KEYS, Secrets, is_url, keylike, known_secrets, scrub, smuggled
 from zimage_ui.params import GenerationParams, ImageInputs, ProviderOptions, parse_params
 from zimage_ui.providers import PROVIDERS
 
@@ -123,7 +124,9 @@ class Preset(BaseModel):
     )
     inputs: ImageInputs | None = Field(
         None,
-        description="Not kept in presets: an input image, mask or LoRA names a file on one machine.",
+        description="LoRAs (https URLs or hub ids) with their scales, strength, control kind and scale; "
+        "the input image, mask and control image only as https URLs. Never a local path: a file is on "
+        "one machine (and a shared server must not read a path a preset names).",
     )
 
     @model_serializer(mode="wrap")
@@ -133,15 +136,25 @@ class Preset(BaseModel):
             del data["inputs"]
         return data
 
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _lists_as_tuples(cls, value: Any) -> Any:
+        """A JSON list of LoRAs is the tuple ImageInputs holds (strict validation wants the type)."""
+        if isinstance(value, dict) and isinstance(value.get("loras"), list):
+            return {**value, "loras": tuple(value["loras"])}
+        return value
+
     @field_validator("inputs")
     @classmethod
-    def _no_inputs(cls, value: ImageInputs | None) -> None:
-        if value is not None and not value.empty:
+    def _no_local_paths(cls, value: ImageInputs | None) -> ImageInputs | None:
+        if value is None or value.empty:
+            return None
+        local = local_refs(value)
+        if local:
             raise ValueError(
-                "presets don't carry input images, masks or LoRAs (they name files on one machine): "
-                "give them with the run instead"
+                "; ".join(f"{what} {ref!r} is a local path" for what, ref in local) + f": {NO_PATHS}"
             )
-        return None
+        return value
 
     @field_validator("provider")
     @classmethod
@@ -183,6 +196,48 @@ class Preset(BaseModel):
         return self
 
 
+NO_PATHS = (
+    "presets carry images only as https URLs and LoRAs as https URLs or hub ids ('owner/name'), never "
+    "a file on one machine: give the file with the run instead"
+)
+
+
+def local_refs(inputs: ImageInputs) -> list[tuple[str, str]]:
+    """(what, reference) for each input that names a local file: a preset can't carry those."""
+    found = [
+        (what, ref)
+        for what, ref in (
+            ("input image", inputs.image),
+            ("mask", inputs.mask),
+            ("control image", inputs.control_image),
+        )
+        if ref and not is_url(ref)
+    ]
+    return found + [("LoRA", lora.ref) for lora in inputs.loras if lora.source == "file"]
+
+
+def portable_inputs(inputs: ImageInputs | None) -> tuple[ImageInputs | None, list[str]]:
+    """The inputs a preset can carry, and one message for each local file left out (and why)."""
+    if inputs is None:
+        return None, []
+    notes = [
+        f"{what} {Path(ref).name[:80]!r} left out of the preset: it is a local file; presets carry "
+        + ("LoRAs as https URLs or hub ids" if what == "LoRA" else "images as https URLs")
+        for what, ref in local_refs(inputs)
+    ]
+    update: dict[str, Any] = {
+        name: None
+        for name in ("image", "mask", "control_image")
+        if (ref := getattr(inputs, name)) and not is_url(ref)
+    }
+    if "image" in update and inputs.mask and "mask" not in update:
+        update["mask"] = None  # a mask needs its image
+        notes.append("mask left out of the preset: its input image is a local file")
+    update["loras"] = tuple(lora for lora in inputs.loras if lora.source != "file")
+    kept = inputs.model_copy(update=update)
+    return (None if kept.empty else ImageInputs.model_validate(kept.model_dump())), notes
+
+
 def params_from_preset(preset: Preset) -> GenerationParams:
     """The preset's shared settings as validated params (raises InvalidParams)."""
     return parse_params(**{name: getattr(preset, name) for name in PARAM_FIELDS})
@@ -197,10 +252,21 @@ def side_runs(preset: Preset) -> list[tuple[str, str, GenerationParams]]:
 
 
 def preset_from_params(
-    params: GenerationParams, provider: str, sides: Sequence[Side] | None = None, name: str = ""
+    params: GenerationParams,
+    provider: str,
+    sides: Sequence[Side] | None = None,
+    name: str = "",
+    left_out: list[str] | None = None,
 ) -> Preset:
-    """What the page or CLI has now, as a preset (raises PresetError naming each bad field)."""
+    """What the page or CLI has now, as a preset (raises PresetError naming each bad field).
+
+    Local files (an uploaded input image, a LoRA file) are left out: `left_out` gets one message
+    for each, saying which and why, for the caller to show.
+    """
     values: dict[str, Any] = {name_: getattr(params, name_) for name_ in PARAM_FIELDS}
+    values["inputs"], notes = portable_inputs(params.inputs)
+    if left_out is not None:
+        left_out.extend(notes)
     values.update(provider=provider, name=name)
     if sides is not None:
         values["sides"] = [side.model_dump() for side in sides]
@@ -223,6 +289,46 @@ def _message(error: Any) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
+_INPUT_REFS = ("image", "mask", "control_image")
+_PLAIN_URL = "an input link"  # what the key check sees in place of an input's URL
+
+
+def _set_input_urls_aside(document: Any, known: Secrets) -> tuple[Any, dict[str, str]]:
+    """The document with its input image and LoRA URLs replaced (they are where a file comes from,
+    not where requests go), and the problems found in them: a key, or credentials in the URL."""
+    inputs = document.get("inputs") if isinstance(document, dict) else None
+    if not isinstance(inputs, dict):
+        return document, {}
+    problems: dict[str, str] = {}
+
+    def aside(path: str, value: Any) -> Any:
+        if not (isinstance(value, str) and is_url(value) and value.lower().startswith("https://")):
+            return value
+        origin = next((origin for origin, secret in known if secret in value), None)
+        parts = urlsplit(value)
+        if origin:
+            problems[path] = f"this URL holds {origin}: {NO_KEYS}; remove it"
+        elif parts.username or parts.password or any(keylike(name) for name, _ in parse_qsl(parts.query)):
+            problems[path] = (
+                "this URL carries credentials (a user name, a password or a token): give a plain link"
+            )
+        return _PLAIN_URL
+
+    masked = {
+        name: aside(f"inputs.{name}", value) if name in _INPUT_REFS else value
+        for name, value in inputs.items()
+    }
+    loras = inputs.get("loras")
+    if isinstance(loras, (list, tuple)):
+        masked["loras"] = [
+            {**lora, "ref": aside(f"inputs.loras.{index}.ref", lora.get("ref"))}
+            if isinstance(lora, dict)
+            else lora
+            for index, lora in enumerate(loras)
+        ]
+    return {**document, "inputs": masked}, problems
+
+
 def validate_preset(values: Any, *, strict: bool = True, secrets: Iterable[str] = ()) -> Preset:
     """A Preset from a loose document, or PresetError naming every wrong field at once.
 
@@ -230,7 +336,8 @@ def validate_preset(values: Any, *, strict: bool = True, secrets: Iterable[str] 
     repeats a key's value.
     """
     known = known_secrets(secrets)
-    problems = smuggled(values, known)
+    checked, problems = _set_input_urls_aside(values, known)
+    problems.update(smuggled(checked, known))
     found: dict[str, str] = {}
     try:
         preset = Preset.model_validate(values, strict=strict)
@@ -257,7 +364,9 @@ def export_preset(preset: Preset, *, secrets: Iterable[str] = ()) -> str:
             {key: value for key, value in side.items() if value not in (None, "")}
             for side in document["sides"]
         ]
-    problems = smuggled(document, known_secrets(secrets))
+    known = known_secrets(secrets)
+    checked, problems = _set_input_urls_aside(document, known)
+    problems.update(smuggled(checked, known))
     if problems:
         raise PresetError(problems)
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

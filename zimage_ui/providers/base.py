@@ -85,7 +85,12 @@ def refuse_inputs(params: GenerationParams, capabilities: Capabilities, label: s
                 refused[0].source
             ].format(takes=" or ".join(LORA_SOURCE_WORDS[source] for source in taken))
     control = params.control_image
-    if control and not capabilities.control_input:
+    if control and not capabilities.control_input and capabilities.local_gpu:
+        problems["control_image"] = (
+            f"{label} has no ControlNet set up: set ZIMAGE_CONTROLNET to the "
+            "Z-Image-Turbo-Fun-Controlnet-Union .safetensors file and restart, or use diffusers-tiny"
+        )
+    elif control and not capabilities.control_input:
         problems["control_image"] = f"{label} takes no control image (no ControlNet): use the local model"
     elif control and params.control_kind not in capabilities.control_kinds:
         problems["control_kind"] = (
@@ -120,6 +125,9 @@ class SentValues:
     # LoRAs applied: (name, scale, short file hash); known once the run has read the files
     loras: tuple[tuple[str, float, str], ...] = ()
     control: tuple[str, float] | None = None  # ControlNet: (kind, scale) of the control image sent
+    control_model: str = ""  # the ControlNet's name where the provider knows it (the local models)
+    # fields sent beyond the API's own standard ones: an OpenAI-style engine's extra body fields
+    extra_fields: tuple[tuple[str, Any], ...] = ()
 
     @property
     def steps_label(self) -> str:

@@ -11,9 +11,14 @@ Where things are:
   params)`, through the prompt cache (`providers.prompt_cache`); on a ZeroGPU Space it runs in
   ZeroGPU's forked worker (`_gpu_generation`, decorated with `spaces.GPU` at import;
   `providers.zerogpu` says how that boundary really behaves);
-- image inputs: `run` reads the input image, mask and LoRA files (`zimage_ui.image_inputs`) before
-  waiting for the device; `_run_pipeline` then calls the image-to-image or inpainting pipeline
-  made from the loaded one and activates exactly the run's LoRAs (`providers.pipeline_variants`).
+- image inputs: `run` reads the input image, mask, control image and LoRA files
+  (`zimage_ui.image_inputs`) before waiting for the device; `_run_pipeline` then calls the
+  image-to-image, inpainting or ControlNet pipeline made from the loaded one and activates exactly
+  the run's LoRAs (`providers.pipeline_variants`);
+- ControlNet: `_CONTROLNETS` makes each local model's `ZImageControlNetModel`, once, on its first
+  control run with the device held: the tiny one in-process, the real one from `ZIMAGE_CONTROLNET`
+  (`providers.controlnet`, never a hub config). Without it the `diffusers` provider takes no
+  control image, and says how to set one up.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from PIL import Image
 
 from zimage_ui.errors import Cancelled, JobFailed, ProviderError
 from zimage_ui.image_inputs import LoadedInputs, fetch_remote, load_inputs
-from zimage_ui.params import MAX_LOCAL_SEED, GenerationParams, image_seed
-from zimage_ui.providers import loading, zerogpu
+from zimage_ui.lora_downloads import TOKEN_ENV as HF_TOKEN_ENV
+from zimage_ui.lora_downloads import download_loras, refuse_provider_ids
+from zimage_ui.params import CONTROL_KINDS, MAX_LOCAL_SEED, GenerationParams, image_seed
+from zimage_ui.providers import controlnet, loading, zerogpu
 from zimage_ui.providers.base import (
     Availability,
     CancelToken,
@@ -55,7 +62,7 @@ from zimage_ui.providers.loading import DEFAULT_MODEL_ID as DEFAULT_MODEL_ID
 from zimage_ui.providers.loading import checkpoint_gib as checkpoint_gib
 from zimage_ui.providers.loading import loaded_gib, model_id
 from zimage_ui.providers.loading import total_ram_gib as _total_ram_gib
-from zimage_ui.providers.pipeline_variants import apply_loras, pipeline_for
+from zimage_ui.providers.pipeline_variants import apply_loras, controlnet_pipeline, pipeline_for
 from zimage_ui.providers.prompt_cache import PromptCache
 from zimage_ui.providers.speed import (
     describe,
@@ -90,8 +97,11 @@ LOCAL_CAPABILITIES = Capabilities(
     image_input=True,  # ZImageImg2ImgPipeline / ZImageInpaintPipeline, from the loaded pipeline
     mask_input=True,
     lora=True,
+    lora_sources=("file", "url", "id"),  # URLs and hub ids downloaded first (lora_downloads)
 )
 TINY_DEVICE = DeviceChoice("cpu", "float32")  # the tiny model is built there and stays there
+# With a ControlNet: ZImageControlNetPipeline, from the loaded pipeline and the ControlNet model.
+CONTROL_CAPABILITIES = replace(LOCAL_CAPABILITIES, control_input=True, control_kinds=CONTROL_KINDS)
 
 
 class StopFlag(Protocol):
@@ -211,6 +221,11 @@ def _pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
         if params.mask is not None:
             kwargs["mask_image"] = f"the mask {params.mask!r}"
         kwargs["strength"] = params.strength
+    if params.control_image is not None:
+        kwargs["pipeline"] = "ZImageControlNetPipeline.from_pipe(the loaded pipeline, controlnet=...)"
+        kwargs["control_image"] = f"the control image {params.control_image!r}, resized to {params.size}"
+        kwargs["control_kind"] = params.control_kind
+        kwargs["controlnet_conditioning_scale"] = params.control_scale
     if params.loras:
         kwargs["loras"] = [f"{lora.ref} x {lora.scale:g}" for lora in params.loras]
     return kwargs
@@ -226,6 +241,8 @@ _SHOWN_ONLY = {
     "pipeline",
     "image",
     "mask_image",
+    "control_image",
+    "control_kind",
     "loras",
 }
 
@@ -254,6 +271,10 @@ class _LocalPipelineProvider(Provider):
     def _device(self) -> DeviceChoice:
         return TINY_DEVICE
 
+    def _controlnet_name(self) -> str:
+        """The ControlNet's name for the PNG's `ControlNet 0` entry."""
+        return controlnet.TINY_NAME
+
     def _notes(self, params: GenerationParams) -> list[str]:
         """Notes on where and how this request runs (the device, the loading, ZeroGPU's time)."""
         return []
@@ -264,11 +285,14 @@ class _LocalPipelineProvider(Provider):
     def prepare(self, params: GenerationParams) -> PreparedRequest:
         params = params.with_concrete_seed()
         assert params.seed is not None
+        refuse_provider_ids(params.loras, self.id)  # "model_...": another provider's own LoRA id
         notes = self._notes(params)
         if params.negative_prompt.strip() and params.guidance_scale == 0:
             notes.append("negative prompt not used: it only applies when guidance is above 0")
         if params.inputs and params.inputs.strength is not None and params.image is None:
             notes.append("strength not used: it only applies with an input image")
+        if params.inputs and params.inputs.control_scale is not None and params.control_image is None:
+            notes.append("control scale not used: it only applies with a control image")
         if params.image is not None and params.steps_run != params.num_inference_steps:
             notes.append(
                 f"strength {params.strength:g}: {params.steps_run} of {params.num_inference_steps} steps run"
@@ -285,6 +309,8 @@ class _LocalPipelineProvider(Provider):
                 shift=params.shift,
                 negative_sent="negative_prompt" in body,
                 strength=params.strength,
+                control=_control(params),
+                control_model=self._controlnet_name() if params.control_image is not None else "",
             ),
             method="CALL",
             url=self._target(),
@@ -306,6 +332,8 @@ class _LocalPipelineProvider(Provider):
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens any more
                 loop.call_soon_threadsafe(progress, update)
 
+        if prepared.params.control_image is not None and not self.capabilities.control_input:
+            raise JobFailed(self.id, controlnet.NOT_SET_UP)  # before loading anything
         cancel = cancel or CancelToken()
         abandoned = CancelToken()  # set when this task is cancelled (Gradio's cancel, a closed CLI)
         started = time.perf_counter()
@@ -313,7 +341,13 @@ class _LocalPipelineProvider(Provider):
         if prepared.params.inputs is not None:  # read before waiting in line: the device waits for no file
             progress(Progress(None, "reading the input image and LoRAs"))
             fetched = await fetch_remote(prepared.params.inputs)
-            inputs = await asyncio.to_thread(load_inputs, prepared.params, fetched)
+            lora_paths = await download_loras(
+                prepared.params.loras,
+                report=lambda text: progress(Progress(None, text)),
+                cancel=cancel,
+                token=keys.get(HF_TOKEN_ENV),  # a visitor's own, or the server's where it is shared
+            )
+            inputs = await asyncio.to_thread(load_inputs, prepared.params, fetched, lora_paths=lora_paths)
         await self._wait_for_gpu(progress, cancel)
         work = asyncio.ensure_future(
             asyncio.to_thread(self._generate, prepared, report, _AnyStop(cancel, abandoned), inputs)
@@ -393,7 +427,7 @@ class _LocalPipelineProvider(Provider):
         ZeroGPU passes on to the worker."""
         report(Progress(None, "waiting for ZeroGPU to attach a GPU"))
         request = prepared.params.model_dump()
-        used = inputs is not None and (inputs.image is not None or inputs.loras)
+        used = inputs is not None and (inputs.image is not None or inputs.loras or inputs.control is not None)
         events = task(self.id, request, inputs) if used else task(self.id, request)
         try:
             kind, value = zerogpu.drain(events, stop, report)
@@ -414,6 +448,7 @@ class _LocalPipelineProvider(Provider):
 
 class TinyDiffusersProvider(_LocalPipelineProvider):
     id = "diffusers-tiny"
+    capabilities = CONTROL_CAPABILITIES  # its own tiny ControlNet (`tiny_model.build_tiny_controlnet`)
     on_gpu = False  # always the CPU: it asks ZeroGPU for nothing
     label = "Local tiny test model (noise, no download)"
 
@@ -440,6 +475,15 @@ class DiffusersProvider(_LocalPipelineProvider):
     def _device(self) -> DeviceChoice:
         return device_choice()
 
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]  # a class attribute elsewhere
+        """ControlNet only when `ZIMAGE_CONTROLNET` names one (read each time, like ZIMAGE_MODEL_ID)."""
+        return CONTROL_CAPABILITIES if controlnet.configured() else LOCAL_CAPABILITIES
+
+    def _controlnet_name(self) -> str:
+        ref = controlnet.configured()
+        return controlnet.display_name(ref) if ref else ""
+
     def _notes(self, params: GenerationParams) -> list[str]:
         choice = self._device()
         notes = [choice.note] if choice.note else []
@@ -456,15 +500,31 @@ class DiffusersProvider(_LocalPipelineProvider):
 
     def details(self) -> str:
         """The speed options really on once loaded, else the ones the settings ask for."""
+        ref = controlnet.configured()
+        control = (
+            f"ControlNet: {controlnet.display_name(ref)} (loaded on the first control run)"
+            if ref
+            else f"ControlNet: none (set {controlnet.CONTROLNET_ENV} to use control images)"
+        )
         if self._slot.loaded:
-            return f"Speed: {loading.speed_summary(self._slot.get())}"
+            return f"Speed: {loading.speed_summary(self._slot.get())}. {control}"
         choice = self._device()
         planned, _notes = speed_settings(choice.device, choice.zero_gpu)
-        return f"Speed (when the model loads): {describe(planned)}"
+        return f"Speed (when the model loads): {describe(planned)}. {control}"
 
     def warm_up(self) -> None:
-        # ZeroGPU packs the tensors moved to "cuda" when the app launches: load before that.
+        # ZeroGPU packs the tensors moved to "cuda" when the app launches: load before that, the
+        # ControlNet too (its forked worker would otherwise load it again for every call).
         self._slot.warm_up(wait=on_zero_gpu())
+        if on_zero_gpu() and controlnet.configured():
+            self.preload_controlnet()
+
+    def preload_controlnet(self) -> None:
+        """Load the ControlNet now, not on the first control run (a failure: that run reports it)."""
+        try:
+            controlnet_pipeline(self._slot.get(), functools.partial(_configured_controlnet, self.id))
+        except Exception:
+            log.warning("loading the ControlNet failed; the first control run will retry", exc_info=True)
 
     def _target(self) -> str:
         return f"ZImagePipeline.from_pretrained({model_id()!r}) on {self._device().label}"
@@ -585,7 +645,8 @@ def _run_pipeline(
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     inputs = inputs or LoadedInputs()
-    if (params.image is not None and inputs.image is None) or (params.loras and not inputs.loras):
+    unread = (params.image is not None and inputs.image is None) or (params.loras and not inputs.loras)
+    if unread or (params.control_image is not None and inputs.control is None):
         inputs = load_inputs(params)  # a caller that did not read them: local files only
     steps, seeds = params.steps_run, _seeds(params)
     total = steps * len(seeds)
@@ -597,11 +658,17 @@ def _run_pipeline(
         kwargs["image"] = inputs.image
         if inputs.mask is not None:
             kwargs["mask_image"] = inputs.mask
+    if inputs.control is not None:
+        kwargs["control_image"] = inputs.control
     images = []
     report(Progress(0.0, f"step 0/{total}", 0, total))
     try:
         apply_loras(provider_id, pipeline, inputs.loras)
-        call = pipeline_for(pipeline, params)
+        call = pipeline_for(
+            pipeline,
+            params,
+            functools.partial(_CONTROLNETS.get(provider_id, _configured_controlnet), provider_id),
+        )
         prompt_embeds, negative_embeds = _encode(pipeline, params)
         settings = effective_settings(pipeline)  # None for the tiny model: no speed options
         if settings is not None:
@@ -649,6 +716,31 @@ def _run_pipeline(
             provider_id, "the device ran out of memory: try a smaller size or fewer images"
         ) from None
     return images
+
+
+def _control(params: GenerationParams) -> tuple[str, float] | None:
+    """(kind, scale) of the control image sent, for SentValues; None without one."""
+    if params.control_kind is None or params.control_scale is None:
+        return None
+    return (params.control_kind, params.control_scale)
+
+
+def _tiny_controlnet(provider_id: str, pipeline: Any) -> Any:
+    from zimage_ui.providers.tiny_model import build_tiny_controlnet
+
+    return build_tiny_controlnet(pipeline.transformer)
+
+
+def _configured_controlnet(provider_id: str, pipeline: Any) -> Any:
+    return controlnet.load_controlnet(provider_id, controlnet.configured(), pipeline.transformer)
+
+
+# Each local model's ControlNet factory: called once per loaded pipeline, on its first control run,
+# with the device held (the GPU queue), and kept with the pipeline (`pipeline_variants`).
+_CONTROLNETS: dict[str, Callable[[str, Any], Any]] = {
+    "diffusers-tiny": _tiny_controlnet,
+    "diffusers": _configured_controlnet,
+}
 
 
 # ---- ZeroGPU: the function its forked worker runs ------------------------------------------

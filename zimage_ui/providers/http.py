@@ -21,16 +21,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import io
 import logging
 import os
 import ssl
 import warnings
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -52,6 +54,8 @@ from zimage_ui.providers.base import SOURCE_BYTES, CancelToken
 from zimage_ui.redaction import redact
 
 log = logging.getLogger(__name__)
+_WS_LOG = logging.getLogger(f"{__name__}.websocket")
+_WS_LOG.setLevel(logging.INFO)  # its DEBUG lines would list the handshake's headers, key included
 
 T = TypeVar("T")
 
@@ -60,6 +64,8 @@ DEFAULT_POLL_INTERVAL_S = 1.0
 MAX_IMAGE_BYTES = 50 * 2**20
 MAX_JSON_BYTES = 8 * 2**20  # a status answer is a few KB; inline images get their own cap
 MAX_DETAIL_CHARS = 300
+UPLOAD_CHUNK_BYTES = 2**20  # a file is uploaded 1 MB at a time, never read whole
+UPLOAD_ANSWER_BYTES = 2**16  # what an upload host answers to a PUT: an ETag, a short XML
 CANCEL_CALL_TIMEOUT_S = 2.0  # at most this slice of the deadline is kept for a cancel call
 PIXEL_HEADROOM = 4  # an image may have up to 4x the pixels asked (providers snap sizes up)
 NO_PIXEL_LIMIT = 2048 * 2048 * PIXEL_HEADROOM
@@ -166,9 +172,18 @@ def dig_text(data: Any, *path: str | int) -> str:
     return value
 
 
-def api_message(body: Any, paths: Iterable[str]) -> str | None:
-    """The first readable message found at one of the dotted `paths` of an error body."""
+ErrorPath = str | Callable[[Any], str | None]  # a dotted path, or a reader of the whole body
+
+
+def api_message(body: Any, paths: Iterable[ErrorPath]) -> str | None:
+    """The first readable message found at one of the dotted `paths` of an error body (a path may
+    be a function of the body, for an API whose errors need assembling: ComfyUI's node_errors)."""
     for path in paths:
+        if callable(path):
+            found = path(body)
+            if found:
+                return found
+            continue
         current = body
         for part in path.split("."):
             current = current.get(part) if isinstance(current, dict) else None
@@ -295,11 +310,19 @@ class HttpEngine:
         headers: dict[str, str],
         secrets: Iterable[str],
         key_hint: str,
-        error_paths: tuple[str, ...] = DEFAULT_ERROR_PATHS,
+        error_paths: tuple[ErrorPath, ...] = DEFAULT_ERROR_PATHS,
         cancel: CancelToken | None = None,
         max_pixels: int = NO_PIXEL_LIMIT,
+        limit_s: float | None = None,
     ) -> HttpSession:
-        return HttpSession(self, provider, headers, tuple(secrets), key_hint, error_paths, cancel, max_pixels)
+        """`limit_s`: this session's overall deadline instead of `ZIMAGE_TIMEOUT_S` (big downloads)."""
+        session = HttpSession(
+            self, provider, headers, tuple(secrets), key_hint, error_paths, cancel, max_pixels
+        )
+        if limit_s is not None and limit_s > 0:
+            session._limit_s = limit_s
+            session._cancel_slice_s = min(CANCEL_CALL_TIMEOUT_S, limit_s / 10)
+        return session
 
 
 class HttpSession:
@@ -315,7 +338,7 @@ class HttpSession:
         headers: dict[str, str],
         secrets: tuple[str, ...],
         key_hint: str,
-        error_paths: tuple[str, ...],
+        error_paths: tuple[ErrorPath, ...],
         cancel: CancelToken | None,
         max_pixels: int = NO_PIXEL_LIMIT,
     ) -> None:
@@ -332,6 +355,8 @@ class HttpSession:
         self._deadline = 0.0  # work stops here, leaving the cancel slice inside the limit
         self._sent = False  # a submit went out: a job may exist even without an id
         self._cancel_url: str | None = None
+        self._cancel_calls: list[tuple[str, Any]] = []  # (url, JSON body): a cancel in several calls
+        self._sockets: list[Any] = []  # websockets opened by `websocket()`, closed with the session
         self._job_known = False
 
     async def __aenter__(self) -> HttpSession:
@@ -345,11 +370,94 @@ class HttpSession:
     ) -> None:
         await self._api.aclose()
         await self._bare.aclose()
+        for socket in self._sockets:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(socket.close(), CANCEL_CALL_TIMEOUT_S)
 
-    def job_started(self, cancel_url: str | None = None) -> None:
-        """Record that a job exists, and the URL that cancels it where the API has one."""
+    def job_started(
+        self, cancel_url: str | None = None, *, cancel_calls: Iterable[tuple[str, Any]] = ()
+    ) -> None:
+        """Record that a job exists, and the URL that cancels it where the API has one;
+        `cancel_calls`: (url, JSON body) pairs posted in order instead, for an API that stops a job
+        in more than one call (ComfyUI: drop the prompt from the queue, then interrupt it)."""
         self._job_known = True
         self._cancel_url = cancel_url
+        self._cancel_calls = [(cancel_url, None)] if cancel_url else list(cancel_calls)
+
+    async def wait(self, work: Awaitable[T]) -> T:
+        """Await other network work (a websocket message) within the deadline and Stop."""
+        return await self._guard(work)
+
+    async def websocket(self, url: str, *, max_bytes: int | None = None) -> Any:
+        """Open a websocket (`ws://` or `wss://`) with the API's headers, within the deadline and Stop;
+        read it with `wait(socket.recv())`; the session closes it. A failure to connect raises
+        ProviderError naming only the host and the reason (the caller may fall back to polling)."""
+        from websockets.asyncio.client import connect  # lazy: only ComfyUI uses it
+        from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+
+        opening = connect(
+            url,
+            additional_headers=self._headers,
+            user_agent_header=USER_AGENT,
+            open_timeout=self.engine.connect_timeout_s,
+            max_size=max_bytes or self.engine.max_json_bytes,
+            logger=_WS_LOG,  # websockets logs handshake headers at DEBUG: never with the key
+            proxy=None,
+        )
+        try:
+            socket = await self._guard(opening)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            raise ProviderError(
+                self.provider, f"{_host(url)} refused the websocket (HTTP {status})"
+            ) from None
+        except (OSError, asyncio.TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            raise ProviderError(
+                self.provider, f"could not open a websocket to {_host(url)} ({type(exc).__name__})"
+            ) from None
+        self._sockets.append(socket)
+        return socket
+
+    async def put_upload(
+        self,
+        url: str,
+        source: bytes | Path,
+        *,
+        size: int,
+        content_type: str | None = None,
+        what: str = "file",
+    ) -> None:
+        """PUT bytes, or a file streamed from disk (never read whole), to a presigned upload URL.
+
+        Never the provider's key (the URL carries its own signature); always with its Content-Length
+        (signed URLs refuse chunked bodies); no redirects (a streamed body can't be replayed). The
+        same bytes to the same URL are safe to send again: retried like a GET.
+        """
+        if urlsplit(url).scheme not in {"http", "https"}:
+            raise MalformedResponse(self.provider, f"the {what} upload link is not an http(s) URL")
+        headers = {"Content-Length": str(size), **({"Content-Type": content_type} if content_type else {})}
+
+        async def once() -> None:
+            content = source if isinstance(source, bytes) else _file_chunks(self.provider, source, size)
+            request = self._bare.build_request("PUT", url, content=content, headers=headers)
+            response = await self._bare.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise RetryableStatus(response)
+                if response.status_code >= 300:
+                    raise ProviderError(
+                        self.provider, f"the upload host refused the {what} (HTTP {response.status_code})"
+                    )
+                await self._read_capped(response, UPLOAD_ANSWER_BYTES, "upload answer")
+            finally:
+                await response.aclose()
+
+        try:
+            await self._guard(self._retrying(fetch_retryable, once))
+        except RetryableStatus as exc:
+            raise ProviderError(
+                self.provider, f"the upload host kept failing (HTTP {exc.status}): retry in a moment"
+            ) from None
 
     async def submit(
         self,
@@ -381,19 +489,92 @@ class HttpSession:
                 return result
             await self._guard(asyncio.sleep(interval))
 
-    async def download_image(self, url: str) -> Image.Image:
-        """Fetch an image URL without the provider's Authorization header, capped and validated."""
+    async def download_image(self, url: str, *, with_key: bool = False) -> Image.Image:
+        """Fetch an image URL without the provider's Authorization header, capped and validated;
+        `with_key`: an image the API serves itself, behind the same key (ComfyUI's /view)."""
         if url.startswith("data:"):
             return await self.image_from_b64(url)
         if urlsplit(url).scheme not in {"http", "https"}:
             raise MalformedResponse(self.provider, "the image link is not an http(s) URL: retry")
         try:
-            data = await self._guard(self._retrying(fetch_retryable, self._fetch_bytes, url))
+            client = self._api if with_key else self._bare
+            data = await self._guard(self._retrying(fetch_retryable, self._fetch_bytes, url, client))
         except RetryableStatus as exc:
             raise ProviderError(
                 self.provider, f"the image host kept failing (HTTP {exc.status}): run the job again later"
             ) from None
         return await self._decoded(data)
+
+    async def download_file(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        cap: int,
+        headers: dict[str, str] | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+        what: str = "file",
+    ) -> int:
+        """Stream a URL to `dest` without holding it in memory: refused past `cap` bytes (the declared
+        length first, then as it arrives), written to a temporary name beside `dest` and renamed once
+        whole, so a half download is never taken for the file. GETs retried; never the provider's
+        key (`headers` only, e.g. a hub token for that host). `progress(bytes so far, total or None)`.
+        Returns the size."""
+        if urlsplit(url).scheme not in {"http", "https"}:
+            raise ProviderError(self.provider, f"the {what} link is not an http(s) URL")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(f".{dest.name}.{os.getpid()}.{id(self):x}.part")
+        try:
+            size = await self._guard(
+                self._retrying(fetch_retryable, self._stream_to, url, part, cap, headers, progress, what)
+            )
+            os.replace(part, dest)
+        except RetryableStatus as exc:
+            raise ProviderError(
+                self.provider, f"the {what} host kept failing (HTTP {exc.status}): try again later"
+            ) from None
+        finally:
+            part.unlink(missing_ok=True)
+        return size
+
+    async def _stream_to(
+        self,
+        url: str,
+        part: Path,
+        cap: int,
+        headers: dict[str, str] | None,
+        progress: Callable[[int, int | None], None] | None,
+        what: str,
+    ) -> int:
+        async with self._bare.stream("GET", url, headers=headers) as response:
+            if response.status_code == 429 or response.status_code >= 500:
+                raise RetryableStatus(response)
+            if response.status_code in {401, 403}:
+                raise AuthError(
+                    self.provider,
+                    f"the {what} host refused access (HTTP {response.status_code}): check {self._key_hint}",
+                )
+            if response.status_code >= 400:
+                raise ProviderError(
+                    self.provider,
+                    f"the {what} could not be downloaded (HTTP {response.status_code}): check the link",
+                )
+            declared = response.headers.get("content-length", "")
+            total = int(declared) if declared.isdigit() else None
+            if total is not None and total > cap:
+                raise MalformedResponse(self.provider, f"the {what} is larger than {_size(cap)}: refused")
+            size = 0
+            with part.open("wb") as handle:
+                async for chunk in response.aiter_bytes(1 << 20):
+                    size += len(chunk)
+                    if size > cap:
+                        raise MalformedResponse(
+                            self.provider, f"the {what} is larger than {_size(cap)}: refused"
+                        )
+                    await asyncio.to_thread(handle.write, chunk)
+                    if progress:
+                        progress(size, total)
+            return size
 
     async def image_from_b64(self, text: str) -> Image.Image:
         return await self._decoded(b64_payload(self.provider, text, self.engine.max_image_bytes))
@@ -483,9 +664,9 @@ class HttpSession:
             )
         return ProviderTimeout(self.provider, "the service stopped answering in time: retry in a moment")
 
-    async def _fetch_bytes(self, url: str) -> bytes:
+    async def _fetch_bytes(self, url: str, client: httpx.AsyncClient | None = None) -> bytes:
         cap = self.engine.max_image_bytes
-        async with self._bare.stream("GET", url) as response:
+        async with (client or self._bare).stream("GET", url) as response:
             if response.status_code == 429 or response.status_code >= 500:
                 raise RetryableStatus(response)
             if response.status_code >= 400:
@@ -561,13 +742,17 @@ class HttpSession:
 
     async def _cancel_job(self) -> bool:
         """Best effort: ask the provider to stop the job, so an abandoned job stops billing."""
-        if not self._cancel_url:
+        if not self._cancel_calls:
             return False
+
+        async def post_each() -> bool:
+            answers = [await self._api.post(url, json=body) for url, body in self._cancel_calls]
+            return all(answer.status_code < 400 for answer in answers)
+
         try:
-            response = await asyncio.wait_for(self._api.post(self._cancel_url), self._cancel_slice_s)
+            return await asyncio.wait_for(post_each(), self._cancel_slice_s)
         except (httpx.HTTPError, asyncio.TimeoutError):
             return False
-        return response.status_code < 400
 
     def _stopped_message(self, called: bool) -> str:
         if called:
@@ -575,6 +760,19 @@ class HttpSession:
         if self._job_known or self._sent:
             return "stopped; the provider was not told to stop, so the job may still finish and be billed"
         return "stopped before anything was sent"
+
+
+async def _file_chunks(provider: str, path: Path, size: int) -> AsyncIterator[bytes]:
+    """A file's bytes in chunks, read off the event loop; it must still have `size` bytes."""
+    sent = 0
+    with path.open("rb") as file:
+        while chunk := await asyncio.to_thread(file.read, UPLOAD_CHUNK_BYTES):
+            sent += len(chunk)
+            if sent > size:
+                break
+            yield chunk
+    if sent != size:
+        raise ProviderError(provider, f"{path.name} changed while it was being uploaded: try again")
 
 
 def _size(limit: int) -> str:

@@ -1,8 +1,10 @@
-"""What one local run calls, beside the loaded `ZImagePipeline`: the image-to-image and inpainting
-pipelines made from it, and the LoRA adapters in its transformer.
+"""What one local run calls, beside the loaded `ZImagePipeline`: the image-to-image, inpainting
+and ControlNet pipelines made from it, and the LoRA adapters in its transformer.
 
-`pipeline_for` makes `ZImageImg2ImgPipeline` / `ZImageInpaintPipeline` once per loaded pipeline
-with `from_pipe` (the same component objects: no second copy of the weights). `apply_loras`
+`pipeline_for` makes `ZImageImg2ImgPipeline` / `ZImageInpaintPipeline` / `ZImageControlNetPipeline`
+once per loaded pipeline with `from_pipe` (the same component objects: no second copy of the
+weights; the ControlNet, made once by the caller's `controlnet` factory on the first control run,
+shares the transformer's embedders and refiners). `apply_loras`
 loads each LoRA file once (the adapter named by the file's hash) and activates exactly the run's
 LoRAs, or none. Both are called with the device held (the GPU queue), so one run's state never
 reaches another's. diffusers is imported inside the functions.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from zimage_ui.errors import JobFailed
@@ -25,14 +28,36 @@ _LORAS: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
 MAX_LOADED_LORAS = 8  # adapters kept loaded; the oldest not in use is deleted past this
 
 
-def pipeline_for(pipeline: Any, params: GenerationParams) -> Any:
-    """The pipeline one run calls: the loaded text-to-image one, or an image-to-image or
-    inpainting pipeline made from its components once (`from_pipe`), with its scheduler."""
+def pipeline_for(
+    pipeline: Any, params: GenerationParams, controlnet: Callable[[Any], Any] | None = None
+) -> Any:
+    """The pipeline one run calls: the loaded text-to-image one, or an image-to-image, inpainting
+    or ControlNet pipeline made from its components once (`from_pipe`), with its scheduler.
+    `controlnet(pipeline)` makes the ControlNet model (called once, on the first control run)."""
+    if params.control_image is not None:
+        return controlnet_pipeline(pipeline, controlnet)
     if params.image is None:
         return pipeline
     from diffusers import ZImageImg2ImgPipeline, ZImageInpaintPipeline
 
     kind = ZImageInpaintPipeline if params.mask is not None else ZImageImg2ImgPipeline
+    return _derived(pipeline, kind)
+
+
+def controlnet_pipeline(pipeline: Any, controlnet: Callable[[Any], Any] | None) -> Any:
+    """The ControlNet pipeline of this loaded pipeline: made once, its model from `controlnet`."""
+    from diffusers import ZImageControlNetPipeline
+
+    made = _DERIVED.setdefault(pipeline, {})
+    if ZImageControlNetPipeline.__name__ not in made:
+        if controlnet is None:
+            raise JobFailed("local", "this model has no ControlNet set up")
+        return _derived(pipeline, ZImageControlNetPipeline, controlnet=controlnet(pipeline))
+    return _derived(pipeline, ZImageControlNetPipeline)
+
+
+def _derived(pipeline: Any, kind: Any, **extra: Any) -> Any:
+    """`kind` made from the pipeline's components once (`extra`: the components it adds)."""
     made = _DERIVED.setdefault(pipeline, {})
     if kind.__name__ not in made:
         # from_pipe ends with `.to(dtype)`, a no-op cast here that logs a float32 warning per model;
@@ -41,9 +66,9 @@ def pipeline_for(pipeline: Any, params: GenerationParams) -> Any:
         level = chatty.level
         chatty.setLevel(logging.ERROR)
         try:
-            derived = kind.from_pipe(pipeline)
+            derived = kind.from_pipe(pipeline, **extra, dtype=pipeline.transformer.dtype)
         except ValueError:
-            derived = kind(**pipeline.components)
+            derived = kind(**pipeline.components, **extra)
         finally:
             chatty.setLevel(level)
         derived.set_progress_bar_config(**getattr(pipeline, "_progress_bar_config", {}))

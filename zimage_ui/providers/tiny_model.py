@@ -9,7 +9,7 @@ parameters give the same pixels in any process.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from diffusers import ZImagePipeline
@@ -127,3 +127,38 @@ def build_tiny_pipeline() -> ZImagePipeline:
     )
     pipeline.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # a DiffusionPipeline method
     return pipeline
+
+
+def build_tiny_controlnet(transformer: Any) -> Any:  # -> diffusers.ZImageControlNetModel
+    """A tiny `ZImageControlNetModel` for the tiny transformer (its dims, a control layer beside
+    each of its 2 layers), built deterministically. diffusers zero-initialises the control blocks'
+    `before_proj`/`after_proj` (a fresh ControlNet changes nothing): they are filled from a fixed
+    seed instead, so a control image really changes the image. `transformer`: the pipeline's, whose
+    embedders the ControlNet shares (`from_transformer`, done by the pipeline)."""
+    import torch
+    from diffusers import ZImageControlNetModel
+
+    config = transformer.config
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(_WEIGHT_SEED)
+        controlnet: Any = ZImageControlNetModel(
+            control_layers_places=list(range(config.n_layers)),
+            control_in_dim=config.in_channels,
+            all_patch_size=tuple(config.all_patch_size),
+            all_f_patch_size=tuple(config.all_f_patch_size),
+            dim=config.dim,
+            n_refiner_layers=config.n_refiner_layers,
+            n_heads=config.n_heads,
+            n_kv_heads=config.n_kv_heads,
+            norm_eps=config.norm_eps,
+            qk_norm=config.qk_norm,
+        )
+    finally:
+        torch.random.set_rng_state(generator_state)
+    generator = torch.Generator().manual_seed(_WEIGHT_SEED + 1)
+    with torch.no_grad():
+        for name, weight in controlnet.named_parameters():
+            if "before_proj" in name or "after_proj" in name:
+                weight.copy_(torch.randn(weight.shape, generator=generator) * 0.3)
+    return controlnet.eval()  # float32, as the tiny transformer
