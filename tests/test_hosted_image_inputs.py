@@ -142,11 +142,11 @@ def test_inferencesh_without_loras_sends_no_loras_field() -> None:
     ("inputs", "field", "words"),
     [
         (
-            {"loras": [{"ref": "styles/ink.safetensors"}]},
+            {"loras": [{"ref": "owner/ink-wash"}]},
             "loras",
-            "it can't read a local file; give an https URL",
+            "it doesn't know that model id; give a local .safetensors file or an https URL",
         ),
-        ({"loras": [{"ref": LORA_URL}, {"ref": "x.safetensors"}]}, "loras", "can't read a local file"),
+        ({"loras": [{"ref": LORA_URL}, {"ref": "model_abc"}]}, "loras", "can't take the LoRA 'model_abc'"),
         ({"image": URL}, "image", "inferencesh takes no input image: text-to-image only"),
         ({"image": "in.png"}, "image", "text-to-image only"),
     ],
@@ -174,18 +174,20 @@ def test_lora_refs_accept_local_files_and_https_urls_only(ref: str, words: str) 
     assert params(loras=[{"ref": LORA_URL}]).loras[0].ref == LORA_URL
 
 
-def test_the_local_model_refuses_lora_urls_clearly(tmp_path) -> None:
+def test_the_local_model_takes_lora_urls_once_downloaded(tmp_path) -> None:
     from zimage_ui.image_inputs import load_inputs
     from zimage_ui.providers import get_provider
     from zimage_ui.providers.base import refuse_inputs
 
     p = params(loras=[{"ref": LORA_URL}])
-    with pytest.raises(InvalidParams) as caught:
-        refuse_inputs(p, get_provider("diffusers-tiny").capabilities, "diffusers-tiny")
-    assert "it takes no LoRA URL" in caught.value.fields["loras"]
-    with pytest.raises(InvalidParams, match="LoRA URLs are not downloaded for the local model"):
-        load_inputs(p)
-    assert load_inputs(p, skip_urls=True).loras == ()  # the CLI's early check leaves it to the provider
+    refuse_inputs(p, get_provider("diffusers-tiny").capabilities, "diffusers-tiny")  # taken: downloaded first
+    with pytest.raises(InvalidParams, match="was not downloaded: the local model downloads it first"):
+        load_inputs(p)  # a caller that skipped lora_downloads.download_loras
+    assert load_inputs(p, skip_urls=True).loras == ()  # the CLI's early check leaves it to the run
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(b"weights")
+    [lora] = load_inputs(p, lora_paths={LORA_URL: str(copy)}).loras
+    assert (lora.name, lora.path) == ("ink-wash", str(copy))  # named after the URL, not the cache file
 
 
 async def test_inferencesh_emulator_receives_the_loras(inferencesh_emulator: Emulator) -> None:
@@ -255,7 +257,13 @@ def test_scenario_maps_the_image_to_a_pending_asset_and_the_strength() -> None:
     ("inputs", "field", "words"),
     [
         ({"image": "in.png", "mask": "m.png"}, "mask", "scenario takes no mask"),
-        ({"loras": [{"ref": "x.safetensors"}]}, "loras", "scenario takes no LoRA"),
+        (
+            {"loras": [{"ref": "x.safetensors"}]},
+            "loras",
+            "scenario can't take the LoRA 'x.safetensors': it can't read a local file; give a model id",
+        ),
+        ({"loras": [{"ref": LORA_URL}]}, "loras", "it takes no LoRA URL; give a model id"),
+        ({"loras": [{"ref": "owner/ink-wash"}]}, "loras", "not a Scenario model id"),
     ],
 )
 def test_scenario_refuses_what_it_cannot_take(inputs: dict, field: str, words: str) -> None:

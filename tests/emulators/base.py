@@ -394,6 +394,10 @@ class Emulator:
         await self.receive(request)
         if "authorization" in request.headers:
             return Response("the asset host must not receive an Authorization header", status_code=400)
+        return self.asset_response(request.path_params["name"])
+
+    def asset_response(self, name: str) -> Response:
+        """An image as served, with the image faults the behaviour asks for (404, HTML, huge, bomb)."""
         if self.behaviour.expired_image:
             return Response(
                 "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", 404
@@ -406,7 +410,7 @@ class Emulator:
             return Response(declared_png(20_000, 20_000), media_type="image/png")
         if self.behaviour.oversized_image:
             return Response(declared_png(6_000, 6_000), media_type="image/png")
-        data = self._images.get(request.path_params["name"])
+        data = self._images.get(name)
         if data is None:
             return Response("not found", status_code=404)
         return Response(data, media_type="image/png")

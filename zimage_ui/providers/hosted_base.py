@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,12 +43,13 @@ from zimage_ui.providers.base import (
 from zimage_ui.providers.http import (
     DEFAULT_ERROR_PATHS,
     PIXEL_HEADROOM,
+    ErrorPath,
     HttpEngine,
     HttpSession,
     Unexpected,
     redacted_detail,
 )
-from zimage_ui.redaction import header_secrets, redact, url_secrets
+from zimage_ui.redaction import header_secrets, redact, safe_url, url_secrets
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -193,6 +195,53 @@ class JobDone:
     notes: list[str] = field(default_factory=list)  # what the run learnt (an uploaded asset's id)
 
 
+URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+")
+
+
+def display_safe(value: Any) -> Any:
+    """A body or note to show: every URL's query values and userinfo redacted (a signed LoRA or
+    image URL's `?token=` / `X-Amz-Signature=`). The request itself still sends them."""
+    if isinstance(value, dict):
+        return {key: display_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [display_safe(item) for item in value]
+    if isinstance(value, str) and "://" in value:
+        return URL_IN_TEXT.sub(lambda found: safe_url(found.group(0)), value)
+    return value
+
+
+def input_url_secrets(params: GenerationParams) -> list[str]:
+    """The credentials the input URLs carry (query values, userinfo): redacted from every message."""
+    refs = [params.image, params.mask, params.control_image, *(lora.ref for lora in params.loras)]
+    return [secret for ref in refs if ref and "://" in ref for secret in url_secrets(ref)]
+
+
+class HostedPreparedRequest(PreparedRequest):
+    """A hosted provider's prepared request: its display redacts the URLs in the body and notes."""
+
+    def display(self) -> dict[str, Any]:
+        shown = super().display()
+        return {**shown, "body": display_safe(shown["body"]), "notes": display_safe(shown["notes"])}
+
+
+async def named_step(provider: str, what: str, work: Awaitable[T]) -> T:
+    """One step of a run before the job (an upload): a failure's message names it, e.g.
+    "uploading the control image to Scenario failed: the service failed (HTTP 500) ..."."""
+    try:
+        return await work
+    except Cancelled:
+        raise
+    except ProviderError as exc:
+        raise type(exc)(exc.provider, f"{what} failed: {exc.detail}") from None
+    except Refused as exc:
+        raise ProviderError(provider, f"{what} failed: the request was refused ({exc})") from None
+    except (Unexpected, AttributeError, TypeError, KeyError, IndexError) as exc:
+        shape = str(exc) if isinstance(exc, Unexpected) else type(exc).__name__
+        raise MalformedResponse(
+            provider, f"{what} failed: the answer is not in the documented shape ({shape}): retry"
+        ) from None
+
+
 async def gather_all(work: Iterable[Awaitable[T]]) -> list[T]:
     """Run concurrently; wait for all (nothing left running), then raise the first error."""
     results = await asyncio.gather(*work, return_exceptions=True)
@@ -212,7 +261,7 @@ class HostedProvider(Provider):
     submit_path: str
     # the provider's pure mapping: params (seed concrete) -> (body, values really sent, notes)
     map_params: Callable[[GenerationParams], tuple[dict[str, Any], SentValues, list[str]]]
-    error_paths: tuple[str, ...] = DEFAULT_ERROR_PATHS
+    error_paths: tuple[ErrorPath, ...] = DEFAULT_ERROR_PATHS
     auth_scheme = "Bearer"
 
     def __init__(self, http: HttpEngine | None = None) -> None:
@@ -248,7 +297,7 @@ class HostedProvider(Provider):
         seed_within(params.seed, self.capabilities, self.id)
         refuse_inputs(params, self.capabilities, self.id)
         body, sent, notes = self.map_params(params)
-        return PreparedRequest(
+        return HostedPreparedRequest(
             provider=self.id,
             params=params,
             sent=sent,
@@ -290,7 +339,12 @@ class HostedProvider(Provider):
         values = self.key_values(keys)
         started = time.perf_counter()
         headers = self.auth_headers(values)
-        secrets = [*values, *header_secrets(headers), *url_secrets(prepared.url)]
+        secrets = [
+            *values,
+            *header_secrets(headers),
+            *url_secrets(prepared.url),
+            *input_url_secrets(prepared.params),
+        ]
         session = self.http.session(
             self.id,
             headers=headers,
