@@ -87,7 +87,11 @@ def test_blank_values_stay_shared():
         ("runpod:width=wide", "width", "'wide' is not a whole number, e.g. width=512"),
         ("runpod:height=1_024", "height", "'1_024' is not a whole number, e.g. height=512"),
         ("runpod:label=a;b", "label", "a label can't hold"),
-        ("runpod:colour=red", "colour", "unknown override; use steps, shift, size, width, height or label"),
+        (
+            "runpod:colour=red",
+            "colour",
+            "unknown override; use steps, shift, size, width, height, strength, lora_scale or label",
+        ),
         ("runpod:num_inference_steps=4", "num_inference_steps", "unknown override"),
         ("runpod:4", "4", "not key=value"),
         ("runpod:steps=4,steps=8", "steps", "given twice"),

@@ -5,8 +5,10 @@ together. A failing side keeps its error in place; the others finish.
 
 A side is written `ID` or `ID:key=value,...` (the CLI's `--provider`, a share link's
 `sides=`, one `;`-separated item each), with the short names in `SIDE_KEYS` plus
-`size=WxH`. Blank values mean "shared". A label can't hold `,` or `;` (they separate
-overrides and sides); values are read without their outer spaces.
+`size=WxH`. Blank values mean "shared". `strength=` and `lora_scale=` change the shared image
+inputs: the input image's strength, and the scale of every LoRA (all of them, not only the
+first). A label can't hold `,` or `;` (they separate overrides and sides); values are read
+without their outer spaces.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from zimage_ui.errors import InvalidParams
 from zimage_ui.params import GenerationParams, parse_params
@@ -37,8 +39,12 @@ SIDE_KEYS = {
     "shift": "shift",
     "width": "width",
     "height": "height",
+    "strength": "strength",
+    "lora_scale": "lora_scale",
     "label": "label",
 }
+# Overrides of the shared image inputs rather than of a top-level parameter.
+INPUT_OVERRIDES = ("strength", "lora_scale")
 SIZE_KEY = "size"  # size=WxH sets width and height
 _SHORT_NAMES = {field: short for short, field in SIDE_KEYS.items()}
 _EXAMPLES = {
@@ -46,10 +52,12 @@ _EXAMPLES = {
     "shift": "shift=3",
     "width": "width=512",
     "height": "height=512",
+    "strength": "strength=0.4",
+    "lora_scale": "lora_scale=0.8",
     "label": "label=fast",
     SIZE_KEY: "size=512x512",
 }
-ALLOWED_KEYS = "steps, shift, size, width, height or label"
+ALLOWED_KEYS = "steps, shift, size, width, height, strength, lora_scale or label"
 _WHOLE = re.compile(r"[+-]?\d{1,12}")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _PROVIDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -86,6 +94,8 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "shift": _number,
     "width": _whole,
     "height": _whole,
+    "strength": _number,
+    "lora_scale": _number,
     "label": _label,
     SIZE_KEY: _size,
 }
@@ -101,6 +111,12 @@ class Side(BaseModel):
     shift: float | None = Field(None, description="Shift for this side only.")
     width: int | None = Field(None, description="Width for this side only.")
     height: int | None = Field(None, description="Height for this side only.")
+    strength: float | None = Field(
+        None, description="Image-to-image strength for this side only, 0..1; needs an input image."
+    )
+    lora_scale: float | None = Field(
+        None, description="The scale of every LoRA (all of them) for this side only, -4..4; needs a LoRA."
+    )
     label: str = Field("", description="Shown above the side; defaults to provider and overrides.")
 
     def overrides(self) -> dict[str, int | float]:
@@ -109,8 +125,24 @@ class Side(BaseModel):
             "shift": self.shift,
             "width": self.width,
             "height": self.height,
+            "strength": self.strength,
+            "lora_scale": self.lora_scale,
         }
         return {name: value for name, value in values.items() if value is not None}
+
+    @field_validator("strength")
+    @classmethod
+    def _strength(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"strength {value:g} is outside 0..1")
+        return value
+
+    @field_validator("lora_scale")
+    @classmethod
+    def _lora_scale(cls, value: float | None) -> float | None:
+        if value is not None and not -4.0 <= value <= 4.0:
+            raise ValueError(f"LoRA scale {value:g} is outside -4..4")
+        return value
 
     def title(self) -> str:
         """The label, else the provider and its overrides, e.g. `runpod (steps 4, shift 2.5)`."""
@@ -162,7 +194,8 @@ class Side(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> Self:
-        """`ID` or `ID:key=value,...` (keys: steps, shift, size=WxH, width, height, label).
+        """`ID` or `ID:key=value,...` (keys: steps, shift, size=WxH, width, height, strength,
+        lora_scale, label).
 
         Raises InvalidParams naming each bad key (or item) and what to type instead.
         """
@@ -218,12 +251,20 @@ def _short_names(error: InvalidParams, sized: bool) -> InvalidParams:
     return InvalidParams(fields)
 
 
-def read_side_fields(index: int, provider: Any, steps: Any, shift: Any, size: Any) -> Side:
+def read_side_fields(
+    index: int, provider: Any, steps: Any, shift: Any, size: Any, strength: Any = "", lora_scale: Any = ""
+) -> Side:
     """One side from the page's controls (side `index`, from 0); blank overrides stay shared.
 
     Raises InvalidParams whose keys read `side 1 steps`, `side 2 size`, ...
     """
-    overrides = {"steps": _control_text(steps), "shift": _control_text(shift), SIZE_KEY: _control_text(size)}
+    overrides = {
+        "steps": _control_text(steps),
+        "shift": _control_text(shift),
+        SIZE_KEY: _control_text(size),
+        "strength": _control_text(strength),
+        "lora_scale": _control_text(lora_scale),
+    }
     try:
         return Side.from_overrides(_control_text(provider), overrides)
     except InvalidParams as exc:
@@ -241,12 +282,43 @@ def _control_text(value: Any) -> str:
     return str(value)
 
 
-def params_for_side(base: GenerationParams, side: Side) -> GenerationParams:
-    """The shared params with this side's overrides, validated like any other input."""
-    if not side.overrides():
+def set_input_override(values: dict[str, Any], name: str, value: float, *, strict: bool = True) -> None:
+    """`strength` or `lora_scale` written into dumped params' image inputs: the input image's
+    strength, or every LoRA's scale. With nothing to apply it to (no image, no LoRA) it raises
+    InvalidParams, or with `strict=False` (a preset's sides, whose image comes with the run)
+    leaves the params as they are."""
+    inputs = dict(values.get("inputs") or {})
+    if name == "strength":
+        if not inputs.get("image"):
+            if strict:
+                raise InvalidParams({name: "needs an input image: give one under Image input (CLI: --image)"})
+            return
+        inputs["strength"] = value
+    else:
+        loras = list(inputs.get("loras") or ())
+        if not loras:
+            if strict:
+                raise InvalidParams({name: "needs a LoRA: add one under Image input > LoRA (CLI: --lora)"})
+            return
+        inputs["loras"] = [{**dict(lora), "scale": value} for lora in loras]
+    values["inputs"] = inputs
+
+
+def params_for_side(base: GenerationParams, side: Side, *, strict: bool = False) -> GenerationParams:
+    """The shared params with this side's overrides, validated like any other input.
+
+    `strict`: a strength or LoRA scale with no input image or LoRA to apply to is an error (a run);
+    otherwise it has no effect (a preset's side, whose inputs come with the run).
+    """
+    overrides = side.overrides()
+    if not overrides:
         return base
     try:
-        return parse_params(**{**base.model_dump(), **side.overrides()})
+        values = {**base.model_dump(), **{k: v for k, v in overrides.items() if k not in INPUT_OVERRIDES}}
+        for name in INPUT_OVERRIDES:
+            if name in overrides:
+                set_input_override(values, name, overrides[name], strict=strict)
+        return parse_params(**values)
     except InvalidParams as exc:
         raise InvalidParams({f"{side.title()}: {k}": v for k, v in exc.fields.items()}) from None
 
@@ -257,9 +329,10 @@ def check_sides(sides: Sequence[Side]) -> None:
 
 
 def params_for_sides(sides: Sequence[Side], base: GenerationParams) -> list[GenerationParams]:
-    """Each side's params, every problem raised before any work (2..6 sides, valid overrides)."""
+    """Each side's params, every problem raised before any work (2..6 sides, valid overrides, a
+    strength or LoRA scale only where there is an image or a LoRA)."""
     check_sides(sides)
-    return [params_for_side(base, side) for side in sides]
+    return [params_for_side(base, side, strict=True) for side in sides]
 
 
 async def run_comparison(

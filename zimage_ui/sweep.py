@@ -19,6 +19,7 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from zimage_ui.compare import INPUT_OVERRIDES, set_input_override
 from zimage_ui.errors import InvalidParams
 from zimage_ui.metadata import read_text_chunks
 from zimage_ui.params import GenerationParams, parse_params
@@ -27,11 +28,13 @@ from zimage_ui.providers.base import CancelToken, KeyRing, ignore_progress
 from zimage_ui.runner import Outcome, generate_one
 from zimage_ui.sheets import render_grid
 
-AxisKind = Literal["seed", "steps", "shift", "provider", "prompt_sr"]
+AxisKind = Literal["seed", "steps", "shift", "strength", "lora_scale", "provider", "prompt_sr"]
 AXIS_LABELS: dict[str, str] = {
     "seed": "Seed",
     "steps": "Steps",
     "shift": "Shift",
+    "strength": "Strength",
+    "lora_scale": "LoRA scale",
     "provider": "Provider",
     "prompt_sr": "Prompt S/R",
 }
@@ -140,7 +143,7 @@ def parse_axis(kind: AxisKind, text: str, prompt: str = "", limit: int | None = 
             raise ValueError(f"{len(text)} characters is too long; list at most {limit} values")
         if kind in ("seed", "steps"):
             values: list[str | int | float] = list(_numbers(text, integer=True, limit=limit))
-        elif kind == "shift":
+        elif kind in ("shift", "strength", "lora_scale"):
             values = list(_numbers(text, integer=False, limit=limit))
         elif kind == "provider":
             values = list(_split(text))
@@ -183,10 +186,10 @@ def plan(spec: SweepSpec) -> list[list[Cell]]:
         row = []
         for x_value in spec.x.values:
             values, provider = base.model_dump(), spec.provider
-            provider = _set(spec.x, x_value, provider, values, base.prompt)
-            if spec.y is not None and y_value is not None:
-                provider = _set(spec.y, y_value, provider, values, base.prompt)
             try:
+                provider = _set(spec.x, x_value, provider, values, base.prompt)
+                if spec.y is not None and y_value is not None:
+                    provider = _set(spec.y, y_value, provider, values, base.prompt)
                 row.append(Cell(provider, parse_params(**values)))
             except InvalidParams as exc:
                 where = spec.x.label(x_value) + (
@@ -205,6 +208,8 @@ def _set(axis: Axis, value: str | int | float, provider: str, values: dict, prom
         return str(value)
     if axis.kind == "prompt_sr":
         values["prompt"] = values["prompt"].replace(str(axis.values[0]), str(value))
+    elif axis.kind in INPUT_OVERRIDES:  # the input image's strength, or every LoRA's scale
+        set_input_override(values, axis.kind, float(value))
     else:
         values[_FIELD[axis.kind]] = value
     return provider

@@ -18,6 +18,7 @@ from zimage_ui.ui.form import Form
 from zimage_ui.ui.generate_tab import build_generate_tab, providers
 from zimage_ui.ui.history_tab import build_history_tab
 from zimage_ui.ui.info_tab import build_info_tab
+from zimage_ui.ui.inputs_panel import build_inputs_panel
 from zimage_ui.ui.presets_panel import build_presets_panel
 from zimage_ui.ui.settings_panel import build_keys_panel, build_settings_panel
 from zimage_ui.ui.sweep_tab import build_sweep_tab
@@ -45,6 +46,7 @@ def build_demo() -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=4, min_width=360):
                 panel = build_settings_panel()
+                image_inputs = build_inputs_panel()
                 presets = build_presets_panel()
                 keys = build_keys_panel()
             with gr.Column(scale=7), gr.Tabs() as tabs:
@@ -59,8 +61,9 @@ def build_demo() -> gr.Blocks:
                 with gr.Tab("History", id="history"):
                     past = build_history_tab()
 
-        form = Form(panel.settings, generate.provider, compare.count, compare.sides, tabs)
+        form = Form(panel.settings, generate.provider, compare.count, compare.sides, tabs, image_inputs)
         panel.wire(state.last_seed)
+        image_inputs.wire()
         keys.wire(state.keys, [generate.provider, sweep.provider, *(side.provider for side in compare.sides)])
         generate.wire(demo, form, panel, state)
         compare.wire(form, state)

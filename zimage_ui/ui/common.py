@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from zimage_ui.errors import ServerBusy
+from zimage_ui.errors import PresetError, ServerBusy
 from zimage_ui.history import history_from_env
-from zimage_ui.presets import export_preset, preset_from_params
+from zimage_ui.params import GenerationParams
+from zimage_ui.presets import Preset, export_preset, portable_inputs, preset_from_params
 from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome, output_name
 from zimage_ui.runs import RUNS, Run
@@ -148,6 +149,22 @@ def outcome_status(outcome: Outcome) -> str:
     return " · ".join(facts) + notes
 
 
+def shareable_params(params: GenerationParams) -> GenerationParams:
+    """The params without what names a file on this server (uploads, the painted mask, uploaded
+    LoRAs): what a preset, a link or the history may carry. URLs and model ids stay."""
+    inputs, _left_out = portable_inputs(params.inputs)
+    return params.model_copy(update={"inputs": inputs})
+
+
+def history_preset(params: GenerationParams, provider: str) -> Preset:
+    """The run as a preset for the history: its shareable inputs where presets take them, else
+    its settings alone (a history entry must never fail a run)."""
+    try:
+        return preset_from_params(shareable_params(params), provider)
+    except PresetError:
+        return preset_from_params(params.model_copy(update={"inputs": None}), provider)
+
+
 def remember(
     outcome: Outcome, paths: list[Path], keys: KeyRing, history: list[dict[str, str]] | None
 ) -> list[dict[str, str]]:
@@ -157,7 +174,7 @@ def remember(
         store.record_outcome(outcome, [str(p) for p in paths], secrets=keys.secrets())
     if not paths or outcome.prepared is None:
         return history or []
-    preset = preset_from_params(outcome.prepared.params, outcome.provider)
+    preset = history_preset(outcome.prepared.params, outcome.provider)
     entry = {
         "path": str(paths[0]),
         "caption": f"{outcome.provider} · seed {outcome.seed}",

@@ -14,7 +14,7 @@ import gradio as gr
 
 from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, params_for_sides, run_comparison
 from zimage_ui.errors import InvalidParams
-from zimage_ui.params import TURBO_SHIFT, TURBO_STEPS, GenerationParams
+from zimage_ui.params import DEFAULT_STRENGTH, TURBO_SHIFT, TURBO_STEPS, GenerationParams
 from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome
 from zimage_ui.runs import Run
@@ -30,7 +30,17 @@ from zimage_ui.ui.common import (
     stop_handler,
     user_error,
 )
-from zimage_ui.ui.form import UNCHANGED, Form, SideControls, Updates, Values, api_doc, api_params
+from zimage_ui.ui.form import (
+    UNCHANGED,
+    Form,
+    SideControls,
+    Updates,
+    Values,
+    api_doc,
+    api_inputs,
+    api_params,
+)
+from zimage_ui.ui.generate_tab import use_as_input_updates
 from zimage_ui.ui.settings_panel import provider_choices
 from zimage_ui.votes import LEADERBOARD_COLUMNS, VERDICT_LABELS, Vote, leaderboard, read_votes, record_vote
 
@@ -45,6 +55,7 @@ class SideResult:
     image: gr.Image
     status: gr.Markdown
     sent: gr.JSON
+    use_as_input: gr.Button
 
 
 @dataclass
@@ -163,6 +174,15 @@ class CompareTab:
             concurrency_limit=None,
         )
         self.stop.click(stop_handler("compare"), None, self.summary, **PRIVATE)
+        if form.image_inputs is not None:
+            inputs = form.image_inputs
+            for result in self.results:
+                result.use_as_input.click(
+                    self.use_as_input_handler(result),
+                    {result.image},
+                    [inputs.image, inputs.image_url, inputs.control_image, inputs.accordion],
+                    **PRIVATE_SAYING,
+                )
         for box in (self.left, self.right):
             box.change(
                 self.on_slider_pick, {self.images, self.left, self.right}, [self.slider], **PRIVATE_SAYING
@@ -183,7 +203,7 @@ class CompareTab:
             )
         self.api.click(
             compare,
-            [self.api_sides, *form.settings.components()],
+            [self.api_sides, *form.settings.components(), *api_inputs(form)],
             [self.api_images, self.api_report],
             api_name="compare",
             concurrency_limit=None,
@@ -298,6 +318,16 @@ class CompareTab:
             return UNCHANGED
         return {self.slider: pair}
 
+    def use_as_input_handler(self, result: SideResult) -> Any:
+        def use_as_input(data: Values) -> Updates:
+            path = data[result.image]
+            if not path:
+                gr.Info("This side has no image yet: run a comparison first.")
+                return UNCHANGED
+            return use_as_input_updates(self._form, str(path))
+
+        return use_as_input
+
     def vote_handler(self, verdict: str) -> Any:
         def vote(data: Values) -> Updates:
             blind_state = data[self.blind_state]
@@ -323,7 +353,9 @@ class CompareTab:
 def build_compare_tab(default_provider: str) -> CompareTab:
     gr.Markdown(
         "Every side runs at once on the prompt, seed and settings on the left; a blank override "
-        "keeps the shared value. The whole comparison takes about as long as its slowest side."
+        "keeps the shared value. The whole comparison takes about as long as its slowest side. "
+        "Strength changes the input image's strength and LoRA scale sets every LoRA's scale (all "
+        "of them), both from the Image input panel."
     )
     with gr.Row():
         count = gr.Slider(
@@ -346,19 +378,46 @@ def build_compare_tab(default_provider: str) -> CompareTab:
                 elem_id=f"side-{number}-provider",
             )
             steps = gr.Textbox(
-                label="Steps", placeholder="shared", scale=1, max_lines=1, elem_id=f"side-{number}-steps"
+                label="Steps",
+                placeholder="shared",
+                scale=1,
+                max_lines=1,
+                min_width=90,
+                elem_id=f"side-{number}-steps",
             )
             shift = gr.Textbox(
-                label="Shift", placeholder="shared", scale=1, max_lines=1, elem_id=f"side-{number}-shift"
+                label="Shift",
+                placeholder="shared",
+                scale=1,
+                max_lines=1,
+                min_width=90,
+                elem_id=f"side-{number}-shift",
             )
             size = gr.Textbox(
                 label="Size",
                 placeholder="shared, or WxH",
                 scale=1,
                 max_lines=1,
+                min_width=90,
                 elem_id=f"side-{number}-size",
             )
-        sides.append(SideControls(row, provider, steps, shift, size))
+            strength = gr.Textbox(
+                label="Strength",
+                placeholder="shared",
+                scale=1,
+                max_lines=1,
+                min_width=90,
+                elem_id=f"side-{number}-strength",
+            )
+            lora_scale = gr.Textbox(
+                label="LoRA scale",
+                placeholder="shared",
+                scale=1,
+                max_lines=1,
+                min_width=90,
+                elem_id=f"side-{number}-lora-scale",
+            )
+        sides.append(SideControls(row, provider, steps, shift, size, strength, lora_scale))
     with gr.Row():
         run = gr.Button("Run comparison", variant="primary", elem_id="compare-run")
         stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
@@ -378,9 +437,10 @@ def build_compare_tab(default_provider: str) -> CompareTab:
                     elem_id=f"side-{index + 1}-image",
                 )
                 status = gr.Markdown(elem_id=f"side-{index + 1}-status")
+                use_as_input = gr.Button("Use as input", size="sm", elem_id=f"side-{index + 1}-use-as-input")
                 with gr.Accordion("What was sent", open=False):
                     sent = gr.JSON(show_label=False)
-            results.append(SideResult(column, title, image, status, sent))
+            results.append(SideResult(column, title, image, status, sent, use_as_input))
     with gr.Accordion("A/B slider", open=True):
         with gr.Row():
             left = gr.Dropdown(label="Left", choices=["1", "2"], value="1", elem_id="slider-left")
@@ -438,7 +498,9 @@ def side_report(side: Side, outcome: Outcome, index: int) -> dict[str, Any]:
     "at different settings. A failed side keeps its place in the report; the others still finish.",
     before={
         "sides": "The sides, separated by ';', each ID or ID:steps=4,shift=2.5,size=512x512,label=X "
-        "(a blank override keeps the shared setting), e.g. 'diffusers-tiny:steps=4; runpod'."
+        "(a blank override keeps the shared setting), e.g. 'diffusers-tiny:steps=4; runpod'. "
+        "strength= (the input image's strength) and lora_scale= (every LoRA's scale) need an image "
+        "or LoRAs (below)."
     },
     returns="Each side's first image captioned with its title, and a report: the seed and, per "
     "side, its provider, size, steps, status and notes.",
@@ -455,6 +517,10 @@ async def compare(
     guidance: float = 0.0,
     shift: float = TURBO_SHIFT,
     num_images: float = 1,
+    image: str | None = None,
+    image_url: str = "",
+    strength: float = DEFAULT_STRENGTH,
+    loras: str = "",
     request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
 ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     params = api_params(locals()).with_concrete_seed()

@@ -19,7 +19,9 @@ from zimage_ui.errors import InvalidParams, PresetError
 from zimage_ui.params import MAX_LOCAL_SEED, MAX_SEED, GenerationParams, parse_params
 from zimage_ui.presets import Preset, preset_from_params
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.ui.common import user_error
+from zimage_ui.ui.common import shareable_params, user_error
+from zimage_ui.ui.inputs_panel import API_INPUT_DOCS, InputsPanel, api_image_inputs, upload_folder
+from zimage_ui.visitor_files import visitor_refs_allowed
 
 F = TypeVar("F", bound=Callable[..., Any])
 Block = gr.blocks.Block
@@ -80,8 +82,27 @@ def read_params(values: Mapping[str, Any]) -> GenerationParams:
 
 def api_params(arguments: Mapping[str, Any]) -> GenerationParams:
     """Params from an API function's own arguments (`locals()`): it names the settings as the
-    form does, so they are read by the same rules."""
-    return read_params({name: arguments[name] for name in SETTING_NAMES})
+    form does, so they are read by the same rules; the image inputs (`API_INPUT_DOCS`) by the
+    page's rules too (uploads and https URLs only)."""
+    params = read_params({name: arguments[name] for name in SETTING_NAMES})
+    try:
+        inputs = api_image_inputs(
+            arguments.get("image"),
+            arguments.get("image_url") or "",
+            arguments.get("strength"),
+            arguments.get("loras") or "",
+        )
+        if inputs is None:
+            return params
+        visitor_refs_allowed(inputs, [upload_folder()])  # the one last check: never a server path
+        return parse_params(**{**params.model_dump(), "inputs": inputs.model_dump()})
+    except InvalidParams as exc:
+        raise user_error(f"Check the image input: {exc}", title="Invalid settings") from None
+
+
+def api_inputs(form: Form) -> list[Component]:
+    """The endpoints' hidden image input components, after the shared settings (none without a panel)."""
+    return form.image_inputs.api.components() if form.image_inputs else []
 
 
 # What each shared setting means, for the API docs and the MCP tools' argument descriptions.
@@ -105,7 +126,8 @@ def api_doc(summary: str, *, before: dict[str, str], returns: str) -> Callable[[
     summary, every argument (its own, then the shared settings) and what it returns."""
 
     def document(fn: F) -> F:
-        args = "\n".join(f"    {name}: {text}" for name, text in {**before, **SETTING_DOCS}.items())
+        docs = {**before, **SETTING_DOCS, **API_INPUT_DOCS}
+        args = "\n".join(f"    {name}: {text}" for name, text in docs.items())
         fn.__doc__ = f"{summary}\n\nArgs:\n{args}\n\nReturns:\n    {returns}\n"
         return fn
 
@@ -150,9 +172,11 @@ class SideControls:
     steps: gr.Textbox
     shift: gr.Textbox
     size: gr.Textbox
+    strength: gr.Textbox
+    lora_scale: gr.Textbox
 
     def inputs(self) -> list[Component]:
-        return [self.provider, self.steps, self.shift, self.size]
+        return [self.provider, self.steps, self.shift, self.size, self.strength, self.lora_scale]
 
 
 def _text(value: float | None) -> str:
@@ -161,13 +185,18 @@ def _text(value: float | None) -> str:
 
 @dataclass
 class Form:
-    """Everything a preset reads or fills: the settings, the Generate provider, the sides, the tab."""
+    """Everything a preset reads or fills: the settings, the Generate provider, the sides, the tab,
+    and the image inputs panel (input image, mask, control image, LoRAs) where the page has one."""
 
     settings: Settings
     provider: gr.Dropdown
     side_count: gr.Slider
     sides: Sequence[SideControls]
     tabs: gr.Tabs
+    image_inputs: InputsPanel | None = None
+
+    def _input_components(self) -> list[Component]:
+        return self.image_inputs.components() if self.image_inputs else []
 
     def inputs(self) -> set[Component]:
         """What `read`, `read_sides` and `preset` need from Gradio's input dict."""
@@ -176,7 +205,12 @@ class Form:
             self.provider,
             self.side_count,
             *(c for side in self.sides for c in side.inputs()),
+            *self._input_components(),
         }
+
+    def read_inputs(self) -> set[Component]:
+        """What `read` needs: the shared settings and the image inputs."""
+        return {*self.settings.components(), *self._input_components()}
 
     def outputs(self) -> list[Component]:
         """Every control `fill` may update."""
@@ -186,10 +220,22 @@ class Form:
             self.side_count,
             *(c for side in self.sides for c in side.inputs()),
             self.tabs,
+            *([self.image_inputs.accordion, *self._input_components()] if self.image_inputs else []),
         ]
 
     def read(self, data: Values) -> GenerationParams:
-        return read_params(self.settings.named(data))
+        """The shared settings and the image inputs as validated params; raises gr.Error."""
+        params = read_params(self.settings.named(data))
+        if self.image_inputs is None:
+            return params
+        try:
+            inputs = self.image_inputs.read(data)
+            if inputs is None:
+                return params
+            visitor_refs_allowed(inputs, [upload_folder()])  # the one last check: never a server path
+            return parse_params(**{**params.model_dump(), "inputs": inputs.model_dump()})
+        except InvalidParams as exc:
+            raise user_error(f"Check the image input: {exc}", title="Invalid settings") from None
 
     def read_sides(self, data: Values) -> list[Side]:
         """The shown sides; every bad override is named in one gr.Error."""
@@ -198,7 +244,13 @@ class Form:
             try:
                 sides.append(
                     read_side_fields(
-                        index, data[side.provider], data[side.steps], data[side.shift], data[side.size]
+                        index,
+                        data[side.provider],
+                        data[side.steps],
+                        data[side.shift],
+                        data[side.size],
+                        data[side.strength],
+                        data[side.lora_scale],
                     )
                 )
             except InvalidParams as exc:
@@ -208,8 +260,9 @@ class Form:
         return sides
 
     def preset(self, data: Values, *, include_sides: bool = False, name: str = "") -> Preset:
-        """The form as a preset; a random seed stays random. Raises gr.Error naming wrong fields."""
-        params = self.read(data)
+        """The form as a preset; a random seed stays random; uploads (files on this server) are left
+        out, URLs and model ids kept. Raises gr.Error naming wrong fields."""
+        params = shareable_params(self.read(data))
         sides = self.read_sides(data) if include_sides else None
         try:
             return preset_from_params(params, data[self.provider], sides, name=name.strip())
@@ -219,6 +272,8 @@ class Form:
     def fill(self, preset: Preset) -> Updates:
         """Updates that show this preset; a comparison preset opens the Compare tab."""
         updates = {**self.settings.updates(setting_values(preset)), self.provider: preset.provider}
+        if self.image_inputs is not None:  # a preset without inputs leaves the panel as it is
+            updates |= self.image_inputs.fill(getattr(preset, "inputs", None))
         if not preset.sides:
             return {**updates, self.tabs: gr.Tabs(selected="generate")}
         updates[self.side_count] = len(preset.sides)
@@ -229,6 +284,8 @@ class Form:
                 controls.steps: _text(side.num_inference_steps),
                 controls.shift: _text(side.shift),
                 controls.size: size if side.width or side.height else "",
+                controls.strength: _text(side.strength),
+                controls.lora_scale: _text(side.lora_scale),
             }
         return {**updates, self.tabs: gr.Tabs(selected="compare")}
 

@@ -12,12 +12,13 @@ import gradio as gr
 from PIL import Image
 
 from zimage_ui.codegen import copy_as_code
-from zimage_ui.params import TURBO_SHIFT, TURBO_STEPS, GenerationParams
+from zimage_ui.params import DEFAULT_STRENGTH, TURBO_SHIFT, TURBO_STEPS, GenerationParams
 from zimage_ui.providers import PROVIDERS, availability, default_provider_id, get_provider
 from zimage_ui.providers.base import Capabilities, KeyRing, PreparedRequest, Progress, ProgressFn
 from zimage_ui.runner import Outcome, generate_one
 from zimage_ui.ui.common import (
     PRIVATE,
+    PRIVATE_SAYING,
     SessionState,
     follow_latest,
     outcome_status,
@@ -28,7 +29,7 @@ from zimage_ui.ui.common import (
     stop_handler,
     user_error,
 )
-from zimage_ui.ui.form import Block, Form, Updates, Values, api_doc, api_params
+from zimage_ui.ui.form import UNCHANGED, Block, Form, Updates, Values, api_doc, api_inputs, api_params
 from zimage_ui.ui.settings_panel import NEGATIVE_PROMPT_OFF, SettingsPanel, provider_choices
 
 TINY_NOTICE = (
@@ -100,11 +101,13 @@ class GenerateTab:
     preview: gr.Image
     gallery: gr.Gallery
     seed_used: gr.Textbox
+    use_as_input: gr.Button
     sent: gr.JSON
     curl: gr.Code
     python: gr.Code
     api: gr.Button  # never shown: it carries the public /generate endpoint
     last_prepared: gr.State = field(default_factory=lambda: gr.State(None))
+    selected: gr.State = field(default_factory=lambda: gr.State(None))  # the gallery image picked
 
     def wire(
         self,
@@ -124,6 +127,8 @@ class GenerateTab:
             s.num_images,
             panel.capabilities,
         ]
+        if form.image_inputs is not None:
+            hint_outputs += form.image_inputs.hints()
         hint_inputs: set[Block] = {self.provider, s.guidance, s.steps, s.num_images}
         for trigger in (self.provider.change, demo.load):
             trigger(self.on_provider, hint_inputs, hint_outputs, **PRIVATE)
@@ -133,7 +138,7 @@ class GenerateTab:
         # not queue behind one another (no concurrency limit); local runs wait in the device's line.
         self.run.click(
             self.on_generate,
-            {self.provider, *s.components(), state.keys, state.history},
+            {self.provider, *form.read_inputs(), state.keys, state.history},
             [
                 self.preview,
                 self.gallery,
@@ -149,10 +154,20 @@ class GenerateTab:
             show_progress_on=[self.status],
         ).then(self.show_code, {self.last_prepared, state.keys}, [self.curl, self.python], **PRIVATE)
         self.stop.click(stop_handler("generate"), None, self.status, **PRIVATE)
+        self.gallery.select(self.on_select, None, [self.selected], **PRIVATE)
+        self.gallery.change(lambda: None, None, [self.selected], **PRIVATE)  # new images: none picked
+        if form.image_inputs is not None:
+            inputs = form.image_inputs
+            self.use_as_input.click(
+                self.on_use_as_input,
+                {self.gallery, self.selected},
+                [inputs.image, inputs.image_url, inputs.control_image, inputs.accordion],
+                **PRIVATE_SAYING,
+            )
         # The API's /generate: named parameters, no session state.
         self.api.click(
             generate,
-            [self.provider, *s.components()],
+            [self.provider, *s.components(), *api_inputs(form)],
             [self.gallery, self.seed_used, self.status, self.sent],
             api_name="generate",
             concurrency_limit=None,
@@ -174,7 +189,9 @@ class GenerateTab:
             summary += f"\n\n{provider.details()}"
         if not status.usable:
             summary = f"**{provider_id} is not usable here:** {status.reason}.\n\n{summary}"
+        inputs = self._form.image_inputs
         return {
+            **(inputs.for_provider(provider_id) if inputs else {}),
             self.tiny_notice: gr.update(visible=provider_id == "diffusers-tiny"),
             s.steps: steps_update(provider_id, caps, data[s.steps]),
             s.shift: gr.update(
@@ -188,6 +205,19 @@ class GenerateTab:
             s.num_images: images_update(caps.max_images, int(data[s.num_images]), provider_id),
             self._panel.capabilities: summary,
         }
+
+    def on_select(self, event: gr.SelectData) -> Updates:
+        return {self.selected: event.index}
+
+    def on_use_as_input(self, data: Values) -> Updates:
+        """The gallery's picked image (else its first) becomes the input image."""
+        images, index = data[self.gallery] or [], data[self.selected]
+        if not images:
+            gr.Info("No image yet: generate once, then use one as the input image.")
+            return UNCHANGED
+        item = images[index if isinstance(index, int) and 0 <= index < len(images) else 0]
+        path = item[0] if isinstance(item, (tuple, list)) else item
+        return use_as_input_updates(self._form, str(path))
 
     def on_guidance(self, data: Values) -> Updates:
         s = self._panel.settings
@@ -278,7 +308,9 @@ def build_generate_tab(default_provider: str) -> GenerateTab:
         elem_id="gallery",
         interactive=False,
     )
-    seed_used = gr.Textbox(label="Seed used", interactive=False, elem_id="seed-used")
+    with gr.Row(equal_height=True):
+        seed_used = gr.Textbox(label="Seed used", interactive=False, elem_id="seed-used", scale=4)
+        use_as_input = gr.Button("Use as input", size="sm", scale=1, elem_id="use-as-input")
     with gr.Accordion("What was sent", open=False):
         sent = gr.JSON(label="Prepared request (keys redacted)", elem_id="sent")
         with gr.Tab("cURL"):
@@ -289,8 +321,33 @@ def build_generate_tab(default_provider: str) -> GenerateTab:
             python = gr.Code(language="python", label="Copy as Python (httpx)", elem_id="code-python")
     api = gr.Button(visible=False)
     return GenerateTab(
-        provider, tiny_notice, run, stop, status, preview, gallery, seed_used, sent, curl, python, api
+        provider,
+        tiny_notice,
+        run,
+        stop,
+        status,
+        preview,
+        gallery,
+        seed_used,
+        use_as_input,
+        sent,
+        curl,
+        python,
+        api,
     )
+
+
+def use_as_input_updates(form: Form, path: str) -> Updates:
+    """A result (a path in Gradio's cache, given by Gradio) as the input image; the panel opens."""
+    inputs = form.image_inputs
+    if inputs is None:
+        return UNCHANGED
+    return {
+        inputs.image: path,
+        inputs.image_url: "",
+        inputs.control_image: None,  # a control image and an input image don't go together
+        inputs.accordion: gr.Accordion(open=True),
+    }
 
 
 async def make_images(
@@ -328,6 +385,10 @@ async def generate(
     guidance: float = 0.0,
     shift: float = TURBO_SHIFT,
     num_images: float = 1,
+    image: str | None = None,
+    image_url: str = "",
+    strength: float = DEFAULT_STRENGTH,
+    loras: str = "",
     request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
     progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's way of asking for progress
 ) -> tuple[list[tuple[str, str]], str, str, dict[str, Any] | None]:

@@ -1,4 +1,5 @@
-"""The Sweep tab: an X/Y grid over seed, steps, shift, provider or a prompt replacement."""
+"""The Sweep tab: an X/Y grid over seed, steps, shift, strength, LoRA scale, provider or a prompt
+replacement."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from typing import Any
 import gradio as gr
 
 from zimage_ui.errors import InvalidParams
-from zimage_ui.params import TURBO_SHIFT, TURBO_STEPS, GenerationParams
+from zimage_ui.params import DEFAULT_STRENGTH, TURBO_SHIFT, TURBO_STEPS, GenerationParams
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.runner import Outcome
 from zimage_ui.runs import Run
 from zimage_ui.sheets import placeholder
 from zimage_ui.sweep import AXIS_LABELS, Axis, SweepSpec, check_size, max_cells, parse_axis, run_sweep
 from zimage_ui.ui.common import PRIVATE, follow, owned_run, save_run_files, stop_handler, user_error
-from zimage_ui.ui.form import Form, Updates, Values, api_doc, api_params
+from zimage_ui.ui.form import Form, Updates, Values, api_doc, api_inputs, api_params
 from zimage_ui.ui.settings_panel import provider_choices
 
 NO_AXIS = "none"
@@ -60,7 +61,7 @@ class SweepTab:
         outputs = [self.status, self.grid, self.gallery, self.grid_file]
         self.run.click(
             self.on_run,
-            {*form.settings.components(), *axes, self.provider, keys},
+            {*form.read_inputs(), *axes, self.provider, keys},
             outputs,
             api_visibility="private",
             concurrency_limit=None,
@@ -75,6 +76,7 @@ class SweepTab:
                 self.y_kind,
                 self.y_values,
                 *form.settings.components(),
+                *api_inputs(form),
             ],
             outputs,
             api_name="sweep",
@@ -123,7 +125,8 @@ class SweepTab:
 def build_sweep_tab(default_provider: str) -> SweepTab:
     gr.Markdown(
         "Values are lists (`1, 4, 8`) or ranges (`1-8`, `1-8 (+2)`, `2-8 [4]`). For Prompt S/R the "
-        "first value is the text to find in the prompt; each value replaces it in turn."
+        "first value is the text to find in the prompt; each value replaces it in turn. Strength "
+        "and LoRA scale (every LoRA's scale) vary the Image input panel's input image and LoRAs."
     )
     provider = gr.Dropdown(
         label="Provider",
@@ -230,7 +233,8 @@ async def run_cells(
     "Make an X/Y grid of images on one provider, one cell per combination of the axes' values.",
     before={
         "provider": "Where to make the cells: an id from the providers tool.",
-        "x_kind": "The X axis: seed, steps, shift, provider or prompt_sr (prompt search/replace).",
+        "x_kind": "The X axis: seed, steps, shift, strength, lora_scale (every LoRA's scale), provider "
+        "or prompt_sr (prompt search/replace); strength and lora_scale need an image or LoRAs (below).",
         "x_values": "Its values: a list (1, 4, 8) or a range (1-8, 1-8 (+2), 2-8 [4]); for prompt_sr "
         "the first value is the text to find in the prompt.",
         "y_kind": "The Y axis, like x_kind, or none.",
@@ -255,6 +259,10 @@ async def sweep(
     guidance: float = 0.0,
     shift: float = TURBO_SHIFT,
     num_images: float = 1,
+    image: str | None = None,
+    image_url: str = "",
+    strength: float = DEFAULT_STRENGTH,
+    loras: str = "",
     request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
 ) -> tuple[str, str, list[tuple[str, str]], str]:
     spec = sweep_spec(api_params(locals()), provider, x_kind, x_values, y_kind, y_values)

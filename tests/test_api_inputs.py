@@ -1,0 +1,62 @@
+"""The public endpoints' image inputs: an upload (FileData) or an https URL, never a server path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from tests.serving import running_app
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with running_app({"ZIMAGE_SERVER_KEYS": "none"}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ramp = (np.indices((256, 256)).sum(0) % 256).astype(np.uint8)
+    path = tmp_path_factory.mktemp("api-photo") / "photo.png"
+    Image.fromarray(np.stack([ramp, ramp[::-1], 255 - ramp], -1)).save(path)
+    return path
+
+
+SETTINGS = {"provider": "diffusers-tiny", "prompt": "a heron", "width": 256, "height": 256, "seed": "7"}
+
+
+def test_generate_takes_an_uploaded_image_and_its_strength(url: str, photo: Path):
+    client = Client(url, verbose=False)
+    _, seed, status, sent = client.predict(
+        **SETTINGS, random_seed=False, image=handle_file(str(photo)), strength=0.5, api_name="/generate"
+    )
+    assert seed == "7" and "strength 0.5: 4 of 8 steps run" in status
+    assert "strength 0.5: 4 of 8 steps run" in sent["notes"]
+
+
+def test_typed_server_paths_are_refused(url: str):
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="give an https URL or upload the file"):
+        client.predict(**SETTINGS, image_url="/etc/passwd", api_name="/generate")
+    with pytest.raises(Exception, match=r"LoRA 1.*give an https URL or upload the file"):
+        client.predict(**SETTINGS, loras="/models/ink.safetensors 0.8", api_name="/generate")
+
+
+def test_a_filedata_naming_a_server_file_is_refused(url: str):
+    """A hand-made request whose FileData names a server path instead of an upload: refused
+    (by Gradio, which takes only files it was sent, or by the page's upload check)."""
+    settings = ["diffusers-tiny", "a heron", "", 256, 256, "7", False, 8, 0.0, 3.0, 1]
+    server_file = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
+    call = httpx.post(
+        f"{url}gradio_api/call/generate", json={"data": [*settings, server_file, "", 0.5, ""]}, timeout=30
+    )
+    if call.status_code >= 400:  # refused at the door
+        return
+    stream = httpx.get(f"{url}gradio_api/call/generate/{call.json()['event_id']}", timeout=60).text
+    assert "event: error" in stream and "event: complete" not in stream, stream[:500]
