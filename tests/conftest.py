@@ -90,6 +90,11 @@ def runpod_emulator(emulators: dict[str, Emulator]) -> Emulator:
     return emulators["runpod"]
 
 
+@pytest.fixture
+def comfyui_emulator(emulators: dict[str, Emulator]) -> Emulator:
+    return emulators["comfyui"]
+
+
 @pytest.fixture(params=list(EMULATORS))
 def hosted(request: pytest.FixtureRequest, emulators: dict[str, Emulator]) -> tuple:
     """(provider, its emulator), once per hosted provider; the provider is the registered class

@@ -45,7 +45,8 @@ def _set(**values: object) -> Callable[[Emulator, pytest.MonkeyPatch], None]:
 
 
 def _refused(emulator: Emulator, patch: pytest.MonkeyPatch) -> None:
-    patch.setenv(f"ZIMAGE_{emulator.provider_id.upper()}_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
+    variable = PROVIDERS[emulator.provider_id].base_url_var  # type: ignore[attr-defined]
+    patch.setenv(variable, f"http://127.0.0.1:{free_port()}/v1")
 
 
 FAULTS = {

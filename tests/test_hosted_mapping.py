@@ -19,18 +19,18 @@ from zimage_ui.providers.runpod import SIZES, runpod_body
 from zimage_ui.providers.scenario import scenario_body
 
 HOSTED_IDS = ["scenario", "inferencesh", "aimlapi", "evolink", "runpod"]
+# after the five: OpenAI-style endpoints (as configured), ComfyUI, Hugging Face Inference Providers
+ENGINE_IDS = ["openai-compatible", "comfyui", "huggingface"]
 
 
 def params(**values: object) -> GenerationParams:
     return GenerationParams(**{"prompt": "a red fox", "seed": 42, **values})  # type: ignore[arg-type]
 
 
-def test_registry_holds_the_five_in_order() -> None:
-    assert [provider.id for provider in HOSTED_PROVIDERS] == HOSTED_IDS
-    assert all(
-        PROVIDERS[provider_id] is provider
-        for provider_id, provider in zip(HOSTED_IDS, HOSTED_PROVIDERS, strict=True)
-    )
+def test_registry_holds_the_five_then_the_engines() -> None:
+    assert sorted(provider.id for provider in HOSTED_PROVIDERS[5:]) == sorted(ENGINE_IDS)
+    assert [provider.id for provider in HOSTED_PROVIDERS[:5]] == HOSTED_IDS
+    assert all(PROVIDERS[provider.id] is provider for provider in HOSTED_PROVIDERS)
 
 
 # -- Scenario ----------------------------------------------------------------------------------

@@ -37,7 +37,10 @@ def key_env_names() -> list[str]:
 
 def base_url_env_names() -> list[str]:
     """Every `ZIMAGE_<ID>_BASE_URL` a registered provider reads (it may hold credentials)."""
-    return [f"ZIMAGE_{provider_id.upper()}_BASE_URL" for provider_id in PROVIDERS]
+    return [
+        getattr(provider, "base_url_var", f"ZIMAGE_{provider_id.upper()}_BASE_URL")
+        for provider_id, provider in PROVIDERS.items()
+    ]
 
 
 def known_secrets(extra: Iterable[str] = ()) -> Secrets:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 from tests.emulators.aimlapi import AimlApiEmulator
 from tests.emulators.base import Behaviour, Emulator, Recorded
+from tests.emulators.comfyui import ComfyUIEmulator
 from tests.emulators.evolink import EvoLinkEmulator
 from tests.emulators.inferencesh import InferenceShEmulator
 from tests.emulators.runpod import RunPodEmulator
@@ -25,6 +26,7 @@ EMULATORS: dict[str, type[Emulator]] = {
     "aimlapi": AimlApiEmulator,
     "evolink": EvoLinkEmulator,
     "runpod": RunPodEmulator,
+    "comfyui": ComfyUIEmulator,
 }
 
 
