@@ -32,12 +32,18 @@ SUBMIT = {
     "evolink": "/images/generations",
     "runpod": "/runsync",
     "comfyui": "/prompt",
+    "openai-compatible": "/images/generations",
 }
 STATUS_PATH = {"scenario": "/jobs/", "inferencesh": "/tasks/", "evolink": "/tasks/", "runpod": "/status/"}
 COST = {"scenario": "5 compute units", "aimlapi": "10500 tokens", "runpod": "$0.0050"}
 CANCEL_PATH = {"inferencesh": "/cancel", "runpod": "/cancel", "comfyui": "/interrupt"}
-SAME_HOST_IMAGES = {"comfyui"}  # images the API serves itself, behind its key (ComfyUI's /view)
-OPTIONAL_KEY = {"comfyui"}  # a self-hosted engine: its URL is what it needs, a key only behind a proxy
+# images the API serves itself, behind its key (ComfyUI's /view, an engine's /v1/images/{id}/content)
+SAME_HOST_IMAGES = {"comfyui", "openai-compatible"}
+# a self-hosted engine: its URL is what it needs, a key only behind a proxy
+OPTIONAL_KEY = {"comfyui", "openai-compatible"}
+# one synchronous request: a failure is its HTTP error, Stop lands while it is open, nothing polls
+SYNCHRONOUS = {"aimlapi", "openai-compatible"}
+INLINE_IMAGES = {"openai-compatible"}  # images come back in the answer (b64_json): nothing to download
 
 
 def params(**values: object) -> GenerationParams:
@@ -71,7 +77,7 @@ async def test_happy_path_sends_exactly_the_prepared_body(hosted: tuple[Provider
     assert len(result.images) == 1
     assert result.images[0].size == (prepared.sent.width, prepared.sent.height) == (1024, 768)
     assert result.seed == prepared.sent.seed == 1234
-    assert emulator.downloads
+    assert emulator.downloads or provider.id in INLINE_IMAGES
     if provider.id in SAME_HOST_IMAGES:
         assert all(
             d.headers.get("authorization") == submit.headers["authorization"] for d in emulator.downloads
@@ -112,7 +118,7 @@ async def test_failed_job_reports_the_reason(hosted: tuple[Provider, Emulator]) 
     emulator.behaviour.fail_reason = "content flagged by the safety checker"
     error = await failure(provider)
     assert "content flagged by the safety checker" in str(error)
-    assert isinstance(error, JobFailed) or provider.id == "aimlapi"  # AIML is synchronous: an HTTP 400
+    assert isinstance(error, JobFailed) or provider.id in SYNCHRONOUS  # an HTTP 400 or 500
 
 
 async def test_malformed_answer_is_a_clear_error(hosted: tuple[Provider, Emulator]) -> None:
@@ -181,7 +187,7 @@ async def test_transient_poll_error_is_retried(hosted: tuple[Provider, Emulator]
     emulator.behaviour.polls_before_done = 1
     result = await run(provider)
     assert len(result.images) == 1
-    assert "502" in emulator._fired or provider.id == "aimlapi"  # AIML never polls
+    assert "502" in emulator._fired or provider.id in SYNCHRONOUS  # nothing to poll
 
 
 async def test_stop_cancels_the_job(hosted: tuple[Provider, Emulator]) -> None:
@@ -198,7 +204,7 @@ async def test_stop_cancels_the_job(hosted: tuple[Provider, Emulator]) -> None:
         if len(updates) == 2:  # the job is known and being polled
             token.cancel()
 
-    if provider.id == "aimlapi":  # synchronous: Stop lands while the one request is open
+    if provider.id in SYNCHRONOUS:  # Stop lands while the one request is open
         asyncio.get_running_loop().call_later(0.3, token.cancel)
     started = time.monotonic()
     with pytest.raises(Cancelled) as caught:

@@ -127,7 +127,7 @@ def test_unconfigured_it_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> No
 def test_sglang_run_returns_each_seeds_image_and_the_engine_time(
     env: dict[str, str], engines: dict[str, OpenAIImagesEmulator]
 ) -> None:
-    provider = OpenAICompatibleProvider("sglang")
+    provider = OpenAICompatibleProvider(name="sglang")
     result = run(provider, params(num_images=2))
     assert [image.size for image in result.images] == [(512, 384), (512, 384)]
     colours = [image.getpixel((0, 0)) for image in result.images]
@@ -141,7 +141,7 @@ def test_sglang_run_returns_each_seeds_image_and_the_engine_time(
 def test_a_relative_image_link_is_fetched_from_the_engine(
     env: dict[str, str], engines: dict[str, OpenAIImagesEmulator], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    provider = OpenAICompatibleProvider("sglang")
+    provider = OpenAICompatibleProvider(name="sglang")
     monkeypatch.setattr(
         "zimage_ui.providers.openai_compat.openai_body",
         lambda p, model: (lambda body, sent, notes: ({**body, "response_format": "url"}, sent, notes))(
@@ -156,7 +156,7 @@ def test_a_relative_image_link_is_fetched_from_the_engine(
 def test_vllm_omni_takes_the_same_body_and_refuses_a_wrong_model(
     env: dict[str, str], engines: dict[str, OpenAIImagesEmulator], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    provider = OpenAICompatibleProvider("vllm")
+    provider = OpenAICompatibleProvider(name="vllm")
     assert run(provider, params()).images[0].size == (512, 384)
     assert engines["vllm-omni"].steps_run == [8]  # never vLLM-Omni's own 50
     monkeypatch.setenv("ZIMAGE_OPENAI_VLLM_MODEL", "someone/other-model")
@@ -171,7 +171,7 @@ def test_no_key_no_authorization_header(
 ) -> None:
     monkeypatch.delenv("ZIMAGE_OPENAI_SGLANG_API_KEY")
     engines["sglang"].require_key = False
-    provider = OpenAICompatibleProvider("sglang")
+    provider = OpenAICompatibleProvider(name="sglang")
     assert provider.availability(KeyRing()).usable
     assert "Authorization" not in provider.prepare(params()).headers
     run(provider, params())
@@ -182,7 +182,7 @@ def test_no_key_no_authorization_header(
 def test_a_wrong_key_is_named_and_never_shown(
     env: dict[str, str], engines: dict[str, OpenAIImagesEmulator]
 ) -> None:
-    provider = OpenAICompatibleProvider("sglang")
+    provider = OpenAICompatibleProvider(name="sglang")
     with pytest.raises(ProviderError) as caught:
         run(provider, params(), KeyRing({"ZIMAGE_OPENAI_SGLANG_API_KEY": "wrong-key-123456"}))
     assert "ZIMAGE_OPENAI_SGLANG_API_KEY" in str(caught.value)
@@ -191,7 +191,7 @@ def test_a_wrong_key_is_named_and_never_shown(
 
 def test_image_inputs_are_refused_until_edits_are_mapped(env: dict[str, str]) -> None:
     with pytest.raises(InvalidParams) as caught:
-        OpenAICompatibleProvider("sglang").prepare(params(inputs={"image": "https://x.test/a.png"}))
+        OpenAICompatibleProvider(name="sglang").prepare(params(inputs={"image": "https://x.test/a.png"}))
     assert "text-to-image only" in caught.value.fields["image"]
 
 

@@ -90,7 +90,7 @@ def _latin_1(text: str) -> bool:
     return True
 
 
-NEGATIVE_NEEDS_GUIDANCE = {"comfyui"}
+NEGATIVE_NEEDS_GUIDANCE = {"comfyui", "openai-compatible"}
 
 
 @pytest.mark.parametrize("prompt", [LATIN_1, NOT_LATIN_1], ids=["latin-1", "unicode"])
@@ -101,7 +101,8 @@ async def test_every_hosted_providers_png_reads_in_sd_parsers_and_sd_prompt_read
     params = GenerationParams(prompt=prompt, negative_prompt=NEGATIVE, seed=1234, width=1024, height=768)
     outcome = await generate_one(provider.id, params)
     want = expected(outcome)
-    # ComfyUI at guidance 0 (cfg 1) skips the negative pass, as the local pipeline does: not written
+    # ComfyUI (cfg 1) and the OpenAI-style engines skip the negative at guidance 0, as the local
+    # pipeline does: it is not written
     used = provider.capabilities.negative_prompt and provider.id not in NEGATIVE_NEEDS_GUIDANCE
     assert want["negative"] == (NEGATIVE if used else "")
     assert want["steps"] == 8  # sent as asked, or the provider's own (EvoLink, RunPod): Turbo's 8

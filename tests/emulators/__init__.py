@@ -1,10 +1,10 @@
-"""Loopback emulators of the five hosted Z-Image-Turbo APIs, for tests and for trying the page.
+"""Loopback emulators of the hosted Z-Image-Turbo APIs and serving engines, for tests and the page.
 
     with running("runpod") as emulators:
         emulators["runpod"].behaviour.polls_before_done = 3
         ...  # point ZIMAGE_RUNPOD_BASE_URL at emulators["runpod"].base_url
 
-`python -m tests.emulators` starts all five on fixed ports and prints the variables to export.
+`python -m tests.emulators` starts them all on fixed ports and prints the variables to export.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tests.emulators.base import Behaviour, Emulator, Recorded
 from tests.emulators.comfyui import ComfyUIEmulator
 from tests.emulators.evolink import EvoLinkEmulator
 from tests.emulators.inferencesh import InferenceShEmulator
+from tests.emulators.openai_images import OpenAIImagesEmulator
 from tests.emulators.runpod import RunPodEmulator
 from tests.emulators.scenario import ScenarioEmulator
 
@@ -27,6 +28,7 @@ EMULATORS: dict[str, type[Emulator]] = {
     "evolink": EvoLinkEmulator,
     "runpod": RunPodEmulator,
     "comfyui": ComfyUIEmulator,
+    "openai-compatible": OpenAIImagesEmulator,
 }
 
 

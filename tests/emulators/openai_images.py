@@ -4,7 +4,9 @@
 picks whose rules apply: "sglang" takes `width`/`height` besides `size` and answers `url` links
 (relative, `/v1/images/{id}/content`) unless `b64_json` is asked; "vllm-omni" has no
 `width`/`height`, refuses `response_format=url` and a `model` other than the one it serves.
-Errors come in OpenAI's shape `{"error": {"message", "type", "code"}}`.
+Errors come in OpenAI's shape `{"error": {"message", "type", "code"}}`; a failed generation is an
+HTTP 500 with the reason. The image faults (expired, not an image, huge, bomb, oversized) make it
+answer links to its own `/v1/images/{id}/content` whatever was asked, served with that fault.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tests.emulators.base import (
     NUMBER,
     BadRequest,
     Emulator,
+    Recorded,
     Spec,
     check_fields,
     json_response,
@@ -112,7 +115,10 @@ class OpenAIImagesEmulator(Emulator):
         phase = await self.hold(job, HANG_S if self.behaviour.stuck else self.behaviour.job_delay_s + 5)
         if phase == "failed":
             return self.error(500, self.behaviour.fail_reason or "generation failed")
-        as_url = body.get("response_format", "url" if self.engine == "sglang" else "b64_json") == "url"
+        b = self.behaviour
+        image_fault = b.expired_image or b.non_image or b.huge_image or b.image_bomb or b.oversized_image
+        asked = body.get("response_format", "url" if self.engine == "sglang" else "b64_json")
+        as_url = asked == "url" or image_fault
         items = [self._item(job.id, i, width, height, job.seed + i, as_url) for i in range(job.count)]
         answer: dict[str, Any] = {"created": int(time.time()), "data": items}
         if self.engine == "sglang":
@@ -124,9 +130,12 @@ class OpenAIImagesEmulator(Emulator):
             return {"url": f"{self.prefix}/images/{job_id}-{index}/content", "revised_prompt": None}
         return {"b64_json": base64.b64encode(png_bytes(width, height, seed)).decode()}
 
+    @property
+    def downloads(self) -> list[Recorded]:
+        return self.calls("GET", "/content")
+
     async def content(self, request: Request) -> Response:
         await self.receive(request)
-        job_id, _, index = request.path_params["image_id"].rpartition("-")
-        job = self.job(job_id)
-        data = png_bytes(job.width, job.height, job.seed + int(index))
-        return Response(data, media_type="image/png")
+        if not self.authorized(request):  # the engine's own route: behind its key
+            return self.error(401, "invalid API key")
+        return self.asset_response(f"{request.path_params['image_id']}.png")

@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from PIL import Image
 
@@ -51,7 +51,7 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpSession, Unexpected, dig
+from zimage_ui.providers.http import HttpEngine, HttpSession, Unexpected, dig
 from zimage_ui.redaction import key_problem
 
 DEFAULT_MODEL = "Tongyi-MAI/Z-Image-Turbo"
@@ -149,8 +149,8 @@ class OpenAICompatibleProvider(HostedProvider):
     default_base_url = ""
     error_paths = ("error.message", "message", "detail", "error")
 
-    def __init__(self, name: str = "", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, http: HttpEngine | None = None, *, name: str = "") -> None:
+        super().__init__(http)
         self.name = name
         self.prefix = f"{ENV_PREFIX}_{name.upper()}" if name else ENV_PREFIX
         self.id = f"openai-{name.replace('_', '-')}" if name else DEFAULT_ID
@@ -205,7 +205,9 @@ class OpenAICompatibleProvider(HostedProvider):
         async def load(kind: str, value: str) -> Image.Image:
             if kind == "b64_json":
                 return await session.image_from_b64(value)
-            return await session.download_image(urljoin(prepared.url, value))  # SGLang: a relative link
+            link = urljoin(prepared.url, value)  # SGLang: a link relative to the engine
+            own = urlsplit(link).netloc == urlsplit(prepared.url).netloc  # its own route, behind its key
+            return await session.download_image(link, with_key=own)
 
         images = await gather_all(load(kind, value) for kind, value in image_items(data))
         notes = []
@@ -217,4 +219,4 @@ class OpenAICompatibleProvider(HostedProvider):
 def configured_providers(environ: Mapping[str, str] | None = None) -> tuple[OpenAICompatibleProvider, ...]:
     """One provider per configured endpoint; `openai-compatible` itself always (it says how to set it)."""
     names = endpoint_names(os.environ if environ is None else environ)
-    return tuple(OpenAICompatibleProvider(name) for name in dict.fromkeys(["", *names]))
+    return tuple(OpenAICompatibleProvider(name=name) for name in dict.fromkeys(["", *names]))
