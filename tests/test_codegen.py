@@ -17,8 +17,9 @@ from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing, PreparedRequest
 from zimage_ui.providers.hosted_base import HostedProvider
 
-HOSTED = [pid for pid, provider in PROVIDERS.items() if isinstance(provider, HostedProvider)]
-LOCAL = [pid for pid in PROVIDERS if pid not in HOSTED]
+ALL_HOSTED = [pid for pid, provider in PROVIDERS.items() if isinstance(provider, HostedProvider)]
+HOSTED = [pid for pid in ALL_HOSTED if pid != "huggingface"]  # the ones whose code is an HTTP request
+LOCAL = [pid for pid in PROVIDERS if pid not in ALL_HOSTED]
 PARAMS = GenerationParams(
     prompt='it\'s a "fox", at: dawn\nünï ${HOME} `x` $(id)',
     negative_prompt="blur",
@@ -47,7 +48,7 @@ def hosted(request: pytest.FixtureRequest) -> Iterator[tuple[str, PreparedReques
 
 
 def test_every_hosted_provider_is_covered():
-    assert set(HOSTED) == {"scenario", "inferencesh", "aimlapi", "evolink", "runpod", "huggingface"} | {
+    assert set(ALL_HOSTED) == {"scenario", "inferencesh", "aimlapi", "evolink", "runpod", "huggingface"} | {
         "openai-compatible",
         "comfyui",
     }
@@ -196,3 +197,32 @@ def test_python_literal_is_python_not_json():
     value = {"a": [True, None, 1.5, {"b": "c'd"}], "e": {}, "f": []}
     assert ast.literal_eval(python_literal(value)) == value
     assert "true" not in python_literal(value) and "null" not in python_literal(value)
+
+
+def test_huggingface_code_is_the_inference_client_call(fake_keys, monkeypatch):
+    import sys
+    import types
+
+    prepared = PROVIDERS["huggingface"].prepare(PARAMS)
+    curl, code = copy_as_code(prepared)
+    assert curl.startswith("#") and "InferenceClient" in curl
+    calls: dict[str, Any] = {}
+
+    class FakeImage:
+        def save(self, name: str) -> None:
+            calls["saved"] = name
+
+    class FakeClient:
+        def __init__(self, **kwargs: Any) -> None:
+            calls["client"] = kwargs
+
+        def text_to_image(self, **kwargs: Any) -> FakeImage:
+            calls["args"] = kwargs
+            return FakeImage()
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(InferenceClient=FakeClient))
+    exec(compile(code, "<copied>", "exec"), {})
+    assert calls["client"] == {"provider": prepared.body["provider"], "api_key": fake_keys["HF_TOKEN"]}
+    assert calls["args"] == {k: v for k, v in prepared.body.items() if k != "provider"}
+    assert calls["args"]["seed"] == 42 and calls["saved"] == "zimage-42.png"
+    assert fake_keys["HF_TOKEN"] not in code

@@ -187,6 +187,32 @@ def pipeline_code(prepared: PreparedRequest) -> str:
     )
 
 
+CLIENT_PROVIDERS = {"huggingface"}  # the HTTP is huggingface_hub's: the code is its client call
+
+
+def inference_client_code(prepared: PreparedRequest, names: Sequence[str]) -> str:
+    """The `huggingface_hub.InferenceClient.text_to_image` call the provider made."""
+    args = {key: value for key, value in prepared.body.items() if key != "provider"}
+    provider = prepared.body.get("provider", "auto")
+    var = _env(names[0])
+    return "\n".join(
+        [
+            '"""The call zimage-ui made to Hugging Face Inference Providers; needs huggingface_hub."""',
+            "",
+            "import os",
+            "",
+            "from huggingface_hub import InferenceClient",
+            "",
+            f'client = InferenceClient(provider={provider!r}, api_key=os.environ["{var}"])',
+            "image = client.text_to_image(",
+            *(f"    {key}={value!r}," for key, value in args.items()),
+            ")",
+            f"image.save({f'zimage-{prepared.params.seed}.png'!r})",
+            "",
+        ]
+    )
+
+
 def copy_as_code(
     prepared: PreparedRequest, *, key_names: Sequence[str] | None = None, secrets: Iterable[str] = ()
 ) -> tuple[str, str]:
@@ -201,6 +227,13 @@ def copy_as_code(
     else:
         provider = PROVIDERS.get(prepared.provider)
         names = list(key_names if key_names is not None else (provider.key_names if provider else ()))
-        curl, code = curl_code(prepared, names), httpx_code(prepared, names)
+        if prepared.provider in CLIENT_PROVIDERS:
+            curl = (
+                f"# {prepared.provider} goes through huggingface_hub's InferenceClient, which picks the "
+                "routed provider's own request: see the Python.\n"
+            )
+            code = inference_client_code(prepared, names)
+        else:
+            curl, code = curl_code(prepared, names), httpx_code(prepared, names)
     known = known_secrets(secrets)
     return scrub(curl, known), scrub(code, known)

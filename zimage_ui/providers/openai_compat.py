@@ -21,6 +21,10 @@ gives the provider `openai-compatible`; `ZIMAGE_OPENAI_<NAME>_BASE_URL` gives `o
 two engines or two GPUs can be compared side by side. Each reads its own `..._API_KEY` (optional:
 a self-hosted engine often has none) and `..._MODEL` (default the Z-Image-Turbo hub id, which
 vLLM-Omni checks against the model it serves).
+
+Text-to-image only: SGLang declares Z-Image text-to-image, and vLLM-Omni's `/v1/images/edits`
+serves edit models (Qwen-Image-Edit), not Z-Image-Turbo's text-to-image pipeline; an input image
+is refused with that reason rather than sent where it would fail or be dropped.
 """
 
 from __future__ import annotations
