@@ -62,6 +62,29 @@ def test_an_uploaded_image_and_its_strength_reach_the_tiny_model(page: Page, pho
     expect(page.locator("#sent")).to_contain_text("strength 0.35")
 
 
+def test_a_mask_painted_with_the_brush_reaches_the_tiny_model(page: Page):
+    open_panel(page)
+    canvas = page.locator("#input-mask canvas").first
+    canvas.scroll_into_view_if_needed()
+    page.locator("#input-mask button[aria-label*='Brush' i]").first.click()
+    box = canvas.bounding_box()
+    assert box is not None
+    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 20):
+        page.mouse.move(x0 + i * 4, y0 + i * 3, steps=2)
+    page.mouse.up()
+    page.click("#generate")
+    status = page.locator("#status")
+    expect(status).to_contain_text("Done", timeout=90_000)
+    sent = page.locator("#sent")
+    if not sent.is_visible():
+        page.get_by_text("What was sent", exact=True).first.click()
+    expect(sent).to_contain_text("ZImageInpaintPipeline")  # a mask: the inpainting pipeline ran
+    expect(sent).to_contain_text("zimage-masks")
+
+
 def test_use_as_input_puts_the_result_in_the_input_image(page: Page):
     before = page.locator("#input-image img").first.get_attribute("src")
     page.click("#use-as-input")
