@@ -62,7 +62,13 @@ from zimage_ui.providers.loading import DEFAULT_MODEL_ID as DEFAULT_MODEL_ID
 from zimage_ui.providers.loading import checkpoint_gib as checkpoint_gib
 from zimage_ui.providers.loading import loaded_gib, model_id
 from zimage_ui.providers.loading import total_ram_gib as _total_ram_gib
-from zimage_ui.providers.pipeline_variants import apply_loras, controlnet_pipeline, pipeline_for
+from zimage_ui.providers.pipeline_variants import (
+    MASK_BLUR_PX,
+    apply_loras,
+    controlnet_pipeline,
+    paste_outside_mask,
+    pipeline_for,
+)
 from zimage_ui.providers.prompt_cache import PromptCache
 from zimage_ui.providers.speed import (
     describe,
@@ -219,7 +225,10 @@ def _pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
         kwargs["pipeline"] = f"{kind}.from_pipe(the loaded pipeline)"
         kwargs["image"] = f"the input image {params.image!r}, resized to {params.size}"
         if params.mask is not None:
-            kwargs["mask_image"] = f"the mask {params.mask!r}"
+            kwargs["mask_image"] = (
+                f"the mask {params.mask!r}; outside it the input's own pixels are pasted back after "
+                f"decoding (edge blurred {MASK_BLUR_PX} px, as A1111 does)"
+            )
         kwargs["strength"] = params.strength
     if params.control_image is not None:
         kwargs["pipeline"] = "ZImageControlNetPipeline.from_pipe(the loaded pipeline, controlnet=...)"
@@ -710,6 +719,8 @@ def _run_pipeline(
                 )
             if cancel.cancelled:
                 raise Cancelled(provider_id, "stopped")
+            if inputs.image is not None and inputs.mask is not None:
+                output.images = [paste_outside_mask(i, inputs.image, inputs.mask) for i in output.images]
             images.extend(output.images)
     except torch.OutOfMemoryError:
         raise JobFailed(

@@ -17,6 +17,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from PIL import Image, ImageFilter
+
 from zimage_ui.errors import JobFailed
 from zimage_ui.image_inputs import LoraFile
 from zimage_ui.params import GenerationParams
@@ -109,3 +111,14 @@ def apply_loras(provider_id: str, pipeline: Any, loras: tuple[LoraFile, ...]) ->
         loaded.append(adapter)
     pipeline.enable_lora()
     pipeline.set_adapters(list(wanted), [lora.scale for lora in wanted.values()])
+
+
+MASK_BLUR_PX = 4  # A1111's default mask blur: the seam between kept and redrawn pixels is soft
+
+
+def paste_outside_mask(generated: Image.Image, original: Image.Image, mask: Image.Image) -> Image.Image:
+    """The inpainted image with the input's own pixels outside the mask (white: redrawn), its edge
+    blurred by MASK_BLUR_PX as A1111 does. diffusers' inpainting pipeline blends latents only, and
+    the VAE's round trip changes every pixel a little: without this the kept area comes back changed."""
+    soft = mask.convert("L").filter(ImageFilter.GaussianBlur(MASK_BLUR_PX))
+    return Image.composite(generated.convert("RGB"), original.convert("RGB"), soft)
