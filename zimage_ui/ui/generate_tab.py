@@ -66,7 +66,8 @@ def images_update(max_images: int, current: int, provider_id: str) -> Any:
     if max_images <= 1:
         return gr.update(value=1, maximum=4, interactive=False, info=f"one image per run on {provider_id}")
     value = min(max(current, 1), max_images)
-    return gr.update(maximum=max_images, value=value, interactive=True, info=f"up to {max_images}")
+    changed = {"value": value} if value != current else {}  # else leave it: the user may be typing
+    return gr.update(maximum=max_images, interactive=True, info=f"up to {max_images}", **changed)
 
 
 def steps_update(provider_id: str, caps: Capabilities, steps: float) -> Any:
@@ -76,8 +77,9 @@ def steps_update(provider_id: str, caps: Capabilities, steps: float) -> Any:
     low, high = caps.steps_range
     value = min(max(int(steps), low), high)
     note = f"{low}..{high} on {provider_id}"
-    if value != int(steps):
-        note = f"set to {value}: {provider_id} takes {low}..{high} steps (was {int(steps)})"
+    if value == int(steps):  # the value is left alone: a number typed since the switch must stay
+        return gr.update(interactive=True, minimum=low, maximum=high, info=note)
+    note = f"set to {value}: {provider_id} takes {low}..{high} steps (was {int(steps)})"
     return gr.update(interactive=True, minimum=low, maximum=high, value=value, info=note)
 
 
