@@ -60,3 +60,38 @@ def test_a_filedata_naming_a_server_file_is_refused(url: str):
         return
     stream = httpx.get(f"{url}gradio_api/call/generate/{call.json()['event_id']}", timeout=60).text
     assert "event: error" in stream and "event: complete" not in stream, stream[:500]
+
+
+def test_sessions_at_once_with_one_seed_each_get_their_own_input_images_result(url: str, tmp_path: Path):
+    """Six sessions at once, one seed, each its own input image: every session's image is the one
+    its own input makes alone, and different inputs give different images."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = []
+    ramp = (np.indices((256, 256)).sum(0) % 256).astype(np.uint8)
+    for index in range(6):
+        channels = [ramp, ramp[::-1], 255 - ramp]
+        picture = np.rot90(np.stack(channels[index % 3 :] + channels[: index % 3], -1), index // 3 + 1)
+        path = tmp_path / f"photo-{index}.png"
+        Image.fromarray(np.ascontiguousarray(picture)).save(path)
+        photos.append(path)
+
+    def run(path: Path) -> bytes:
+        gallery, _seed, status, _sent = Client(url, verbose=False).predict(
+            **SETTINGS, random_seed=False, image=handle_file(str(path)), strength=0.3, api_name="/generate"
+        )
+        assert "Done" in status, status
+        return Path(gallery[0]["image"]).read_bytes()
+
+    def pixels(png: bytes) -> np.ndarray:
+        import io
+
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+    with ThreadPoolExecutor(len(photos)) as pool:
+        together = [pixels(png) for png in pool.map(run, photos)]
+    alone = [pixels(run(path)) for path in photos[:2]]
+    assert np.array_equal(together[0], alone[0]) and np.array_equal(together[1], alone[1])
+    for first in range(len(together)):
+        for second in range(first + 1, len(together)):
+            assert np.abs(together[first] - together[second]).mean() > 1, (first, second)
