@@ -66,8 +66,9 @@ def images_update(max_images: int, current: int, provider_id: str) -> Any:
     if max_images <= 1:
         return gr.update(value=1, maximum=4, interactive=False, info=f"one image per run on {provider_id}")
     value = min(max(current, 1), max_images)
-    changed = {"value": value} if value != current else {}  # else leave it: the user may be typing
-    return gr.update(maximum=max_images, interactive=True, info=f"up to {max_images}", **changed)
+    if value == current:  # left alone: a number typed since the switch must stay
+        return gr.update(maximum=max_images, interactive=True, info=f"up to {max_images}")
+    return gr.update(maximum=max_images, value=value, interactive=True, info=f"up to {max_images}")
 
 
 def steps_update(provider_id: str, caps: Capabilities, steps: float) -> Any:
