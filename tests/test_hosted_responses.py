@@ -6,7 +6,7 @@ import pytest
 
 from zimage_ui.providers import aimlapi, evolink, inferencesh, runpod, scenario
 from zimage_ui.providers.base import Cost
-from zimage_ui.providers.hosted_base import JobState, Refused
+from zimage_ui.providers.hosted_base import JobState, Refused, image_items
 from zimage_ui.providers.http import Unexpected
 
 # -- Scenario ----------------------------------------------------------------------------------
@@ -123,13 +123,13 @@ def test_aiml_reads_urls_base64_and_tokens() -> None:
         "data": [{"url": "https://cdn/a.png"}, {"b64_json": "aGk="}],
         "meta": {"usage": {"tokens_used": 10500}},
     }
-    assert aimlapi.image_items(answer) == [("url", "https://cdn/a.png"), ("b64_json", "aGk=")]
+    assert image_items(answer) == [("url", "https://cdn/a.png"), ("b64_json", "aGk=")]
     assert aimlapi.tokens_cost(answer) == Cost(10500.0, "tokens")
     assert aimlapi.tokens_cost({"data": []}) is None
     with pytest.raises(Unexpected):
-        aimlapi.image_items({"data": [{"url": None, "b64_json": None}]})
+        image_items({"data": [{"url": None, "b64_json": None}]})
     with pytest.raises(Unexpected):
-        aimlapi.image_items({"data": None})
+        image_items({"data": None})
 
 
 # -- EvoLink -----------------------------------------------------------------------------------

@@ -13,13 +13,14 @@ from zimage_ui.providers.hosted_base import (
     JobDone,
     fit_size,
     gather_all,
+    image_items,
     images_sent,
     seed_at_least_one,
     size_note,
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpSession, Unexpected, dig
+from zimage_ui.providers.http import HttpSession
 
 LABEL = "AIML API"
 MODEL = "alibaba/z-image-turbo"
@@ -64,20 +65,6 @@ def aiml_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, lis
         "(enable_prompt_expansion; AIML's own default is on)",
     ]
     return body, SentValues(width=width, height=height, steps=steps, seed=seed), notes
-
-
-def image_items(data: Any) -> list[tuple[str, str]]:
-    """Each image as ("url", URL) or ("b64_json", base64 text)."""
-    items = dig(data, "data")
-    if not isinstance(items, list) or not items:
-        raise Unexpected("no images in data")
-    found: list[tuple[str, str]] = []
-    for item in items:
-        kind = next((k for k in ("url", "b64_json") if isinstance(item, dict) and item.get(k)), None)
-        if kind is None:
-            raise Unexpected("an item of data has neither url nor b64_json")
-        found.append((kind, str(item[kind])))
-    return found
 
 
 def tokens_cost(data: Any) -> Cost | None:

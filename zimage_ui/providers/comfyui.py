@@ -40,7 +40,6 @@ from urllib.parse import urlencode, urlsplit
 from zimage_ui.errors import Cancelled, JobFailed, ProviderError, ProviderUnavailable
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
-    REDACTED,
     Availability,
     Capabilities,
     KeyRing,
@@ -50,15 +49,14 @@ from zimage_ui.providers.base import (
     SentValues,
 )
 from zimage_ui.providers.hosted_base import (
-    HostedProvider,
     JobDone,
+    SelfHostedProvider,
     gather_all,
     images_sent,
     steps_sent,
     unsupported_notes,
 )
 from zimage_ui.providers.http import HttpSession, Unexpected, dig, dig_text
-from zimage_ui.redaction import key_problem
 
 LABEL = "ComfyUI"
 URL_VAR = "ZIMAGE_COMFYUI_URL"
@@ -304,12 +302,12 @@ def websocket_url(root: str, client_id: str) -> str:
 # -- the provider ---------------------------------------------------------------------------
 
 
-class ComfyUIProvider(HostedProvider):
+class ComfyUIProvider(SelfHostedProvider):
     id = "comfyui"
     label = "ComfyUI server (Z-Image-Turbo workflow)"
     capabilities = CAPABILITIES
     key_names = (KEY_VAR,)
-    default_base_url = ""
+    address_hint = "the ComfyUI server's root (e.g. http://gpu-box:8188)"
     submit_path = "/prompt"
     error_paths = (node_errors_text, "error.message", "message", "error")
 
@@ -333,30 +331,14 @@ class ComfyUIProvider(HostedProvider):
 
     def availability(self, keys: KeyRing) -> Availability:
         """Usable once its URL is set and the workflow reads; the key is optional (behind a proxy)."""
-        if not self.base_url():
-            return Availability(
-                False, f"set {URL_VAR} to the ComfyUI server's root (e.g. http://gpu-box:8188)"
-            )
-        key = keys.get(KEY_VAR)
-        problem = key_problem(key) if key else None
-        if problem:
-            return Availability(False, f"the key in {KEY_VAR} is malformed: {problem}; paste it again")
+        status = super().availability(keys)
+        if not status.usable:
+            return status
         try:
             read_workflow(os.environ.get(WORKFLOW_VAR, "").strip())
         except WorkflowError as exc:
             return Availability(False, str(exc))
-        return Availability(True)
-
-    def key_values(self, keys: KeyRing) -> list[str]:
-        super().key_values(keys)  # refuses when unusable
-        return [keys.get(KEY_VAR) or ""]
-
-    def auth_headers(self, values: list[str]) -> dict[str, str]:
-        return {"Authorization": f"Bearer {values[0]}"} if values[0] else {}
-
-    def display_headers(self) -> dict[str, str]:
-        auth = {"Authorization": f"Bearer {REDACTED}"} if os.environ.get(KEY_VAR) else {}
-        return {**auth, "Content-Type": "application/json"}
+        return status
 
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
         root = self.base_of(prepared)

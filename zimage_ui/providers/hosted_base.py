@@ -27,6 +27,7 @@ from zimage_ui.errors import (
 from zimage_ui.params import MAX_LOCAL_SEED, TURBO_SHIFT, TURBO_STEPS, GenerationParams
 from zimage_ui.providers.base import (
     REDACTED,
+    Availability,
     CancelToken,
     Capabilities,
     Cost,
@@ -47,9 +48,10 @@ from zimage_ui.providers.http import (
     HttpEngine,
     HttpSession,
     Unexpected,
+    dig,
     redacted_detail,
 )
-from zimage_ui.redaction import header_secrets, redact, safe_url, url_secrets
+from zimage_ui.redaction import header_secrets, key_problem, redact, safe_url, url_secrets
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -145,6 +147,21 @@ def unsupported_notes(params: GenerationParams, capabilities: Capabilities, labe
             f"{label} makes {capabilities.max_images} per request"
         )
     return notes
+
+
+def image_items(data: Any, kinds: tuple[str, str] = ("url", "b64_json")) -> list[tuple[str, str]]:
+    """Each image of an OpenAI-style answer (`{"data": [{"url"} or {"b64_json"}, ...]}`) as
+    (kind, value), the first of `kinds` an item has."""
+    items = dig(data, "data")
+    if not isinstance(items, list) or not items:
+        raise Unexpected("no images in data")
+    found: list[tuple[str, str]] = []
+    for item in items:
+        kind = next((k for k in kinds if isinstance(item, dict) and item.get(k)), None)
+        if kind is None:
+            raise Unexpected("an item of data has neither url nor b64_json")
+        found.append((kind, str(item[kind])))
+    return found
 
 
 def percent_fraction(value: Any) -> float | None:
@@ -395,3 +412,31 @@ class HostedProvider(Provider):
     @abc.abstractmethod
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
         """Submit, wait and fetch the images of one prepared request."""
+
+
+class SelfHostedProvider(HostedProvider):
+    """An engine the team runs itself (an OpenAI-style server, ComfyUI): no default address (its
+    `base_url_var` must be set) and an optional key, sent as a bearer token only when there is one."""
+
+    default_base_url = ""
+    address_hint = "the engine's URL"  # what the unset-address message asks for, with an example
+
+    def availability(self, keys: KeyRing) -> Availability:
+        if not self.base_url():
+            return Availability(False, f"set {self.base_url_var} to {self.address_hint}")
+        name = self.key_names[0]
+        problem = key_problem(key) if (key := keys.get(name)) else None
+        if problem:
+            return Availability(False, f"the key in {name} is malformed: {problem}; paste it again")
+        return Availability(True)
+
+    def key_values(self, keys: KeyRing) -> list[str]:
+        super().key_values(keys)  # refuses when unusable
+        return [keys.get(self.key_names[0]) or ""]
+
+    def auth_headers(self, values: list[str]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {values[0]}"} if values[0] else {}
+
+    def display_headers(self) -> dict[str, str]:
+        auth = {"Authorization": f"Bearer {REDACTED}"} if os.environ.get(self.key_names[0]) else {}
+        return {**auth, "Content-Type": "application/json"}

@@ -39,24 +39,21 @@ from PIL import Image
 
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
-    REDACTED,
-    Availability,
     Capabilities,
-    KeyRing,
     PreparedRequest,
     ProgressFn,
     SentValues,
 )
 from zimage_ui.providers.hosted_base import (
-    HostedProvider,
     JobDone,
+    SelfHostedProvider,
     gather_all,
+    image_items,
     images_sent,
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpEngine, HttpSession, Unexpected, dig
-from zimage_ui.redaction import key_problem
+from zimage_ui.providers.http import HttpEngine, HttpSession
 
 DEFAULT_MODEL = "Tongyi-MAI/Z-Image-Turbo"
 ENV_PREFIX = "ZIMAGE_OPENAI"
@@ -125,32 +122,18 @@ def openai_body(params: GenerationParams, model: str) -> tuple[dict[str, Any], S
     return body, sent, notes
 
 
-def image_items(data: Any) -> list[tuple[str, str]]:
-    """Each image of an OpenAI-style answer as ("b64_json", text) or ("url", link)."""
-    items = dig(data, "data")
-    if not isinstance(items, list) or not items:
-        raise Unexpected("no images in data")
-    found: list[tuple[str, str]] = []
-    for item in items:
-        kind = next((k for k in ("b64_json", "url") if isinstance(item, dict) and item.get(k)), None)
-        if kind is None:
-            raise Unexpected("an item of data has neither b64_json nor url")
-        found.append((kind, str(item[kind])))
-    return found
-
-
 def engine_seconds(data: Any) -> float | None:
     """SGLang reports `inference_time_s`; other engines report nothing."""
     value = data.get("inference_time_s") if isinstance(data, dict) else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-class OpenAICompatibleProvider(HostedProvider):
+class OpenAICompatibleProvider(SelfHostedProvider):
     """One configured OpenAI-style endpoint (`name` "" is `ZIMAGE_OPENAI_*`)."""
 
     capabilities = CAPABILITIES
     submit_path = "/images/generations"
-    default_base_url = ""
+    address_hint = "the engine's /v1 URL (e.g. http://gpu-box:30000/v1)"
     error_paths = ("error.message", "message", "detail", "error")
 
     def __init__(self, http: HttpEngine | None = None, *, name: str = "") -> None:
@@ -175,31 +158,6 @@ class OpenAICompatibleProvider(HostedProvider):
     def map_params(self, params: GenerationParams) -> tuple[dict[str, Any], SentValues, list[str]]:
         return openai_body(params, self.model())
 
-    def availability(self, keys: KeyRing) -> Availability:
-        """Usable once its base URL is set; the key is optional (sent when there is one)."""
-        if not self.base_url():
-            return Availability(
-                False, f"set {self.base_url_var} to the engine's /v1 URL (e.g. http://gpu-box:30000/v1)"
-            )
-        key = keys.get(self.key_names[0])
-        problem = key_problem(key) if key else None
-        if problem:
-            return Availability(
-                False, f"the key in {self.key_names[0]} is malformed: {problem}; paste it again"
-            )
-        return Availability(True)
-
-    def key_values(self, keys: KeyRing) -> list[str]:
-        super().key_values(keys)  # refuses when unusable
-        return [keys.get(self.key_names[0]) or ""]
-
-    def auth_headers(self, values: list[str]) -> dict[str, str]:
-        return {"Authorization": f"Bearer {values[0]}"} if values[0] else {}
-
-    def display_headers(self) -> dict[str, str]:
-        auth = {"Authorization": f"Bearer {REDACTED}"} if os.environ.get(self.key_names[0]) else {}
-        return {**auth, "Content-Type": "application/json"}
-
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
         data = await session.submit(
             prepared.url, prepared.body, read_timeout_s=SUBMIT_READ_TIMEOUT_S, max_bytes=MAX_ANSWER_BYTES
@@ -213,7 +171,7 @@ class OpenAICompatibleProvider(HostedProvider):
             own = urlsplit(link).netloc == urlsplit(prepared.url).netloc  # its own route, behind its key
             return await session.download_image(link, with_key=own)
 
-        images = await gather_all(load(kind, value) for kind, value in image_items(data))
+        images = await gather_all(load(kind, value) for kind, value in image_items(data, ("b64_json", "url")))
         notes = []
         if len(images) != prepared.body["n"]:
             notes.append(f"the engine returned {len(images)} images for n={prepared.body['n']}")

@@ -16,7 +16,7 @@ import gradio as gr
 
 from zimage_ui.compare import Side, read_side_fields
 from zimage_ui.errors import InvalidParams, PresetError
-from zimage_ui.params import MAX_LOCAL_SEED, MAX_SEED, GenerationParams, parse_params
+from zimage_ui.params import MAX_LOCAL_SEED, MAX_SEED, GenerationParams, ImageInputs, parse_params
 from zimage_ui.presets import Preset, preset_from_params
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.ui.common import shareable_params, user_error
@@ -85,13 +85,22 @@ def api_params(arguments: Mapping[str, Any]) -> GenerationParams:
     form does, so they are read by the same rules; the image inputs (`API_INPUT_DOCS`) by the
     page's rules too (uploads and https URLs only)."""
     params = read_params({name: arguments[name] for name in SETTING_NAMES})
-    try:
-        inputs = api_image_inputs(
+    return with_visitor_inputs(
+        params,
+        lambda: api_image_inputs(
             arguments.get("image"),
             arguments.get("image_url") or "",
             arguments.get("strength"),
             arguments.get("loras") or "",
-        )
+        ),
+    )
+
+
+def with_visitor_inputs(params: GenerationParams, read: Callable[[], ImageInputs | None]) -> GenerationParams:
+    """The params with a page or API visitor's image inputs, read by `read`: each reference an
+    upload, an https URL or a model id, never a server path (one gr.Error naming what is wrong)."""
+    try:
+        inputs = read()
         if inputs is None:
             return params
         visitor_refs_allowed(inputs, [upload_folder()])  # the one last check: never a server path
@@ -226,16 +235,8 @@ class Form:
     def read(self, data: Values) -> GenerationParams:
         """The shared settings and the image inputs as validated params; raises gr.Error."""
         params = read_params(self.settings.named(data))
-        if self.image_inputs is None:
-            return params
-        try:
-            inputs = self.image_inputs.read(data)
-            if inputs is None:
-                return params
-            visitor_refs_allowed(inputs, [upload_folder()])  # the one last check: never a server path
-            return parse_params(**{**params.model_dump(), "inputs": inputs.model_dump()})
-        except InvalidParams as exc:
-            raise user_error(f"Check the image input: {exc}", title="Invalid settings") from None
+        panel = self.image_inputs
+        return params if panel is None else with_visitor_inputs(params, lambda: panel.read(data))
 
     def read_sides(self, data: Values) -> list[Side]:
         """The shown sides; every bad override is named in one gr.Error."""
