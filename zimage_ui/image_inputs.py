@@ -119,7 +119,7 @@ async def fetch_remote(inputs: ImageInputs | None, engine: HttpEngine | None = N
         return fetched
     engine = engine or HttpEngine(max_image_bytes=MAX_INPUT_BYTES)
     async with engine.session(
-        "input image", headers={}, secrets=(), key_hint="", max_pixels=MAX_INPUT_PIXELS
+        "input image", headers={}, secrets=(), key_hint="", max_pixels=MAX_INPUT_PIXELS, public_only=True
     ) as session:
         for url in dict.fromkeys(urls):
             try:

@@ -181,7 +181,7 @@ async def download_loras(
 
     async with engine.session(
         "LoRA download", headers=hub_headers, secrets=(token,) if token else (), key_hint=KEY_HINT,
-        limit_s=DOWNLOAD_LIMIT_S, cancel=cancel,
+        limit_s=DOWNLOAD_LIMIT_S, cancel=cancel, public_only=True, trusted_hosts=[hub.hostname or ""],
     ) as session:  # fmt: skip
         for lora in missing:
             name = display_name(lora)

@@ -24,8 +24,10 @@ import binascii
 import contextlib
 import functools
 import io
+import ipaddress
 import logging
 import os
+import socket
 import ssl
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -292,7 +294,11 @@ class HttpEngine:
         self.sleep = sleep  # between retries; tests pass a recorder
 
     def client(
-        self, headers: dict[str, str] | None = None, *, follow_redirects: bool = False
+        self,
+        headers: dict[str, str] | None = None,
+        *,
+        follow_redirects: bool = False,
+        on_request: Callable[[httpx.Request], Awaitable[None]] | None = None,
     ) -> httpx.AsyncClient:
         timeout = httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s)
         return httpx.AsyncClient(
@@ -301,6 +307,7 @@ class HttpEngine:
             timeout=timeout,
             follow_redirects=follow_redirects,
             verify=_ssl_context(),
+            event_hooks={"request": [on_request]} if on_request else None,
         )
 
     def session(
@@ -314,11 +321,17 @@ class HttpEngine:
         cancel: CancelToken | None = None,
         max_pixels: int = NO_PIXEL_LIMIT,
         limit_s: float | None = None,
+        public_only: bool = False,
+        trusted_hosts: Iterable[str] = (),
     ) -> HttpSession:
-        """`limit_s`: this session's overall deadline instead of `ZIMAGE_TIMEOUT_S` (big downloads)."""
+        """`limit_s`: this session's overall deadline instead of `ZIMAGE_TIMEOUT_S` (big downloads).
+        `public_only`: for URLs a visitor gave: every request, redirects included, must go to a
+        public address (`refuse_private_address`), except to `trusted_hosts` (the owner's own)."""
         session = HttpSession(
             self, provider, headers, tuple(secrets), key_hint, error_paths, cancel, max_pixels
         )
+        if public_only:
+            session._public_only = frozenset(trusted_hosts)
         if limit_s is not None and limit_s > 0:
             session._limit_s = limit_s
             session._cancel_slice_s = min(CANCEL_CALL_TIMEOUT_S, limit_s / 10)
@@ -329,6 +342,7 @@ class HttpSession:
     """The clients, deadline and cancel wiring of one run (an async context manager)."""
 
     _api: httpx.AsyncClient  # carries the provider's Authorization header
+    _public_only: frozenset[str] | None = None  # set: only public addresses, but for these hosts
     _bare: httpx.AsyncClient  # downloads: never the provider's key
 
     def __init__(
@@ -361,18 +375,24 @@ class HttpSession:
 
     async def __aenter__(self) -> HttpSession:
         self._deadline = asyncio.get_running_loop().time() + self._limit_s - self._cancel_slice_s
-        self._api = self.engine.client(self._headers)
-        self._bare = self.engine.client(follow_redirects=True)
+        guard = self._refuse_private if self._public_only is not None else None
+        self._api = self.engine.client(self._headers, on_request=guard)
+        self._bare = self.engine.client(follow_redirects=True, on_request=guard)
         return self
+
+    async def _refuse_private(self, request: httpx.Request) -> None:
+        assert self._public_only is not None
+        if request.url.host not in self._public_only:
+            await refuse_private_address(self.provider, request.url.host, request.url.port)
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._api.aclose()
         await self._bare.aclose()
-        for socket in self._sockets:
+        for websocket in self._sockets:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(socket.close(), CANCEL_CALL_TIMEOUT_S)
+                await asyncio.wait_for(websocket.close(), CANCEL_CALL_TIMEOUT_S)
 
     def job_started(
         self, cancel_url: str | None = None, *, cancel_calls: Iterable[tuple[str, Any]] = ()
@@ -773,6 +793,30 @@ async def _file_chunks(provider: str, path: Path, size: int) -> AsyncIterator[by
             yield chunk
     if sent != size:
         raise ProviderError(provider, f"{path.name} changed while it was being uploaded: try again")
+
+
+ALLOW_PRIVATE_ENV = "ZIMAGE_ALLOW_PRIVATE_URLS"
+
+
+async def refuse_private_address(provider: str, host: str, port: int | None = None) -> None:
+    """A URL a visitor gave must not reach this server's own network: a host that resolves to a
+    loopback, private, link-local or otherwise non-public address is refused before any request
+    (a cloud's metadata service at 169.254.169.254, a database on 10.0.0.5). A host that doesn't
+    resolve here fails on its own. `ZIMAGE_ALLOW_PRIVATE_URLS=1` allows them (a trusted LAN)."""
+    if os.environ.get(ALLOW_PRIVATE_ENV, "").strip() == "1":
+        return
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return
+    for *_, address in found:
+        ip = ipaddress.ip_address(str(address[0]).split("%")[0])
+        if not ip.is_global:
+            raise ProviderError(
+                provider,
+                f"{host[:80]} is a private or local address ({ip}): only public https URLs are "
+                f"fetched for visitors (set {ALLOW_PRIVATE_ENV}=1 on a trusted network)",
+            )
 
 
 def _size(limit: int) -> str:
