@@ -320,11 +320,17 @@ class Emulator:
         body = await self.receive(request)
         b = self.behaviour
         if (submit and b.hang_submit) or (b.hang_cancel and request.url.path.endswith("cancel")):
-            await asyncio.sleep(HANG_S)
+            await self.hang()
         refused = self.gate(request, submit=submit)
         if refused:
             raise Refusal(refused)
         return body
+
+    async def hang(self) -> None:
+        """Never answer in any test's time: hold for HANG_S, then end the request with a 504. It must
+        not go on to its real work then: a job made a minute later would land in another test."""
+        await asyncio.sleep(HANG_S)
+        raise Refusal(self.error(504, "gave up waiting"))
 
     def gate(self, request: Request, *, submit: bool) -> Response | None:
         """The answers every call may get before its real work: 401, 402, 429, 502, broken JSON."""

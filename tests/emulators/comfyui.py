@@ -28,7 +28,6 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tests.emulators.base import (
-    HANG_S,
     INT,
     NUMBER,
     Emulator,
@@ -343,7 +342,7 @@ class ComfyUIEmulator(Emulator):
     async def _admit_cancel(self, request: Request) -> Any:
         body = await self.receive(request)
         if self.behaviour.hang_cancel:
-            await asyncio.sleep(HANG_S)
+            await self.hang()
         refused = self.gate(request, submit=False)
         if refused:
             raise Refusal(refused)
