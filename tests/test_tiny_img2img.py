@@ -199,3 +199,39 @@ async def test_zero_gpu_worker_gets_the_decoded_inputs_as_plain_values(files):
     after, _ = await _run(_params())
     base, _ = await _run(_params(loras=[{"ref": str(files["tiny"]), "scale": 0.0}]))
     assert np.array_equal(after, base)
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"image": "in.png", "strength": 0.6},
+        {"image": "in.png", "mask": "mask.png", "strength": 1.0},
+        {"loras": [{"ref": "tiny.safetensors", "scale": 0.7}]},
+        {"control_image": "in.png", "control_kind": "depth", "control_scale": 0.9},
+    ],
+    ids=["img2img", "inpaint", "lora", "controlnet"],
+)
+async def test_copied_code_makes_the_same_image(files, inputs, tmp_path, monkeypatch):
+    """Copy as code for a run with image inputs, LoRAs or ControlNet, run beside copies of its
+    files (it names local files by their name), makes exactly the image the app made."""
+    from zimage_ui.codegen import copy_as_code
+
+    def full(ref: str) -> str:
+        return str(files[Path(ref).stem])
+
+    given = {
+        **inputs,
+        **{key: full(value) for key, value in inputs.items() if key in {"image", "mask", "control_image"}},
+    }
+    if "loras" in inputs:
+        given["loras"] = [{**lora, "ref": full(lora["ref"])} for lora in inputs["loras"]]
+    params = _params(**given)
+    app, _ = await _run(params)
+    _, code = copy_as_code(get_provider(TINY).prepare(params))
+    assert str(files["in"].parent) not in code  # file names only: never the server's folders
+    for path in files.values():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "<copied>", "exec"), {})
+    copied = np.asarray(Image.open(tmp_path / "zimage-7.png").convert("RGB"), dtype=np.float64)
+    assert np.array_equal(copied, app)

@@ -9,16 +9,21 @@ request; for them the Python is the equivalent `diffusers.ZImagePipeline` call.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from zimage_ui.keyguard import known_secrets, scrub
 from zimage_ui.params import image_seed
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.providers.base import REDACTED, PreparedRequest
+from zimage_ui.providers.base import REDACTED, PreparedRequest, is_url
+from zimage_ui.providers.controlnet import CONTROLNET_ENV
 from zimage_ui.providers.diffusers_local import DEFAULT_MODEL_ID, model_id
+from zimage_ui.providers.pipeline_variants import MASK_BLUR_PX
 from zimage_ui.redaction import safe_url
 
 LOCAL_METHOD = "CALL"
@@ -135,14 +140,16 @@ def httpx_code(prepared: PreparedRequest, names: Sequence[str]) -> str:
     )
 
 
-def _per_seed(call_args: list[str], seeds: list[int]) -> list[str]:
-    """The pipeline call for one seed, or a loop of one call per seed (each image alone)."""
+def _per_seed(call_args: list[str], seeds: list[int], after: Sequence[str] = ()) -> list[str]:
+    """The pipeline call for one seed, or a loop of one call per seed (each image alone); `after`:
+    lines run on each `image` before it is saved."""
     seed = "seed" if len(seeds) > 1 else str(seeds[0])
     call = [
         "image = pipe(",
         *call_args,
         f'    generator=torch.Generator("cpu").manual_seed({seed}),',
         ").images[0]",
+        *after,
         f'image.save(f"zimage-{{{seed}}}.png")' if len(seeds) > 1 else f'image.save("zimage-{seed}.png")',
     ]
     if len(seeds) == 1:
@@ -151,13 +158,110 @@ def _per_seed(call_args: list[str], seeds: list[int]) -> list[str]:
     return [intro, f"for seed in {seeds!r}:", *(f"    {line}" for line in call)]
 
 
+# what the local pipeline's shown request holds for reading only: the code passes the real values
+_DISPLAY_ONLY = {
+    "generator",
+    "scheduler",
+    "pipeline",
+    "image",
+    "mask_image",
+    "control_image",
+    "control_kind",
+    "loras",
+}
+
+
+UNION_FILE = "Z-Image-Turbo-Fun-Controlnet-Union.safetensors"
+
+
+def _ref_shown(ref: str) -> str:
+    """An input as the copied code names it: a URL as it is, a local file by its name only (the
+    page's uploads live in a server folder: the reader puts their own copy beside the script)."""
+    return ref if is_url(ref) else Path(ref).name
+
+
+@dataclass
+class _Inputs:
+    """The lines a local run's image inputs and LoRAs add to the copied code."""
+
+    modules: list[str] = field(default_factory=list)  # `import x`
+    imports: list[str] = field(default_factory=list)  # `from x import y`
+    setup: list[str] = field(default_factory=list)
+    call: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+
+
+def _input_code(prepared: PreparedRequest) -> _Inputs:
+    params, code = prepared.params, _Inputs()
+    size = f"({params.width}, {params.height})"
+    if params.image or params.control_image:
+        code.imports += ["from diffusers.utils import load_image", "from PIL import Image"]
+    for index, lora in enumerate(params.loras):
+        name, source = f"lora_{index}", lora.source
+        if source == "url":
+            local = Path(urlsplit(lora.ref).path).name or f"{name}.safetensors"
+            code.setup.append(f"urllib.request.urlretrieve({lora.ref!r}, {local!r})")
+            code.setup.append(f"pipe.load_lora_weights({local!r}, adapter_name={name!r})")
+        elif source == "id" and lora.ref.count("/") == 2:
+            repo, weight = lora.ref.rsplit("/", 1)
+            code.setup.append(
+                f"pipe.load_lora_weights({repo!r}, weight_name={weight!r}, adapter_name={name!r})"
+            )
+        else:
+            code.setup.append(f"pipe.load_lora_weights({_ref_shown(lora.ref)!r}, adapter_name={name!r})")
+    if params.loras:
+        code.modules += ["import urllib.request"] * any(lora.source == "url" for lora in params.loras)
+        names = [f"lora_{index}" for index in range(len(params.loras))]
+        code.setup.append(f"pipe.set_adapters({names!r}, {[lora.scale for lora in params.loras]!r})")
+    if params.image:
+        image = _ref_shown(params.image)
+        code.setup.append(f"init_image = load_image({image!r}).convert('RGB').resize({size}, Image.LANCZOS)")
+        code.call.append("    image=init_image,")
+        kind = "ZImageImg2ImgPipeline"
+        if params.mask:
+            kind = "ZImageInpaintPipeline"
+            code.setup.append(
+                f"mask = load_image({_ref_shown(params.mask)!r}).convert('L').resize({size}, Image.NEAREST)"
+            )
+            code.call.append("    mask_image=mask,")
+            code.imports.append("from PIL import ImageFilter")
+            code.after += [
+                "# outside the mask the input's own pixels, the edge blurred (as the app does)",
+                f"image = Image.composite(image.convert('RGB'), init_image, "
+                f"mask.filter(ImageFilter.GaussianBlur({MASK_BLUR_PX})))",
+            ]
+        code.imports.append(f"from diffusers import {kind}")
+        code.setup.append(f"pipe = {kind}.from_pipe(pipe)")
+    if params.control_image:
+        code.setup.append(
+            f"control_image = load_image({_ref_shown(params.control_image)!r})"
+            f".convert('RGB').resize({size}, Image.LANCZOS)  # {params.control_kind}"
+        )
+        if prepared.provider == "diffusers-tiny":
+            code.imports.append("from zimage_ui.providers.tiny_model import build_tiny_controlnet")
+            code.setup.append("controlnet = build_tiny_controlnet(pipe.transformer)")
+        else:
+            code.imports.append("from diffusers import ZImageControlNetModel")
+            weights = os.environ.get(CONTROLNET_ENV, "").strip() or UNION_FILE
+            code.setup.append(
+                f"controlnet = ZImageControlNetModel.from_single_file({weights!r}, "
+                "torch_dtype=torch.bfloat16)  # a folder or hub repo: from_pretrained"
+            )
+        code.imports.append("from diffusers import ZImageControlNetPipeline")
+        code.setup.append("pipe = ZImageControlNetPipeline.from_pipe(pipe, controlnet=controlnet)")
+        code.call.append("    control_image=control_image,")
+    return code
+
+
 def pipeline_code(prepared: PreparedRequest) -> str:
-    """The in-process equivalent: build the pipeline, set Turbo's scheduler shift, call it."""
+    """The in-process equivalent: build the pipeline, set Turbo's scheduler shift, apply the run's
+    LoRAs and image inputs, call it."""
     params = prepared.params
     assert params.seed is not None
     seeds = [image_seed(params.seed, index) for index in range(params.num_images)]
-    kwargs = {key: value for key, value in prepared.body.items() if key not in {"generator", "scheduler"}}
-    call_args = [f"    {key}={value!r}," for key, value in kwargs.items()]
+    kwargs = {key: value for key, value in prepared.body.items() if key not in _DISPLAY_ONLY}
+    inputs = _input_code(prepared)
+    call_args = [f"    {key}={value!r}," for key, value in kwargs.items()] + inputs.call
     if prepared.provider == "diffusers-tiny":
         load = [
             "from zimage_ui.providers.tiny_model import build_tiny_pipeline",
@@ -173,15 +277,20 @@ def pipeline_code(prepared: PreparedRequest) -> str:
         [
             '"""Z-Image-Turbo in-process with the settings zimage-ui used; needs torch and diffusers."""',
             "",
+            *dict.fromkeys(
+                inputs.imports[:1] and [line for line in inputs.imports if line.startswith("import ")]
+            ),
             "import torch",
             "from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline",
+            *dict.fromkeys(line for line in inputs.imports if not line.startswith("import ")),
             *load[:-1],
             "",
             load[-1],
             "pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(",
             f"    pipe.scheduler.config, shift={params.shift!r}, use_dynamic_shifting=False",
             ")",
-            *_per_seed(call_args, seeds),
+            *inputs.setup,
+            *_per_seed(call_args, seeds, inputs.after),
             "",
         ]
     )
