@@ -226,3 +226,25 @@ def test_huggingface_code_is_the_inference_client_call(fake_keys, monkeypatch):
     assert calls["args"] == {k: v for k, v in prepared.body.items() if k != "provider"}
     assert calls["args"]["seed"] == 42 and calls["saved"] == "zimage-42.png"
     assert fake_keys["HF_TOKEN"] not in code
+
+
+def test_local_lora_refs_are_copied_as_the_run_named_them(tmp_path):
+    lora_file = tmp_path / "private" / "ink.safetensors"
+    params = PARAMS.model_copy(
+        update={
+            "inputs": {
+                "loras": [
+                    {"ref": str(lora_file), "scale": 0.5},
+                    {"ref": "someone/watercolour", "scale": 1.0},
+                    {"ref": "someone/pens/fine.safetensors", "scale": 0.8},
+                ]
+            }
+        }
+    )
+    params = GenerationParams.model_validate(params.model_dump())
+    _, code = copy_as_code(PROVIDERS["diffusers-tiny"].prepare(params))
+    assert "pipe.load_lora_weights('ink.safetensors', adapter_name='lora_0')" in code  # its name only
+    assert "pipe.load_lora_weights('someone/watercolour', adapter_name='lora_1')" in code  # a hub repo
+    assert "load_lora_weights('someone/pens', weight_name='fine.safetensors', adapter_name='lora_2')" in code
+    assert "pipe.set_adapters(['lora_0', 'lora_1', 'lora_2'], [0.5, 1.0, 0.8])" in code
+    assert str(tmp_path) not in code

@@ -18,9 +18,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from zimage_ui.keyguard import known_secrets, scrub
-from zimage_ui.params import image_seed
+from zimage_ui.params import image_seed, shareable_ref
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.providers.base import REDACTED, PreparedRequest, is_url
+from zimage_ui.providers.base import REDACTED, PreparedRequest
 from zimage_ui.providers.controlnet import CONTROLNET_ENV
 from zimage_ui.providers.diffusers_local import DEFAULT_MODEL_ID, model_id
 from zimage_ui.providers.pipeline_variants import MASK_BLUR_PX
@@ -174,12 +174,6 @@ _DISPLAY_ONLY = {
 UNION_FILE = "Z-Image-Turbo-Fun-Controlnet-Union.safetensors"
 
 
-def _ref_shown(ref: str) -> str:
-    """An input as the copied code names it: a URL as it is, a local file by its name only (the
-    page's uploads live in a server folder: the reader puts their own copy beside the script)."""
-    return ref if is_url(ref) else Path(ref).name
-
-
 @dataclass
 class _Inputs:
     """The lines a local run's image inputs and LoRAs add to the copied code."""
@@ -207,22 +201,22 @@ def _input_code(prepared: PreparedRequest) -> _Inputs:
             code.setup.append(
                 f"pipe.load_lora_weights({repo!r}, weight_name={weight!r}, adapter_name={name!r})"
             )
-        else:
-            code.setup.append(f"pipe.load_lora_weights({_ref_shown(lora.ref)!r}, adapter_name={name!r})")
+        else:  # a file by its name (the reader's copy beside the script), or a hub repo as it is
+            ref = shareable_ref(lora.ref) if source == "file" else lora.ref
+            code.setup.append(f"pipe.load_lora_weights({ref!r}, adapter_name={name!r})")
     if params.loras:
         code.modules += ["import urllib.request"] * any(lora.source == "url" for lora in params.loras)
         names = [f"lora_{index}" for index in range(len(params.loras))]
         code.setup.append(f"pipe.set_adapters({names!r}, {[lora.scale for lora in params.loras]!r})")
     if params.image:
-        image = _ref_shown(params.image)
+        image = shareable_ref(params.image)
         code.setup.append(f"init_image = load_image({image!r}).convert('RGB').resize({size}, Image.LANCZOS)")
         code.call.append("    image=init_image,")
         kind = "ZImageImg2ImgPipeline"
         if params.mask:
             kind = "ZImageInpaintPipeline"
-            code.setup.append(
-                f"mask = load_image({_ref_shown(params.mask)!r}).convert('L').resize({size}, Image.NEAREST)"
-            )
+            mask = shareable_ref(params.mask)
+            code.setup.append(f"mask = load_image({mask!r}).convert('L').resize({size}, Image.NEAREST)")
             code.call.append("    mask_image=mask,")
             code.imports.append("from PIL import ImageFilter")
             code.after += [
@@ -234,7 +228,7 @@ def _input_code(prepared: PreparedRequest) -> _Inputs:
         code.setup.append(f"pipe = {kind}.from_pipe(pipe)")
     if params.control_image:
         code.setup.append(
-            f"control_image = load_image({_ref_shown(params.control_image)!r})"
+            f"control_image = load_image({shareable_ref(params.control_image)!r})"
             f".convert('RGB').resize({size}, Image.LANCZOS)  # {params.control_kind}"
         )
         if prepared.provider == "diffusers-tiny":

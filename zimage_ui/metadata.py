@@ -10,12 +10,11 @@ import io
 import json
 import struct
 import zlib
-from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from zimage_ui.params import MODEL_NAME, GenerationParams, lora_source
+from zimage_ui.params import MODEL_NAME, GenerationParams, lora_source, shareable_ref
 from zimage_ui.providers.base import SOURCE_BYTES, SentValues
 
 PARAMETERS_KEY = "parameters"
@@ -135,12 +134,9 @@ def without_server_paths(params: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(inputs, dict):
         return params
 
-    def name(ref: Any) -> Any:
-        return ref if not isinstance(ref, str) or ref.lower().startswith("https://") else Path(ref).name
-
-    cut = {key: name(inputs.get(key)) for key in ("image", "mask", "control_image") if inputs.get(key)}
+    cut = {key: shareable_ref(ref) for key in ("image", "mask", "control_image") if (ref := inputs.get(key))}
     loras = [
-        {**lora, "ref": name(lora["ref"])} if lora_source(lora["ref"]) == "file" else lora
+        {**lora, "ref": shareable_ref(lora["ref"])} if lora_source(lora["ref"]) == "file" else lora
         for lora in inputs.get("loras") or []
     ]
     return {**params, "inputs": {**inputs, **cut, "loras": loras}}

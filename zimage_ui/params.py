@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import (
@@ -62,6 +63,12 @@ MAX_REF_CHARS = 2000
 _MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+){0,2}")
 _WEIGHT_FILES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".gguf")
 LoraSource = Literal["file", "url", "id"]
+
+
+def shareable_ref(ref: str) -> str:
+    """An image or LoRA file reference as it may leave this machine (a PNG, copied code): an https
+    URL as it is, a local file by its name only, never the folder it sits in on this server."""
+    return ref if ref.lower().startswith("https://") else Path(ref).name
 
 
 def lora_source(ref: str) -> LoraSource:
