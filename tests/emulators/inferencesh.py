@@ -122,12 +122,9 @@ class InferenceShEmulator(Emulator):
 
     files_fault: str | None = None  # one of FILES_FAULTS
 
-    @property
-    def files(self) -> dict[str, StoredFile]:
-        """Files created by POST /files, by id."""
-        if not hasattr(self, "_files"):
-            self._files: dict[str, StoredFile] = {}
-        return self._files
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: dict[str, StoredFile] = {}  # files created by POST /files, by id
 
     def reset(self) -> None:
         super().reset()

@@ -120,21 +120,12 @@ class ScenarioEmulator(Emulator):
             Route("/s3/{upload_id}/{number:int}", self.put_part, methods=["PUT"]),
         ]
 
-    @property
-    def multipart(self) -> dict[str, Upload]:
-        """Multipart uploads by upload id."""
-        if not hasattr(self, "_multipart"):
-            self._multipart: dict[str, Upload] = {}
-        return self._multipart
-
     upload_fault: str | None = None  # one of UPLOAD_FAULTS
 
-    @property
-    def uploads(self) -> dict[str, bytes]:
-        """Uploaded assets' bytes by asset id."""
-        if not hasattr(self, "_uploads"):
-            self._uploads: dict[str, bytes] = {}
-        return self._uploads
+    def __init__(self) -> None:
+        super().__init__()
+        self.multipart: dict[str, Upload] = {}  # multipart uploads by upload id
+        self.uploads: dict[str, bytes] = {}  # uploaded assets' bytes by asset id
 
     def reset(self) -> None:
         super().reset()
