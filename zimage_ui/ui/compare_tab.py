@@ -48,6 +48,13 @@ from zimage_ui.votes import LEADERBOARD_COLUMNS, VERDICT_LABELS, Vote, leaderboa
 BLIND_NAMES = ("A", "B")
 
 
+def _override_box(label: str, elem_id: str, placeholder: str = "shared") -> gr.Textbox:
+    """One of a side's override boxes: blank keeps the shared setting."""
+    return gr.Textbox(
+        label=label, placeholder=placeholder, scale=1, max_lines=1, min_width=90, elem_id=elem_id
+    )
+
+
 @dataclass
 class SideResult:
     column: gr.Column
@@ -377,46 +384,11 @@ def build_compare_tab(default_provider: str) -> CompareTab:
                 scale=3,
                 elem_id=f"side-{number}-provider",
             )
-            steps = gr.Textbox(
-                label="Steps",
-                placeholder="shared",
-                scale=1,
-                max_lines=1,
-                min_width=90,
-                elem_id=f"side-{number}-steps",
-            )
-            shift = gr.Textbox(
-                label="Shift",
-                placeholder="shared",
-                scale=1,
-                max_lines=1,
-                min_width=90,
-                elem_id=f"side-{number}-shift",
-            )
-            size = gr.Textbox(
-                label="Size",
-                placeholder="shared, or WxH",
-                scale=1,
-                max_lines=1,
-                min_width=90,
-                elem_id=f"side-{number}-size",
-            )
-            strength = gr.Textbox(
-                label="Strength",
-                placeholder="shared",
-                scale=1,
-                max_lines=1,
-                min_width=90,
-                elem_id=f"side-{number}-strength",
-            )
-            lora_scale = gr.Textbox(
-                label="LoRA scale",
-                placeholder="shared",
-                scale=1,
-                max_lines=1,
-                min_width=90,
-                elem_id=f"side-{number}-lora-scale",
-            )
+            steps = _override_box("Steps", f"side-{number}-steps")
+            shift = _override_box("Shift", f"side-{number}-shift")
+            size = _override_box("Size", f"side-{number}-size", placeholder="shared, or WxH")
+            strength = _override_box("Strength", f"side-{number}-strength")
+            lora_scale = _override_box("LoRA scale", f"side-{number}-lora-scale")
         sides.append(SideControls(row, provider, steps, shift, size, strength, lora_scale))
     with gr.Row():
         run = gr.Button("Run comparison", variant="primary", elem_id="compare-run")
