@@ -309,7 +309,7 @@ def test_the_hub_failing_is_a_clear_error(emulator, provider):
 
 
 def test_a_hanging_provider_hits_the_overall_deadline(emulator, provider, monkeypatch):
-    monkeypatch.setattr(huggingface, "OVERALL_S", 1.0)
+    monkeypatch.setenv("ZIMAGE_TIMEOUT_S", "1")
     emulator.behaviour.job_delay_s = 20
     with pytest.raises(ProviderTimeout, match="no image within 1 s"):
         run(provider, provider.prepare(PARAMS))

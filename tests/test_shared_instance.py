@@ -100,7 +100,7 @@ def test_team_copies_are_kept_per_run_and_never_served(shared_app: tuple[str, Pa
         answer = httpx.get(f"{url}gradio_api/file={copy}", timeout=10)
         assert answer.status_code == 403, "a file in ZIMAGE_OUTPUT_DIR was served"
     private = Path(gallery[0]["image"])  # the client's download; the app's own run folders:
-    runs = sorted(Path("/tmp").glob("zimage-ui-runs-*/*/diffusers-tiny-5-0.png"))
+    runs = sorted(Path("/tmp").glob("zimage-ui-runs-*/process-*/*/diffusers-tiny-5-0.png"))
     assert runs and private.exists()
     assert httpx.get(f"{url}gradio_api/file={runs[-1]}", timeout=10).status_code == 403
 

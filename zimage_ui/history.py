@@ -23,6 +23,7 @@ from typing import Any
 
 from zimage_ui.keyguard import Secrets, known_secrets, scrub
 from zimage_ui.params import GenerationParams
+from zimage_ui.redaction import url_secrets
 from zimage_ui.runner import Outcome
 
 HISTORY_ENV = "ZIMAGE_HISTORY_DB"
@@ -101,13 +102,16 @@ def _cell(value: object) -> object:
 
 
 class HistoryStore:
-    """The run log in one SQLite file; safe to share between threads (a connection per call)."""
+    """The run log in one SQLite file in WAL mode; safe to share between threads (a connection per
+    call) and between the app's processes."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         with self._connect() as db:
+            # WAL: a write killed halfway leaves the log readable, and readers never wait on it.
+            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -133,6 +137,10 @@ class HistoryStore:
     ) -> int:
         """Store one run and return its id. Known key values are scrubbed from every text."""
         known = known_secrets(secrets)
+        refs = [params.image, params.mask, params.control_image, *(lora.ref for lora in params.loras)]
+        known += [
+            ("a credential in an input URL", value) for ref in refs if ref for value in url_secrets(ref)
+        ]
         clean = params.model_copy(
             update={
                 "prompt": scrub(params.prompt, known),
@@ -143,7 +151,7 @@ class HistoryStore:
             _utc(created_at),
             provider,
             clean.prompt,
-            json.dumps(clean.model_dump(mode="json"), ensure_ascii=False),
+            scrub(json.dumps(clean.model_dump(mode="json"), ensure_ascii=False), known),
             seed,
             float(elapsed_s),
             queue_s,

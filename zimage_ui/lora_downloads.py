@@ -5,7 +5,8 @@ Before a local run queues for the GPU, `download_loras` turns each URL or hub id
 cache folder (`ZIMAGE_LORA_CACHE`, else the user cache folder's `loras/`), through the HTTP engine's
 size-capped streaming download (`HttpSession.download_file`: never held in memory, written under a
 temporary name and renamed once whole). The cache file is named by a hash of the reference, so a
-second run makes no request at all.
+second run makes no request at all. A download shares the run's deadline (`ZIMAGE_TIMEOUT_S`) and its Stop:
+a visitor's slow link cannot hold a run slot any longer than a run may last.
 
 Hub ids: `owner/name/file.safetensors` is `{HF_ENDPOINT}/owner/name/resolve/main/file.safetensors`;
 `owner/name` lists the repo (`GET {HF_ENDPOINT}/api/models/owner/name`) and takes its only
@@ -37,7 +38,6 @@ DEFAULT_CACHE_GB = 20.0
 TOKEN_ENV = "HF_TOKEN"
 DEFAULT_HUB = "https://huggingface.co"
 PREFERRED_FILE = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
-DOWNLOAD_LIMIT_S = 3600.0  # a 4 GB file on a slow line; Stop ends it sooner
 KEY_HINT = "HF_TOKEN (a gated or private repo needs a token that may read it)"
 MAX_LISTED = 10
 
@@ -181,7 +181,7 @@ async def download_loras(
 
     async with engine.session(
         "LoRA download", headers=hub_headers, secrets=(token,) if token else (), key_hint=KEY_HINT,
-        limit_s=DOWNLOAD_LIMIT_S, cancel=cancel, public_only=True, trusted_hosts=[hub.hostname or ""],
+        cancel=cancel, public_only=True, trusted_origins=[hub_endpoint()],
     ) as session:  # fmt: skip
         for lora in missing:
             name = display_name(lora)

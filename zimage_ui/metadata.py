@@ -136,7 +136,7 @@ def without_server_paths(params: dict[str, Any]) -> dict[str, Any]:
 
     cut = {key: shareable_ref(ref) for key in ("image", "mask", "control_image") if (ref := inputs.get(key))}
     loras = [
-        {**lora, "ref": shareable_ref(lora["ref"])} if lora_source(lora["ref"]) == "file" else lora
+        {**lora, "ref": shareable_ref(lora["ref"])} if lora_source(lora["ref"]) != "id" else lora
         for lora in inputs.get("loras") or []
     ]
     return {**params, "inputs": {**inputs, **cut, "loras": loras}}
@@ -207,17 +207,22 @@ def splice_text_chunks(png: bytes, chunks: dict[str, str]) -> bytes:
 
 
 MAX_TEXT_BYTES = 1 << 20  # a compressed text chunk inflates to at most this (as Pillow caps it)
+MAX_TEXT_TOTAL = 4 << 20  # all text chunks of one image together: a few MB, whatever their count
+# Pillow's own readers (JPEG/WebP EXIF, PNGs through Image.open) keep to the same total.
+PngImagePlugin.MAX_TEXT_MEMORY = MAX_TEXT_TOTAL
 
 
 def png_text_chunks(data: bytes) -> dict[str, str] | None:
     """A PNG's text chunks (tEXt, zTXt, iTXt) read straight from its bytes; None if not a PNG.
 
-    No pixel is decoded, so an image of any size costs only a walk over its chunks, and a
-    compressed chunk is inflated to MAX_TEXT_BYTES at most.
+    No pixel is decoded, so an image of any size costs only a walk over its chunks; a compressed
+    chunk is inflated to MAX_TEXT_BYTES at most, and all chunks together to MAX_TEXT_TOTAL: the
+    chunks past that are left unread (400 chunks of 1 MB each cost 4 MB, not 400).
     """
     if not data.startswith(PNG_SIGNATURE):
         return None
     found: dict[str, str] = {}
+    budget = [MAX_TEXT_TOTAL]  # text bytes still allowed
     position = len(PNG_SIGNATURE)
     while position + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[position : position + 8])
@@ -226,32 +231,42 @@ def png_text_chunks(data: bytes) -> dict[str, str] | None:
         if end > len(data) or struct.unpack(">I", data[end - 4 : end])[0] != zlib.crc32(kind + body):
             break  # truncated or damaged from here on: keep what was read before
         position = end
-        if kind == b"IEND":
+        if kind == b"IEND" or budget[0] <= 0:
             break
         try:
             if kind == b"tEXt":
                 key, _, value = body.partition(b"\0")
-                found[key.decode("latin-1")] = value.decode("latin-1")
+                found[key.decode("latin-1")] = _spend(budget, value).decode("latin-1")
             elif kind == b"zTXt":
                 key, _, rest = body.partition(b"\0")
-                found[key.decode("latin-1")] = _inflate(rest[1:]).decode("latin-1")
+                found[key.decode("latin-1")] = _inflate(rest[1:], budget).decode("latin-1")
             elif kind == b"iTXt":
                 key, _, rest = body.partition(b"\0")
                 compressed, rest = rest[0], rest[2:]
                 _language, _, rest = rest.partition(b"\0")
                 _translated, _, text = rest.partition(b"\0")
-                found[key.decode("latin-1")] = (_inflate(text) if compressed else text).decode("utf-8")
+                value = _inflate(text, budget) if compressed else _spend(budget, text)
+                found[key.decode("latin-1")] = value.decode("utf-8")
         except (ValueError, IndexError, zlib.error):
             continue  # one unreadable chunk: skip it, keep the rest
     return found
 
 
-def _inflate(data: bytes) -> bytes:
+def _spend(budget: list[int], text: bytes) -> bytes:
+    """Take `text` from the image's text budget; past it, the chunk is skipped."""
+    if len(text) > budget[0]:
+        budget[0] = 0
+        raise ValueError("the image's text chunks pass the total cap")
+    budget[0] -= len(text)
+    return text
+
+
+def _inflate(data: bytes, budget: list[int]) -> bytes:
     inflater = zlib.decompressobj()
-    out = inflater.decompress(data, MAX_TEXT_BYTES)
-    if inflater.unconsumed_tail:
+    out = inflater.decompress(data, min(MAX_TEXT_BYTES, budget[0]) + 1)
+    if inflater.unconsumed_tail or len(out) > MAX_TEXT_BYTES:
         raise ValueError("a text chunk inflates past the cap")
-    return out
+    return _spend(budget, out)
 
 
 def read_text_chunks(data: bytes) -> dict[str, str]:

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from zimage_ui.errors import InvalidParams
+from zimage_ui.redaction import safe_url
 
 # Seeds: every hosted provider takes 0..MAX_SEED (Scenario and EvoLink document 2147483647 as their
 # top; the others document none, and it keeps a signed 32-bit field), so random seeds stay below it.
@@ -66,9 +67,11 @@ LoraSource = Literal["file", "url", "id"]
 
 
 def shareable_ref(ref: str) -> str:
-    """An image or LoRA file reference as it may leave this machine (a PNG, copied code): an https
-    URL as it is, a local file by its name only, never the folder it sits in on this server."""
-    return ref if ref.lower().startswith("https://") else Path(ref).name
+    """An image or LoRA reference as it may leave this machine (a PNG, copied code, the run log): an
+    https URL without its credentials (a signed URL's `X-Amz-Signature=` and every other query
+    value, any `user:password@`), a local file by its name only, never the folder it sits in on
+    this server."""
+    return safe_url(ref) if ref.lower().startswith("https://") else Path(ref).name
 
 
 def lora_source(ref: str) -> LoraSource:

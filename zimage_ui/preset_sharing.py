@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from zimage_ui.compare import Side
 from zimage_ui.errors import InvalidParams
+from zimage_ui.files import create_atomic
 from zimage_ui.keyguard import known_secrets, scrub
 from zimage_ui.params import ImageInputs
 from zimage_ui.presets import (
@@ -247,8 +248,7 @@ def save_team_preset(folder: Path, preset: Preset, *, secrets: Iterable[str] = (
     for number in range(1, 1000):
         path = folder / (f"{stem}.json" if number == 1 else f"{stem}-{number}.json")
         try:
-            with path.open("x", encoding="utf-8") as handle:  # "x": fails rather than overwrite
-                handle.write(text)
+            create_atomic(path, text)  # whole or not at all, and never over another preset
         except FileExistsError:
             continue
         return path

@@ -2,8 +2,10 @@
 
 A key leaks in more shapes than its raw value: an API that echoes the Authorization
 header repeats `Basic base64(key:secret)`; a URL carries it percent-encoded; a base URL
-can hold `user:password@` or `?token=...`. `redact` replaces all of them, longest first,
-so no part of a longer form survives a shorter one's replacement.
+can hold `user:password@` or `?token=...`; a provider may echo only part of it (a prefix, the
+last characters, the key minus one character, a base64 token without its `=` padding).
+`redact` replaces, by value, every run of `MIN_RUN_CHARS` or more characters that appears in
+any form of any secret, and every whole form of 4 characters or more.
 
 This module imports nothing from the app, so the HTTP engine, the runner, the logs and
 every export can use it.
@@ -12,12 +14,14 @@ every export can use it.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, quote, quote_plus, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 REDACTED = "***"
 MIN_FORM_CHARS = 4  # shorter forms would match ordinary text
+MIN_RUN_CHARS = 8  # a run this long of a secret's form is a piece of the secret, wherever it stands
 
 
 def forms(secret: str) -> set[str]:
@@ -42,15 +46,19 @@ def header_secrets(headers: dict[str, str]) -> list[str]:
 
 
 def url_secrets(url: str) -> list[str]:
-    """Credentials a URL carries: its userinfo and its query values."""
+    """Credentials a URL carries: its userinfo (as written and decoded, and `user:password`, which
+    an HTTP client sends as `Basic base64(user:password)`) and its query values."""
     try:
         parts = urlsplit(url)
         username, password = parts.username, parts.password
     except ValueError:
         return []
     found = [value for value in (username, password) if value]
+    found += [unquote(value) for value in found]
+    if username is not None and password is not None:
+        found += [f"{username}:{password}", f"{unquote(username)}:{unquote(password)}"]
     found += [value for _, value in parse_qsl(parts.query, keep_blank_values=False)]
-    return found
+    return list(dict.fromkeys(found))
 
 
 def safe_url(url: str) -> str:
@@ -69,12 +77,53 @@ def safe_url(url: str) -> str:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every form of every secret replaced by the redaction mark."""
-    every = {form for secret in secrets if secret for form in forms(secret)}
-    if not every:
+    """`text` with every form of every secret, and every piece of one of `MIN_RUN_CHARS` or more
+    characters, replaced by the redaction mark."""
+    known = frozenset(secret for secret in secrets if secret)
+    if not known or not text:
         return text
-    pattern = re.compile("|".join(re.escape(form) for form in sorted(every, key=len, reverse=True)))
-    return pattern.sub(REDACTED, text)
+    pattern, windows = _matchers(known)
+    text = pattern.sub(REDACTED, text) if pattern is not None else text
+    return _redact_runs(text, windows) if windows else text
+
+
+@functools.lru_cache(maxsize=256)
+def _matchers(secrets: frozenset[str]) -> tuple[re.Pattern[str] | None, frozenset[str]]:
+    """The whole forms as one pattern (longest first, so no part of a longer form survives a
+    shorter one's replacement), and every `MIN_RUN_CHARS`-character window of every form."""
+    every = {form for secret in secrets for form in forms(secret)}
+    pattern = (
+        re.compile("|".join(re.escape(form) for form in sorted(every, key=len, reverse=True)))
+        if every
+        else None
+    )
+    windows = frozenset(
+        form[start : start + MIN_RUN_CHARS]
+        for form in every
+        for start in range(len(form) - MIN_RUN_CHARS + 1)
+    )
+    return pattern, windows
+
+
+def _redact_runs(text: str, windows: frozenset[str]) -> str:
+    """Each stretch of `text` covered by windows of a secret's forms, as one redaction mark: a
+    piece of `MIN_RUN_CHARS` or more characters of a secret leaves nothing of itself behind."""
+    spans: list[tuple[int, int]] = []
+    for start in range(len(text) - MIN_RUN_CHARS + 1):
+        if text[start : start + MIN_RUN_CHARS] in windows:
+            end = start + MIN_RUN_CHARS
+            if spans and start <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+            else:
+                spans.append((start, end))
+    if not spans:
+        return text
+    out, position = [], 0
+    for start, end in spans:
+        out += [text[position:start], REDACTED]
+        position = end
+    out.append(text[position:])
+    return "".join(out)
 
 
 def key_problem(value: str) -> str | None:

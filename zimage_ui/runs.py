@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from zimage_ui.errors import ServerBusy
+from zimage_ui.files import write_atomic
 from zimage_ui.providers.base import CancelToken
 
 log = logging.getLogger(__name__)
@@ -70,17 +71,38 @@ _root: Path | None = None
 _last_prune = 0.0
 
 
-def work_root() -> Path:
-    """The private folder for run files: `<tmp>/zimage-ui-runs-<uid>`, mode 0700, shared by this
-    user's processes, so folders a stopped process left behind are pruned by the next one.
+PROCESS_PREFIX = "process-"
 
+
+def work_root() -> Path:
+    """This process's private folder for run files: `<tmp>/zimage-ui-runs-<uid>/process-<pid>-<tag>`.
+
+    The parent (mode 0700) is shared by this user's processes; each process prunes only its own
+    runs, and the folders of processes that have ended once they are older than the cache TTL, so
+    two apps on one machine never delete each other's young files (however their TTLs differ).
     A folder of that name that is not ours, or a link, is never used: a fresh private one is.
     """
     global _root
     with _root_lock:
         if _root is None or not _root.is_dir():
-            _root = _own_folder(Path(tempfile.gettempdir()) / f"zimage-ui-runs-{os.getuid()}")
+            parent = _own_folder(Path(tempfile.gettempdir()) / f"zimage-ui-runs-{os.getuid()}")
+            _root = parent / f"{PROCESS_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            _root.mkdir(mode=0o700, exist_ok=True)
         return _root
+
+
+def _process_alive(folder: Path) -> bool:
+    """Whether the process a sibling's run folder belongs to is still running."""
+    try:
+        pid = int(folder.name.removeprefix(PROCESS_PREFIX).split("-", 1)[0])
+        os.kill(pid, 0)
+    except ValueError:
+        return False
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's: not ours to judge (it can't be in our folder)
+        return True
+    return True
 
 
 def _own_folder(path: Path) -> Path:
@@ -113,12 +135,21 @@ def prune(now: float | None = None, *, wait: bool = False) -> None:
 
 
 def _remove_older_than(cutoff: float) -> None:
-    for folder in work_root().iterdir():
-        try:
-            if folder.stat().st_mtime < cutoff:
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            continue
+    """This process's run folders older than `cutoff`, and ended processes' folders likewise."""
+    own = work_root()
+    for folder in own.iterdir():
+        _remove_if_older(folder, cutoff)
+    for sibling in own.parent.iterdir():
+        if sibling != own and sibling.name.startswith(PROCESS_PREFIX) and not _process_alive(sibling):
+            _remove_if_older(sibling, cutoff)
+
+
+def _remove_if_older(folder: Path, cutoff: float) -> None:
+    try:
+        if folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+    except OSError:
+        return
 
 
 def scratch_folder(kind: str) -> Path:
@@ -150,13 +181,13 @@ class Run:
         path = self.folder / name
         if path.exists():
             raise FileExistsError(f"{name} was already written in run {self.id}")
-        path.write_bytes(data)
+        write_atomic(path, data)
         team = team_output_dir()
         if team is not None:
             stamp = datetime.fromtimestamp(self.started, timezone.utc).strftime("%Y%m%d-%H%M%S")
             copy = team / f"{stamp}-{self.kind}-{self.id[:12]}" / name
             copy.parent.mkdir(parents=True, exist_ok=True)
-            copy.write_bytes(data)
+            write_atomic(copy, data)
         return path
 
 

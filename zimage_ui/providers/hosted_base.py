@@ -55,6 +55,7 @@ from zimage_ui.redaction import header_secrets, key_problem, redact, safe_url, u
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+OWNER_ONLY = "the owner lets visitors use it by setting ZIMAGE_SERVER_KEYS=all"
 
 # -- pure helpers ---------------------------------------------------------------------------
 
@@ -296,6 +297,13 @@ class HostedProvider(Provider):
         """The API root the prepared request was built for, so every call goes to the same place."""
         return prepared.url.removesuffix(self.submit_path)
 
+    def availability(self, keys: KeyRing) -> Availability:
+        """As every provider's, and: an address that carries credentials (`user:pass@`, `?token=`)
+        is the owner's, so a visitor who may not use the server's keys may not use it either."""
+        if not keys.use_env and url_secrets(self.base_url()):
+            return Availability(False, f"{self.base_url_var} carries the owner's credentials: {OWNER_ONLY}")
+        return super().availability(keys)
+
     def key_values(self, keys: KeyRing) -> list[str]:
         status = self.availability(keys)
         if not status.usable:
@@ -424,6 +432,8 @@ class SelfHostedProvider(HostedProvider):
     def availability(self, keys: KeyRing) -> Availability:
         if not self.base_url():
             return Availability(False, f"set {self.base_url_var} to {self.address_hint}")
+        if not keys.use_env:  # its address, any key or password in it, and its GPUs are the owner's
+            return Availability(False, f"this engine is the owner's hardware: {OWNER_ONLY}")
         name = self.key_names[0]
         problem = key_problem(key) if (key := keys.get(name)) else None
         if problem:

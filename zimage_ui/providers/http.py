@@ -10,10 +10,13 @@ Retry rules (a submit starts a paid job, so it must never run twice):
 - fetch (GET: polls, asset look-ups, downloads): retried on timeouts, network
   errors, 429 and any 5xx.
 
-Bounds (one answer can't take the server down): JSON answers are read as a stream and
+Bounds (one answer can't take the server down): every body is decoded in bounded steps
+(`net.decoding`: stacked or unknown compression refused), JSON answers are read as a stream and
 refused past a size cap; images are capped in bytes and, before decoding, in pixels
 relative to the size asked (Pillow's decompression-bomb warning is a refusal too); image
 checks run off the event loop. A cancel call gets a short slice inside the deadline.
+URLs a visitor gave go through the address guard (`net.guard`): public addresses only, the
+socket opened to the address that was checked.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import binascii
 import contextlib
 import functools
 import io
-import ipaddress
 import logging
 import os
 import socket
@@ -52,6 +54,9 @@ from zimage_ui.errors import (
     ProviderTimeout,
     RateLimited,
 )
+from zimage_ui.net.decoding import EncodingRefused
+from zimage_ui.net.guard import AddressRefused, is_public, origin, origins
+from zimage_ui.net.transport import BoundedTransport, guarded_transport, wrap_client
 from zimage_ui.providers.base import SOURCE_BYTES, CancelToken
 from zimage_ui.redaction import redact
 
@@ -299,16 +304,23 @@ class HttpEngine:
         *,
         follow_redirects: bool = False,
         on_request: Callable[[httpx.Request], Awaitable[None]] | None = None,
+        public_only: frozenset[tuple[str, int]] | None = None,
     ) -> httpx.AsyncClient:
+        """A client whose every answer is decoded in bounded steps; `public_only`: connect only to
+        public addresses but for these trusted (host, port) origins."""
         timeout = httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s)
-        return httpx.AsyncClient(
-            transport=self.transport,
+        transport: httpx.AsyncBaseTransport | None = self.transport
+        if transport is None and public_only is not None and not private_urls_allowed():
+            transport = guarded_transport(_ssl_context(), public_only)
+        client = httpx.AsyncClient(
+            transport=BoundedTransport(transport) if transport is not None else None,
             headers={"User-Agent": USER_AGENT, **(headers or {})},
             timeout=timeout,
             follow_redirects=follow_redirects,
             verify=_ssl_context(),
             event_hooks={"request": [on_request]} if on_request else None,
         )
+        return client if transport is not None else wrap_client(client)
 
     def session(
         self,
@@ -322,16 +334,17 @@ class HttpEngine:
         max_pixels: int = NO_PIXEL_LIMIT,
         limit_s: float | None = None,
         public_only: bool = False,
-        trusted_hosts: Iterable[str] = (),
+        trusted_origins: Iterable[str] = (),
     ) -> HttpSession:
-        """`limit_s`: this session's overall deadline instead of `ZIMAGE_TIMEOUT_S` (big downloads).
+        """`limit_s`: this session's overall deadline instead of `ZIMAGE_TIMEOUT_S`.
         `public_only`: for URLs a visitor gave: every request, redirects included, must go to a
-        public address (`refuse_private_address`), except to `trusted_hosts` (the owner's own)."""
+        public address (`refuse_private_address`, then the guard under the connection), except to
+        `trusted_origins` (the owner's own endpoints: scheme, host and port, not the host alone)."""
         session = HttpSession(
             self, provider, headers, tuple(secrets), key_hint, error_paths, cancel, max_pixels
         )
         if public_only:
-            session._public_only = frozenset(trusted_hosts)
+            session._public_only = origins(trusted_origins)
         if limit_s is not None and limit_s > 0:
             session._limit_s = limit_s
             session._cancel_slice_s = min(CANCEL_CALL_TIMEOUT_S, limit_s / 10)
@@ -342,7 +355,7 @@ class HttpSession:
     """The clients, deadline and cancel wiring of one run (an async context manager)."""
 
     _api: httpx.AsyncClient  # carries the provider's Authorization header
-    _public_only: frozenset[str] | None = None  # set: only public addresses, but for these hosts
+    _public_only: frozenset[tuple[str, int]] | None = None  # set: public addresses only, but these
     _bare: httpx.AsyncClient  # downloads: never the provider's key
 
     def __init__(
@@ -376,13 +389,16 @@ class HttpSession:
     async def __aenter__(self) -> HttpSession:
         self._deadline = asyncio.get_running_loop().time() + self._limit_s - self._cancel_slice_s
         guard = self._refuse_private if self._public_only is not None else None
-        self._api = self.engine.client(self._headers, on_request=guard)
-        self._bare = self.engine.client(follow_redirects=True, on_request=guard)
+        only = self._public_only
+        self._api = self.engine.client(self._headers, on_request=guard, public_only=only)
+        self._bare = self.engine.client(follow_redirects=True, on_request=guard, public_only=only)
         return self
 
     async def _refuse_private(self, request: httpx.Request) -> None:
+        """Before any request (redirects included): a clear refusal naming the address. The guard
+        under the connection checks again and connects to the address it checked."""
         assert self._public_only is not None
-        if request.url.host not in self._public_only:
+        if origin(str(request.url)) not in self._public_only:
             await refuse_private_address(self.provider, request.url.host, request.url.port)
 
     async def __aexit__(
@@ -668,7 +684,17 @@ class HttpSession:
             return await retrying(attempt, *args)
         except httpx.TimeoutException:
             raise self._network_timeout() from None
-        except httpx.TransportError as exc:
+        except EncodingRefused as exc:
+            raise MalformedResponse(self.provider, f"{exc}: refused") from None
+        except AddressRefused as exc:
+            raise ProviderError(self.provider, _private_message(exc.host, exc.address)) from None
+        except httpx.InvalidURL as exc:
+            raise ProviderError(self.provider, f"the link is not a valid URL ({str(exc)[:80]})") from None
+        except httpx.TooManyRedirects:
+            raise ProviderError(
+                self.provider, "the link redirects too many times: give the final URL"
+            ) from None
+        except httpx.HTTPError as exc:
             host = _host(str(exc.request.url)) if _has_request(exc) else "the service"
             raise ProviderError(
                 self.provider,
@@ -798,25 +824,31 @@ async def _file_chunks(provider: str, path: Path, size: int) -> AsyncIterator[by
 ALLOW_PRIVATE_ENV = "ZIMAGE_ALLOW_PRIVATE_URLS"
 
 
+def private_urls_allowed() -> bool:
+    return os.environ.get(ALLOW_PRIVATE_ENV, "").strip() == "1"
+
+
+def _private_message(host: str, address: str) -> str:
+    return (
+        f"{host[:80]} is a private or local address ({address}): only public https URLs are "
+        f"fetched for visitors (set {ALLOW_PRIVATE_ENV}=1 on a trusted network)"
+    )
+
+
 async def refuse_private_address(provider: str, host: str, port: int | None = None) -> None:
     """A URL a visitor gave must not reach this server's own network: a host that resolves to a
     loopback, private, link-local or otherwise non-public address is refused before any request
     (a cloud's metadata service at 169.254.169.254, a database on 10.0.0.5). A host that doesn't
     resolve here fails on its own. `ZIMAGE_ALLOW_PRIVATE_URLS=1` allows them (a trusted LAN)."""
-    if os.environ.get(ALLOW_PRIVATE_ENV, "").strip() == "1":
+    if private_urls_allowed():
         return
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         return
     for *_, address in found:
-        ip = ipaddress.ip_address(str(address[0]).split("%")[0])
-        if not ip.is_global:
-            raise ProviderError(
-                provider,
-                f"{host[:80]} is a private or local address ({ip}): only public https URLs are "
-                f"fetched for visitors (set {ALLOW_PRIVATE_ENV}=1 on a trusted network)",
-            )
+        if not is_public(str(address[0])):
+            raise ProviderError(provider, _private_message(host, str(address[0]).split("%")[0]))
 
 
 def _size(limit: int) -> str:
@@ -833,7 +865,7 @@ def _host(url: str) -> str:
     return f"{parts.hostname or 'the service'}{port}"
 
 
-def _has_request(exc: httpx.TransportError) -> bool:
+def _has_request(exc: httpx.HTTPError) -> bool:
     try:
         exc.request  # noqa: B018
     except RuntimeError:

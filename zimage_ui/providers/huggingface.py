@@ -27,20 +27,32 @@ field the provider's model does not take is ignored or refused by the provider, 
 client. `providerId` (the provider's own model id) is live hub data, so prepare() shows the
 payload and the route with `{providerId}` left open.
 
-Stop cancels the awaiting task: the POST is dropped at once; a download or a poll that
-huggingface_hub runs in a worker thread (fal-ai's image download, wavespeed's polling) finishes
-there on its own. `ZIMAGE_HUGGINGFACE_BASE_URL` and `HF_ENDPOINT` send the router's and the
-Hub's requests to another server (an emulator); the requests are rewritten at the transport, so
-each helper still sees the router's own URL.
+huggingface_hub blocks threads (the mapping look-up, fal-ai's download, wavespeed's polling), so
+a run works on a pool of its own (`HF_WORKERS` threads, each run in an event loop of its own): a
+stalled provider can fill that pool, never the default one the app decodes and encodes images
+on. Every request goes through a transport of ours (`net.transport2`): bodies decoded in bounded
+steps, capped at `HF_BODY_CAP`, given up past the run's deadline (`ZIMAGE_TIMEOUT_S`) however
+slowly they trickle, read timeouts instead of none. Stop and the deadline abandon the run at once
+and cancel its work in its loop. The Hub and the router get the run's own `HF_TOKEN` (a visitor's
+own where the instance shares no key) and no other host gets any: the owner's token never goes
+out for a visitor, not even for the provider mapping look-up.
+
+`ZIMAGE_HUGGINGFACE_BASE_URL` and `HF_ENDPOINT` send the router's and the Hub's requests to
+another server (an emulator); the requests are rewritten at the transport, so each helper still
+sees the router's own URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +70,9 @@ from zimage_ui.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from zimage_ui.net.decoding import BodyTooSlow, EncodingRefused
+from zimage_ui.net.guard import origin
+from zimage_ui.net.transport2 import AsyncBounded, Bounded
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
     CancelToken,
@@ -79,7 +94,7 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import MAX_DETAIL_CHARS, PIXEL_HEADROOM, HttpSession
+from zimage_ui.providers.http import MAX_DETAIL_CHARS, PIXEL_HEADROOM, HttpSession, timeout_s
 from zimage_ui.redaction import REDACTED, redact
 
 LABEL = "HF Inference Providers"
@@ -88,7 +103,10 @@ PROVIDER_VAR, MODEL_VAR = "ZIMAGE_HF_PROVIDER", "ZIMAGE_HF_MODEL"
 ROUTER = "https://router.huggingface.co"
 ROUTER_HOST, HUB_HOST = "router.huggingface.co", "huggingface.co"
 REQUEST_TIMEOUT_S = 120.0  # the POST (replicate holds it with `Prefer: wait`)
-OVERALL_S = 300.0  # the whole run: mapping, POST, polls and download
+READ_TIMEOUT_S = 60.0  # any other request: silence this long ends it
+CONNECT_TIMEOUT_S = 10.0
+HF_WORKERS = 4  # runs of this provider at once; more wait (within their deadline) for a thread
+HF_BODY_CAP = 64 * 2**20  # any one answer or image: decoded bytes
 TASK = "text-to-image"
 CAPABILITIES = Capabilities(
     size_rule="WxH, multiples of 16 (each provider may snap)",
@@ -177,6 +195,9 @@ class HFPreparedRequest(HostedPreparedRequest):
 # -- routing (an emulator, a proxy) ---------------------------------------------------------
 
 Guard = Callable[[httpx2.Request], None]
+# The HF_TOKEN of the run being served in this context (set in the run's own thread): the Hub and
+# the router get it, whatever token huggingface_hub found in the environment.
+RUN_TOKEN: contextvars.ContextVar[str | None] = contextvars.ContextVar("zimage_hf_token", default=None)
 
 
 def routes() -> dict[str, httpx2.URL]:
@@ -192,7 +213,27 @@ def routes() -> dict[str, httpx2.URL]:
     return found
 
 
+def hub_origins() -> set[tuple[str, int]]:
+    """The Hub's and the router's origins (host, port), rerouted ones included: the only places
+    a token goes."""
+    urls = [ROUTER, f"https://{HUB_HOST}", *(str(url) for url in routes().values())]
+    return {found for url in urls if (found := origin(url))}
+
+
+def run_token_only(request: httpx2.Request) -> None:
+    """In a run, a request huggingface_hub authorised carries the run's token, not the one it found
+    in the environment, and only to the Hub or the router: no other host gets any."""
+    token = RUN_TOKEN.get()
+    if token is None or "Authorization" not in request.headers:
+        return
+    if token and origin(str(request.url)) in hub_origins():
+        request.headers["Authorization"] = f"Bearer {token}"
+    else:
+        del request.headers["Authorization"]
+
+
 def reroute(request: httpx2.Request, guard: Guard | None) -> None:
+    run_token_only(request)
     target = routes().get(request.url.host)
     if target is not None:
         path = target.path.rstrip("/") + request.url.path
@@ -233,7 +274,8 @@ _installed: list[Any] = []  # the guard the factories were installed with (one i
 
 def install_routing(guard: Guard | None) -> None:
     """Point huggingface_hub's clients (sync: hub API, downloads, polls; async: the POST) through
-    the routing transport, when a route or a guard is set; otherwise leave its defaults alone."""
+    our transports: bounded decoding, a cap and a deadline on every body, the run's token only,
+    read timeouts, and any route or guard."""
     from huggingface_hub import set_async_client_factory, set_client_factory
     from huggingface_hub.utils._http import (
         async_hf_request_event_hook,
@@ -241,26 +283,27 @@ def install_routing(guard: Guard | None) -> None:
         hf_request_event_hook,
     )
 
-    if (not routes() and guard is None) or (_installed and _installed[0] is guard):
+    if _installed and _installed[0] is guard:
         return
     _installed[:] = [guard]
+    timeout = httpx2.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
     set_client_factory(
         lambda: httpx2.Client(
-            transport=_Routing(guard),
+            transport=Bounded(_Routing(guard), HF_BODY_CAP, timeout_s()),
             event_hooks={"request": [hf_request_event_hook]},
             follow_redirects=True,
-            timeout=None,
+            timeout=timeout,
         )
     )
     set_async_client_factory(
         lambda: httpx2.AsyncClient(
-            transport=_AsyncRouting(guard),
+            transport=AsyncBounded(_AsyncRouting(guard), HF_BODY_CAP, timeout_s()),
             event_hooks={
                 "request": [async_hf_request_event_hook],
                 "response": [async_hf_response_event_hook],
             },
             follow_redirects=True,
-            timeout=None,
+            timeout=timeout,
         )
     )
 
@@ -308,6 +351,10 @@ def classify(exc: BaseException, provider: str, used: str, secrets: list[str]) -
                 provider, f"not found (HTTP 404{said}): check {MODEL_VAR} and {PROVIDER_VAR}"
             )
         return ProviderError(provider, f"the request was refused (HTTP {status}{said})")
+    if isinstance(exc, BodyTooSlow):
+        return ProviderTimeout(provider, f"{used} sent its answer too slowly ({exc}): retry in a moment")
+    if isinstance(exc, EncodingRefused):
+        return MalformedResponse(provider, f"{used}: {exc}: refused")
     if isinstance(exc, TimeoutError | httpx2.TimeoutException):
         return ProviderTimeout(provider, f"{used} did not answer in time: retry in a moment")
     if isinstance(exc, OfflineModeIsEnabled):
@@ -337,6 +384,65 @@ def checked(image: Image.Image, max_pixels: int) -> Image.Image:
         )
     image.load()
     return image
+
+
+# -- the pool runs work on ---------------------------------------------------------------------
+
+_POOL = ThreadPoolExecutor(max_workers=HF_WORKERS, thread_name_prefix="zimage-hf")
+
+
+def _threadsafe(progress: ProgressFn) -> ProgressFn:
+    """Progress reported from a pool thread, delivered on the caller's event loop."""
+    loop = asyncio.get_running_loop()
+
+    def report(update: Progress) -> None:
+        with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody to tell
+            loop.call_soon_threadsafe(progress, update)
+
+    return report
+
+
+class PoolRun:
+    """One run on the pool: a thread runs it in an event loop of its own; `abandon()` cancels it
+    there (and skips it if it never started), without waiting for the thread."""
+
+    def __init__(self) -> None:
+        self.abandoned = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.future: asyncio.Future[Any]
+
+    def abandon(self) -> None:
+        self.abandoned.set()
+        if self.loop is not None and self.task is not None:
+            with contextlib.suppress(RuntimeError):  # its loop already closed: nothing left to stop
+                self.loop.call_soon_threadsafe(self.task.cancel)
+
+
+def _start_in_pool(work: Callable[..., Any], prepared: PreparedRequest, token: str, *args: Any) -> PoolRun:
+    run = PoolRun()
+
+    async def main() -> Any:
+        run.loop, run.task = asyncio.get_running_loop(), asyncio.current_task()
+        if run.abandoned.is_set():
+            raise asyncio.CancelledError
+        return await work(prepared, token, *args)
+
+    def in_thread() -> Any:
+        if run.abandoned.is_set():  # abandoned while it waited for a thread: never started
+            raise asyncio.CancelledError
+        RUN_TOKEN.set(token)
+        return asyncio.run(main())
+
+    run.future = asyncio.get_running_loop().run_in_executor(_POOL, in_thread)
+    run.future.add_done_callback(_retrieved)
+    return run
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """An abandoned run's outcome is read, so it is not logged as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 # -- the provider ---------------------------------------------------------------------------
@@ -435,24 +541,28 @@ class HuggingFaceProvider(HostedProvider):
         started = time.perf_counter()
         provider = prepared.body.get("provider", "auto")
         used_box = [provider]  # the provider in use, once the mapping says (for messages)
-        work = asyncio.ensure_future(self._generate(prepared, token, progress, used_box))
+        limit = timeout_s()
+        work = _start_in_pool(self._generate, prepared, token, _threadsafe(progress), used_box)
         stop = asyncio.ensure_future(cancel.wait()) if cancel else None
         try:
             done, _ = await asyncio.wait(
-                {work, stop} if stop else {work}, timeout=OVERALL_S, return_when=asyncio.FIRST_COMPLETED
+                {work.future, stop} if stop else {work.future},
+                timeout=limit,
+                return_when=asyncio.FIRST_COMPLETED,
             )
-        finally:  # Stop, the deadline, or this run itself cancelled: nothing is left running here
+        finally:  # Stop, the deadline, or this run itself cancelled: the run is abandoned at once
             if stop:
                 stop.cancel()
-            if not work.done():
-                work.cancel()
-                await asyncio.wait({work})  # a worker thread's download may still finish on its own
-        if work not in done:
+            if not work.future.done():
+                work.abandon()
+        if work.future not in done:
             if cancel is not None and cancel.cancelled:
                 raise Cancelled(self.id, "stopped")
-            raise ProviderTimeout(self.id, f"no image within {OVERALL_S:g} s: retry in a moment")
+            raise ProviderTimeout(
+                self.id, f"no image within {limit:g} s: retry in a moment, or raise ZIMAGE_TIMEOUT_S"
+            )
         try:
-            image, used = work.result()
+            image, used = work.future.result()
         except ProviderError as exc:
             raise type(exc)(exc.provider, redact(exc.detail, secrets)) from None
         except Exception as exc:

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 from PIL import Image
 
 from zimage_ui.errors import InvalidParams
+from zimage_ui.files import write_atomic
 from zimage_ui.params import (
     CONTROL_KINDS,
     DEFAULT_CONTROL_SCALE,
@@ -33,6 +33,7 @@ from zimage_ui.params import (
 from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import refuse_inputs
 from zimage_ui.ui.common import PRIVATE
+from zimage_ui.ui.mask_editor import mask_editor, mask_from_editor
 from zimage_ui.visitor_files import is_upload
 
 GIVE_URL_OR_UPLOAD = "give an https URL or upload the file"
@@ -88,23 +89,6 @@ def _chosen(upload: str | None, typed: str | None, what: str, problems: dict[str
     return None
 
 
-def mask_from_editor(value: Any) -> Image.Image | None:
-    """The mask painted in a gr.ImageEditor (`{"background", "layers", "composite"}`): white where
-    any layer is painted, black elsewhere; None when nothing is painted."""
-    if not isinstance(value, dict):
-        return None
-    painted: np.ndarray | None = None
-    for layer in value.get("layers") or []:
-        if layer is None:
-            continue
-        picture = layer if isinstance(layer, Image.Image) else Image.fromarray(np.asarray(layer))
-        alpha = np.asarray(picture.convert("RGBA"))[..., 3] > 0
-        painted = alpha if painted is None or painted.shape != alpha.shape else painted | alpha
-    if painted is None or not painted.any():
-        return None
-    return Image.fromarray(np.where(painted, 255, 0).astype(np.uint8), "L")
-
-
 def save_mask(mask: Image.Image, size: tuple[int, int] | None) -> str:
     """The mask as a PNG in Gradio's upload folder, at the input image's size; named by its
     contents, so painting the same mask again writes no new file."""
@@ -117,7 +101,7 @@ def save_mask(mask: Image.Image, size: tuple[int, int] | None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
     if not path.exists():
-        path.write_bytes(data)
+        write_atomic(path, data)
     return str(path)
 
 
@@ -441,9 +425,9 @@ def build_inputs_panel() -> InputsPanel:
                 elem_id="input-image",
             )
             with gr.Column(min_width=160) as mask_box:
-                mask = gr.ImageEditor(
+                mask = mask_editor(
                     label="Mask",
-                    type="pil",
+                    type="filepath",
                     image_mode="RGBA",
                     sources=[],
                     transforms=[],

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from zimage_ui.files import write_atomic
 from zimage_ui.preset_sharing import (
     list_team_presets,
     preset_from_query,
@@ -75,7 +76,7 @@ class PresetsPanel:
         """Every change to the form goes through `Form.fill`: whole, or not at all."""
         self._form, self._keys = form, keys
         fill = [self.status, *form.outputs()]
-        reads = {*form.inputs(), self.include_sides, self.name}
+        reads = {*form.inputs(), self.include_sides, self.name, keys}  # keys: refused in what leaves
         self.export.click(self.on_export, reads, [self.exported, self.status], **PRIVATE)
         self.upload.upload(self.on_import, {self.upload, keys}, fill, **PRIVATE)
         self.save.click(self.on_save, {*reads, self.store}, [self.store, self.saved, self.status], **PRIVATE)
@@ -115,10 +116,13 @@ class PresetsPanel:
     def on_export(self, data: Values) -> Updates:
         try:
             preset = self._preset(data)
+            text = export_preset(preset, secrets=self._secrets(data))
         except gr.Error as exc:
             return {self.status: problem_text(exc)}
+        except PresetError as exc:
+            return self.refused(exc)
         path = scratch_folder("preset") / f"{safe_stem(preset.name or 'zimage-preset')}.json"
-        path.write_text(export_preset(preset))
+        write_atomic(path, text)
         return {
             self.exported: gr.update(value=str(path), visible=True),
             self.status: f"Exported “{path.name}”: download it below.",
@@ -190,10 +194,12 @@ class PresetsPanel:
             return {self.status: NEEDS_NAME}
         try:
             preset = self._preset(data)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = save_team_preset(folder, preset, secrets=self._secrets(data))
         except gr.Error as exc:
             return {self.status: problem_text(exc)}
-        folder.mkdir(parents=True, exist_ok=True)
-        path = save_team_preset(folder, preset)
+        except PresetError as exc:
+            return self.refused(exc)
         return {
             self.team: gr.update(choices=team_choices()),
             self.status: f"Saved “{preset.name}” to the team folder as {path.name}.",
@@ -202,9 +208,11 @@ class PresetsPanel:
     def on_link(self, data: Values) -> Updates:
         """The link's query and a status line; a refused form makes no link."""
         try:
-            query = share_query(self._preset(data))
+            query = share_query(self._preset(data), secrets=self._secrets(data))
         except gr.Error as exc:
             return {self.query: "", self.status: problem_text(exc)}
+        except PresetError as exc:
+            return {self.query: "", **self.refused(exc)}
         return {self.query: query, self.status: "Link copied: anyone who opens it gets these settings."}
 
     def fill_from_link(self, request: gr.Request) -> Updates:
