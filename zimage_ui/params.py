@@ -10,6 +10,7 @@ import random
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -95,7 +96,19 @@ def _ref(value: str, what: str) -> str:
     scheme = value.split("://", 1)[0].lower() if "://" in value else ""
     if scheme and scheme != "https":
         raise ValueError(f"{scheme}:// is not read here: give a local file path or an https URL")
+    if scheme and not _valid_url(value):
+        raise ValueError(f"{value[:80]!r} is not a valid https URL (its host or port can't be read)")
     return value
+
+
+def _valid_url(url: str) -> bool:
+    """An https URL whose host and port can be read (`https://[::1/x` and `https://h:99999/` can't)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return False
+    return bool(parts.hostname)
 
 
 class LoraRef(BaseModel):

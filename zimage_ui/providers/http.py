@@ -469,7 +469,7 @@ class HttpSession:
         (signed URLs refuse chunked bodies); no redirects (a streamed body can't be replayed). The
         same bytes to the same URL are safe to send again: retried like a GET.
         """
-        if urlsplit(url).scheme not in {"http", "https"}:
+        if _scheme(url) not in {"http", "https"}:
             raise MalformedResponse(self.provider, f"the {what} upload link is not an http(s) URL")
         headers = {"Content-Length": str(size), **({"Content-Type": content_type} if content_type else {})}
 
@@ -530,8 +530,8 @@ class HttpSession:
         `with_key`: an image the API serves itself, behind the same key (ComfyUI's /view)."""
         if url.startswith("data:"):
             return await self.image_from_b64(url)
-        if urlsplit(url).scheme not in {"http", "https"}:
-            raise MalformedResponse(self.provider, "the image link is not an http(s) URL: retry")
+        if _scheme(url) not in {"http", "https"}:
+            raise MalformedResponse(self.provider, "the image link is not a valid http(s) URL: retry")
         try:
             client = self._api if with_key else self._bare
             data = await self._guard(self._retrying(fetch_retryable, self._fetch_bytes, url, client))
@@ -556,8 +556,8 @@ class HttpSession:
         whole, so a half download is never taken for the file. GETs retried; never the provider's
         key (`headers` only, e.g. a hub token for that host). `progress(bytes so far, total or None)`.
         Returns the size."""
-        if urlsplit(url).scheme not in {"http", "https"}:
-            raise ProviderError(self.provider, f"the {what} link is not an http(s) URL")
+        if _scheme(url) not in {"http", "https"}:
+            raise ProviderError(self.provider, f"the {what} link is not a valid http(s) URL")
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(f".{dest.name}.{os.getpid()}.{id(self):x}.part")
         try:
@@ -728,14 +728,12 @@ class HttpSession:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             raise MalformedResponse(self.provider, f"the {what} is larger than {_size(cap)}: refused")
-        chunks: list[bytes] = []
-        size = 0
+        body = bytearray()  # one buffer, never more than `cap` plus one decoding step
         async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > cap:
+            if len(body) + len(chunk) > cap:
                 raise MalformedResponse(self.provider, f"the {what} is larger than {_size(cap)}: refused")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            body += chunk
+        return bytes(body)
 
     def _json(self, response: httpx.Response) -> Any:
         try:
@@ -849,6 +847,16 @@ async def refuse_private_address(provider: str, host: str, port: int | None = No
     for *_, address in found:
         if not is_public(str(address[0])):
             raise ProviderError(provider, _private_message(host, str(address[0]).split("%")[0]))
+
+
+def _scheme(url: str) -> str:
+    """A URL's scheme, or "" for text that is no URL at all (`https://[::1/x` raises in urlsplit)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a bad port or IPv6 literal raises here
+    except ValueError:
+        return ""
+    return parts.scheme.lower()
 
 
 def _size(limit: int) -> str:
