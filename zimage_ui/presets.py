@@ -393,6 +393,9 @@ def _check_yaml_events(data: str) -> None:
             depth -= 1
 
 
+TOO_MANY_DIGITS = "a number in it has thousands of digits: no setting takes such a number"
+
+
 def _parse(data: str | bytes) -> Any:
     _check_size(len(data.encode("utf-8") if isinstance(data, str) else data))
     if isinstance(data, bytes):
@@ -406,9 +409,13 @@ def _parse(data: str | bytes) -> Any:
         return json.loads(data)
     except (json.JSONDecodeError, RecursionError) as exc:
         json_problem = f"not valid JSON ({exc})"
+    except ValueError:  # an integer of thousands of digits: Python refuses to convert it
+        raise PresetError({"file": TOO_MANY_DIGITS}) from None
     try:
         _check_yaml_events(data)
         return yaml.safe_load(data)
+    except ValueError:
+        raise PresetError({"file": TOO_MANY_DIGITS}) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

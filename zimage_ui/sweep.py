@@ -10,6 +10,7 @@ import asyncio
 import csv
 import io
 import json
+import math
 import os
 import re
 from collections.abc import Callable
@@ -91,6 +92,8 @@ def _numbers(text: str, *, integer: bool, limit: int) -> list[int | float]:
             number = float(part)
         except ValueError:
             raise ValueError(f"{part!r} is not a number or a range like 1-8 or 1-8 (+2)") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{part!r} is not a finite number: give a number or a range like 1-8")
         values.append(int(number) if integer else number)
     return values
 

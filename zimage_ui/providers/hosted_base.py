@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from PIL import Image
 
@@ -176,6 +177,24 @@ def images_sent(params: GenerationParams, capabilities: Capabilities) -> int:
     return min(params.num_images, capabilities.max_images)
 
 
+def address_problem(base: str, variable: str) -> str | None:
+    """Why a configured API root can't be used, or None: its paths are appended to it, so a query
+    or fragment would end up in front of them."""
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return f"{variable} is not a valid URL: fix it and restart"
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return f"{variable} must be an http(s) URL with a host: fix it and restart"
+    if parts.query or parts.fragment:
+        return (
+            f"{variable} has a query string or fragment: paths are added to it, so give the root "
+            "alone and put a key in the provider's key variable"
+        )
+    return None
+
+
 class Refused(Exception):
     """A 2xx answer that says the request was refused (e.g. `success: false`)."""
 
@@ -300,6 +319,8 @@ class HostedProvider(Provider):
     def availability(self, keys: KeyRing) -> Availability:
         """As every provider's, and: an address that carries credentials (`user:pass@`, `?token=`)
         is the owner's, so a visitor who may not use the server's keys may not use it either."""
+        if problem := address_problem(self.base_url(), self.base_url_var):
+            return Availability(False, problem)
         if not keys.use_env and url_secrets(self.base_url()):
             return Availability(False, f"{self.base_url_var} carries the owner's credentials: {OWNER_ONLY}")
         return super().availability(keys)
@@ -432,6 +453,8 @@ class SelfHostedProvider(HostedProvider):
     def availability(self, keys: KeyRing) -> Availability:
         if not self.base_url():
             return Availability(False, f"set {self.base_url_var} to {self.address_hint}")
+        if problem := address_problem(self.base_url(), self.base_url_var):
+            return Availability(False, problem)
         if not keys.use_env:  # its address, any key or password in it, and its GPUs are the owner's
             return Availability(False, f"this engine is the owner's hardware: {OWNER_ONLY}")
         name = self.key_names[0]

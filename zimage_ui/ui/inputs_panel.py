@@ -18,6 +18,7 @@ from typing import Any
 
 import gradio as gr
 from PIL import Image
+from pydantic import ValidationError
 
 from zimage_ui.errors import InvalidParams
 from zimage_ui.files import write_atomic
@@ -227,8 +228,8 @@ def api_image_inputs(
         return None
     try:
         return ImageInputs.model_validate(values)
-    except ValueError as exc:
-        raise InvalidParams({"image input": str(exc).splitlines()[-1]}) from None
+    except ValidationError as exc:  # named by field (loras.0.scale), without pydantic's help link
+        raise InvalidParams.from_validation(exc) from None
 
 
 @dataclass
@@ -308,8 +309,8 @@ class InputsPanel:
             return None
         try:
             return ImageInputs.model_validate(values)
-        except ValueError as exc:
-            raise InvalidParams({"image input": str(exc).splitlines()[-1]}) from None
+        except ValidationError as exc:  # named by field, without pydantic's help link
+            raise InvalidParams.from_validation(exc) from None
 
     def fill(self, inputs: ImageInputs | None) -> dict[Any, Any]:
         """Updates that show these inputs (a preset's URLs, ids and scales); uploads are cleared."""

@@ -251,7 +251,7 @@ def build_presets_panel() -> PresetsPanel:
             delete = gr.Button("Delete", size="sm")
         with gr.Group(visible=folder is not None):
             team = gr.Dropdown(
-                label=f"Team presets ({folder})" if folder else "Team presets",
+                label="Team presets",  # never the folder's path: the page config is public
                 choices=team_choices(),
                 elem_id="team-presets",
             )
