@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from zimage_ui.errors import (
 )
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import PROVIDERS, huggingface
-from zimage_ui.providers.base import CancelToken, KeyRing
+from zimage_ui.providers.base import CancelToken, KeyRing, RunResult
 from zimage_ui.providers.huggingface import HuggingFaceProvider, routed_payload, text_to_image_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -328,3 +329,33 @@ def test_only_an_hf_token_is_sent(emulator, provider, monkeypatch):
         run(provider, provider.prepare(PARAMS))
     assert "0123456789" not in str(caught.value)
     assert not emulator.requests
+
+
+def test_stalled_runs_take_neither_the_shared_pool_nor_more_than_their_deadline(
+    emulator, provider, monkeypatch
+):
+    """Six runs whose provider never answers: each ends at the run's deadline, and meanwhile the
+    default thread pool (where the app decodes and encodes every other user's images) answers at
+    once: the runs work on a pool of their own."""
+    monkeypatch.setenv("ZIMAGE_TIMEOUT_S", "2")
+    emulator.behaviour.job_delay_s = 20
+
+    async def scenario() -> tuple[list[BaseException | RunResult], list[float], float]:
+        started = time.monotonic()
+        runs = asyncio.gather(
+            *(provider.run(provider.prepare(PARAMS), keys=KeyRing()) for _ in range(6)),
+            return_exceptions=True,
+        )
+        waits = []
+        for _ in range(10):
+            asked = time.monotonic()
+            await asyncio.to_thread(lambda: None)
+            waits.append(time.monotonic() - asked)
+            await asyncio.sleep(0.1)
+        outcomes = await runs
+        return outcomes, waits, time.monotonic() - started
+
+    outcomes, waits, took = asyncio.run(scenario())
+    assert all(isinstance(outcome, ProviderTimeout) for outcome in outcomes), outcomes
+    assert max(waits) < 0.5, f"the shared pool waited {max(waits):.2f} s"
+    assert took < 6, "six stalled runs end at their deadline, not one after another"
