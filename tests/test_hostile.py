@@ -100,7 +100,8 @@ def test_a_single_layer_bomb_is_cut_at_the_answer_cap(server: HostileServer) -> 
     raised, peak, _ = peak_while(work)
     assert isinstance(raised, MalformedResponse)
     assert "larger than 8 MB" in raised.detail
-    assert peak < MEMORY_BUDGET, f"{peak / 2**20:.0f} MB for a {BOMB_BYTES // 2**20} MB bomb"
+    # the 8 MB cap plus one bounded step (httpx alone inflates one 64 KB read into 64 MB at once)
+    assert peak < 24 * 2**20, f"{peak / 2**20:.0f} MB for a {BOMB_BYTES // 2**20} MB bomb"
 
 
 def test_an_encoding_that_was_not_asked_for_is_refused(server: HostileServer) -> None:

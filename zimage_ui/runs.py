@@ -232,6 +232,19 @@ class RunRegistry:
                 if shared.runs == 0:
                     del self._gates[session]
 
+    def sessions(self) -> set[str]:
+        """The browser or API sessions that have runs in progress."""
+        with self._lock:
+            return {run.session for run in self._runs.values()}
+
+    def stop_session(self, session: str) -> int:
+        """Stop every run of `session`, of any kind (its client has gone away); how many."""
+        with self._lock:
+            runs = [run for run in self._runs.values() if run.session == session]
+        for run in runs:
+            run.token.cancel()
+        return len(runs)
+
     def stop(self, kind: str, session: str | None) -> int:
         """Stop every run of `kind` in `session`; how many were stopped."""
         with self._lock:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
+from gradio.context import LocalContext
 
 from zimage_ui.errors import PresetError, ServerBusy
 from zimage_ui.history import history_from_env
@@ -19,6 +20,7 @@ from zimage_ui.presets import Preset, export_preset, portable_inputs, preset_fro
 from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome, output_name
 from zimage_ui.runs import RUNS, Run
+from zimage_ui.ui.departures import watch_departures
 
 T = TypeVar("T")
 
@@ -47,7 +49,9 @@ def session_of(request: gr.Request | None) -> str | None:
 
 @contextmanager
 def owned_run(kind: str, request: gr.Request | None) -> Iterator[Run]:
-    """A run of `kind` for this browser session: its own id, Stop and folder, for the block's life."""
+    """A run of `kind` for this browser session: its own id, Stop and folder, for the block's life;
+    stopped if the session's client goes away (`departures`)."""
+    watch_departures(LocalContext.blocks.get(None))
     try:
         with RUNS.start(kind, session_of(request)) as run:
             yield run
