@@ -119,16 +119,16 @@ def main() -> None:
     print(f"{args.attackers} attackers per attack, bystander: {args.rounds} diffusers-tiny 256² images")
     print(f"app RSS at start: {start_rss:.0f} MB")
     print()
-    print(
-        "| attack | bystander p50 | p95 | p95 vs alone | attacker requests | app RSS peak (growth) | what attackers saw |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    columns = ["attack", "bystander p50", "p95", "p95 vs alone", "attacker requests", "app RSS peak (growth)"]
+    print("| " + " | ".join([*columns, "what attackers saw"]) + " |")
+    print("|---" * (len(columns) + 1) + "|")
     base = p95(alone)
     for name, latencies, outcomes, peak in rows:
         seen = max(set(outcomes), key=outcomes.count) if outcomes else "-"
         print(
             f"| {name} | {statistics.median(latencies):.2f} s | {p95(latencies):.2f} s | "
-            f"{p95(latencies) / base:.2f}x | {len(outcomes)} | {peak:.0f} MB (+{peak - start_rss:.0f}) | {seen} |"
+            f"{p95(latencies) / base:.2f}x | {len(outcomes)} | "
+            f"{peak:.0f} MB (+{peak - start_rss:.0f}) | {seen} |"
         )
 
 
