@@ -170,3 +170,25 @@ def test_a_sweep_grid_png_sets_the_sweep_up_again(page: Page, tmp_path: Path):
     assert parse_axis("prompt_sr", out[sweep.x_values], prompt).values == ["fox", "cat, big"]
     assert parse_axis("steps", out[sweep.y_values]).values == [2, 5, 8]
     assert axis_text(spec.y) == "2, 5, 8"
+
+
+def test_a_key_typed_on_the_page_is_refused_by_export_link_and_team_save(
+    page: Page, monkeypatch, tmp_path: Path
+):
+    """A key the visitor typed is refused where a preset leaves the page, as a server key is."""
+    monkeypatch.setenv("ZIMAGE_PRESETS_DIR", str(tmp_path))
+    typed = "typed-visitor-key-0123456789"
+    s, presets = page.form.settings, page.presets
+    values = [f"a fox {typed}", "", 512, 512, "", True, 8, 0.0, 3.0, 1]
+    data = dict(zip(s.components(), values, strict=True))
+    data |= {page.form.provider: "diffusers-tiny", page.form.side_count: 2, presets.include_sides: False}
+    data |= {presets.name: "mine", presets._keys: {"RUNPOD_API_KEY": typed}}
+    data |= {c: "" for side in page.compare.sides for c in side.inputs()}
+    for updates in (presets.on_export(data), presets.on_link(data), presets.on_team_save(data)):
+        assert (
+            "Preset refused" in updates[presets.status]
+            and "a key entered on the page" in updates[presets.status]
+        )
+        assert typed not in str(updates)
+    assert not list(tmp_path.iterdir()), "nothing reached the team folder"
+    assert presets.on_link({**data, presets._keys: {}})[presets.query] != ""  # without the key: a link
