@@ -70,8 +70,14 @@ def peak_while(work: Callable[[], Awaitable[Any]]) -> tuple[BaseException | None
 
 
 def pieces_of(secret: str, run: int = 8) -> list[str]:
-    """Every run of `run` characters of the secret: none may appear in any message."""
-    return [secret[start : start + run] for start in range(len(secret) - run + 1)]
+    """Every run of `run` characters of the secret that carries its randomness (a digit, or both
+    cases; "sk-hosti" is a word, not a piece of the key): none may appear in any message."""
+    pieces = [secret[start : start + run] for start in range(len(secret) - run + 1)]
+    return [
+        piece
+        for piece in pieces
+        if any(c.isdigit() for c in piece) or (piece.lower() != piece and piece.upper() != piece)
+    ]
 
 
 def leaked(text: str, *secrets: str) -> list[str]:

@@ -5,7 +5,8 @@ header repeats `Basic base64(key:secret)`; a URL carries it percent-encoded; a b
 can hold `user:password@` or `?token=...`; a provider may echo only part of it (a prefix, the
 last characters, the key minus one character, a base64 token without its `=` padding).
 `redact` replaces, by value, every run of `MIN_RUN_CHARS` or more characters that appears in
-any form of any secret, and every whole form of 4 characters or more.
+any form of any secret (but for runs that read as a plain word, see `distinctive`), and every
+whole form of 4 characters or more.
 
 This module imports nothing from the app, so the HTTP engine, the runner, the logs and
 every export can use it.
@@ -98,11 +99,24 @@ def _matchers(secrets: frozenset[str]) -> tuple[re.Pattern[str] | None, frozense
         else None
     )
     windows = frozenset(
-        form[start : start + MIN_RUN_CHARS]
+        window
         for form in every
         for start in range(len(form) - MIN_RUN_CHARS + 1)
+        if distinctive(window := form[start : start + MIN_RUN_CHARS])
     )
     return pattern, windows
+
+
+def distinctive(piece: str) -> bool:
+    """A piece that carries a key's randomness: a digit, both cases, or a symbol beyond word
+    separators. A piece of only lower-case (or only upper-case) letters and `-_./` reads as a
+    word ("scenario", "sk-proj-"): redacting it would cut ordinary text wherever the word stands,
+    and it gives nothing of a random key away."""
+    if any(char.isdigit() for char in piece):
+        return True
+    if any(char.islower() for char in piece) and any(char.isupper() for char in piece):
+        return True
+    return any(not char.isalpha() and char not in "-_./ " for char in piece)
 
 
 def _redact_runs(text: str, windows: frozenset[str]) -> str:

@@ -531,7 +531,7 @@ class HttpSession:
         if url.startswith("data:"):
             return await self.image_from_b64(url)
         if _scheme(url) not in {"http", "https"}:
-            raise MalformedResponse(self.provider, "the image link is not a valid http(s) URL: retry")
+            raise MalformedResponse(self.provider, "the image link is not an http(s) URL: retry")
         try:
             client = self._api if with_key else self._bare
             data = await self._guard(self._retrying(fetch_retryable, self._fetch_bytes, url, client))
@@ -557,7 +557,7 @@ class HttpSession:
         key (`headers` only, e.g. a hub token for that host). `progress(bytes so far, total or None)`.
         Returns the size."""
         if _scheme(url) not in {"http", "https"}:
-            raise ProviderError(self.provider, f"the {what} link is not a valid http(s) URL")
+            raise ProviderError(self.provider, f"the {what} link is not an http(s) URL")
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(f".{dest.name}.{os.getpid()}.{id(self):x}.part")
         try:
