@@ -405,7 +405,7 @@ def _text_chunks(data: bytes) -> dict[str, str] | None:
             if PARAMETERS_KEY not in chunks and (comment := _user_comment(image)):
                 chunks[PARAMETERS_KEY] = comment
     except Exception:  # any undecodable input (PIL raises many types), or text past Pillow's cap
-        return png  # a PNG's own text chunks, read within their cap; None for anything else
+        return png or None  # a PNG's own text chunks (read within their cap) where it had any
     return chunks
 
 
