@@ -35,8 +35,19 @@ def server() -> Iterator[HostileServer]:
 
 
 @pytest.fixture(scope="module")
-def app(server: HostileServer) -> Iterator[str]:
+def tls_server() -> Iterator[HostileServer]:
+    with HostileServer(tls=True) as hostile:
+        yield hostile
+
+
+@pytest.fixture(scope="module")
+def app(server: HostileServer, tls_server: HostileServer, tmp_path_factory) -> Iterator[str]:
+    ca = tmp_path_factory.mktemp("ca") / "ca.pem"
+    assert tls_server.ca is not None
+    tls_server.ca.cert_pem.write_to_path(str(ca))
     env = {
+        "SSL_CERT_FILE": str(ca),  # the app trusts the https hostile server's test CA
+        "ZIMAGE_ALLOW_PRIVATE_URLS": "1",  # which listens on 127.0.0.1 (the guard is tested apart)
         "ZIMAGE_SERVER_KEYS": "all",
         "ZIMAGE_TIMEOUT_S": "30",
         "ZIMAGE_MAX_ACTIVE_RUNS": "1",  # one run at a time: a run left behind is seen at once
@@ -100,6 +111,26 @@ def test_an_attack_through_the_app_ends_clean_and_small(app: str, provider: str)
     assert rss.peak - rss.start < MEMORY_BUDGET_MB, f"the app grew {rss.peak - rss.start:.0f} MB"
     basic = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
     assert not leaked(said + app_log(app), KEY, SECRET, basic)
+
+
+@pytest.mark.parametrize(
+    ("path", "says"), [("/bomb.png", "larger than 50 MB"), ("/stacked.png", "2 times over")]
+)
+def test_a_visitors_bomb_url_through_the_app_is_refused_small(
+    app: str, tls_server: HostileServer, path: str, says: str
+) -> None:
+    """An anonymous visitor's input-image URL answering a compression bomb: three requests, each
+    refused naming the image, the app's memory within 150 MB."""
+    client = Client(app, verbose=False)
+    with PeakRss(app) as rss:
+        for _ in range(3):
+            with pytest.raises(Exception) as caught:
+                client.predict(
+                    provider="diffusers-tiny", prompt="x", width=256, height=256,
+                    image_url=f"{tls_server.url}{path}", api_name="/generate",
+                )  # fmt: skip
+            assert "image" in str(caught.value) and says in str(caught.value), caught.value
+    assert rss.peak - rss.start < MEMORY_BUDGET_MB, f"the app grew {rss.peak - rss.start:.0f} MB"
 
 
 def test_a_client_that_goes_away_frees_its_run(app: str) -> None:

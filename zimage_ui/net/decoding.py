@@ -13,11 +13,13 @@ refused before a byte is read. This module imports nothing from the app.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator
 
 STEP_BYTES = 64 * 2**10  # the most one decoding step may produce
+YIELD_EVERY = 16  # steps (1 MB) between turns of the event loop
 ACCEPT_ENCODING = "gzip, deflate"  # what every client asks for; anything else is refused
 _DROPPED_HEADERS = {"content-encoding", "content-length"}  # no longer true of the decoded body
 
@@ -87,10 +89,16 @@ class BoundedInflater:
 
 
 async def inflate_async(raw: AsyncIterator[bytes], coding: str) -> AsyncIterator[bytes]:
+    """The decoded pieces of an async body; every `YIELD_EVERY` pieces the event loop gets a turn,
+    so inflating one dense chunk never holds up other users."""
     inflater = BoundedInflater(coding)
+    count = 0
     async for chunk in raw:
         for piece in inflater.feed(chunk):
             yield piece
+            count += 1
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
     for piece in inflater.finish():
         yield piece
 
