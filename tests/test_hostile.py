@@ -313,3 +313,31 @@ def test_space_visitors_get_no_owner_engine(monkeypatch: pytest.MonkeyPatch) -> 
 def test_an_unreadable_url_is_refused_when_the_params_are_checked(url: str) -> None:
     with pytest.raises(ValidationError, match="not a valid https URL"):
         ImageInputs(image=url)
+
+
+def test_a_signed_input_url_keeps_its_signature_out_of_png_code_and_run_log(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from zimage_ui.codegen import copy_as_code
+    from zimage_ui.history import HistoryStore
+    from zimage_ui.metadata import png_bytes, read_text_chunks
+
+    signature = "a1B2c3D4e5F6g7H8"
+    url = f"https://cdn.example.test/in.png?X-Amz-Signature={signature}&X-Amz-Credential=AKIA0123456789"
+    lora = f"https://loras.example.test/ink.safetensors?token={signature}"
+    params = GenerationParams(
+        prompt="a fox", width=512, height=512, seed=3, inputs={"image": url, "strength": 0.5}
+    )
+    prepared = PROVIDERS["runpod"].prepare(params)
+    assert prepared.body["input"]["image"] == url, "the provider itself gets the whole URL"
+    curl, code = copy_as_code(prepared)
+    png = png_bytes(Image.new("RGB", (8, 8)), prepared.params, prepared.sent, "runpod")
+    local = GenerationParams(prompt="a fox", seed=3, inputs={"loras": [{"ref": lora}]})
+    _, local_code = copy_as_code(PROVIDERS["diffusers-tiny"].prepare(local))
+    store = HistoryStore(tmp_path / "runs.sqlite")
+    store.record(provider="runpod", params=params, seed=3, elapsed_s=1.0, error=f"could not fetch {url}")
+    store.record(provider="diffusers-tiny", params=local, seed=3, elapsed_s=1.0)
+    everything = curl + code + local_code + str(read_text_chunks(png)) + store.export_csv()
+    everything += str([row.params for row in store.search()])
+    assert "cdn.example.test/in.png" in everything and "loras.example.test" in everything
+    assert signature not in everything and "AKIA0123456789" not in everything

@@ -23,6 +23,7 @@ from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import REDACTED, PreparedRequest
 from zimage_ui.providers.controlnet import CONTROLNET_ENV
 from zimage_ui.providers.diffusers_local import DEFAULT_MODEL_ID, model_id
+from zimage_ui.providers.hosted_base import display_safe
 from zimage_ui.providers.pipeline_variants import MASK_BLUR_PX
 from zimage_ui.redaction import safe_url
 
@@ -98,7 +99,8 @@ def curl_code(prepared: PreparedRequest, names: Sequence[str]) -> str:
     auth, headers = _auth(prepared, names)
     lines = [f"curl -X {prepared.method} {shlex.quote(safe_url(prepared.url))}", *auth.curl_args]
     lines += [f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items()]
-    lines.append(f"--data-raw {shlex.quote(json.dumps(prepared.body, ensure_ascii=False))}")
+    body = display_safe(prepared.body)  # a signed URL's query stays out of copied code
+    lines.append(f"--data-raw {shlex.quote(json.dumps(body, ensure_ascii=False))}")
     return " \\\n  ".join(lines) + "\n"
 
 
@@ -123,7 +125,7 @@ def httpx_code(prepared: PreparedRequest, names: Sequence[str]) -> str:
             "HEADERS = {",
             *header_lines,
             "}",
-            f"BODY = {python_literal(prepared.body)}",
+            f"BODY = {python_literal(display_safe(prepared.body))}",
             "",
             "response = httpx.request(",
             f"    {prepared.method!r},",
@@ -194,7 +196,7 @@ def _input_code(prepared: PreparedRequest) -> _Inputs:
         name, source = f"lora_{index}", lora.source
         if source == "url":
             local = Path(urlsplit(lora.ref).path).name or f"{name}.safetensors"
-            code.setup.append(f"urllib.request.urlretrieve({lora.ref!r}, {local!r})")
+            code.setup.append(f"urllib.request.urlretrieve({shareable_ref(lora.ref)!r}, {local!r})")
             code.setup.append(f"pipe.load_lora_weights({local!r}, adapter_name={name!r})")
         elif source == "id" and lora.ref.count("/") == 2:
             repo, weight = lora.ref.rsplit("/", 1)
