@@ -48,11 +48,18 @@ HOLD_S = 30.0
 
 @functools.cache
 def zero_gzip(size: int = BOMB_BYTES) -> bytes:
-    """`size` zero bytes, gzipped at the highest level (about 1/1000 of the size)."""
-    squeeze = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    """`size` zero bytes, gzipped (about 1/1000 of the size), made in a fraction of a second: one
+    MB is deflated once after a full flush (so every copy of it is the same bytes) and repeated,
+    then an empty final block and the gzip trailer (CRC-32 and length) close the stream."""
     block = bytes(2**20)
-    parts = [squeeze.compress(block) for _ in range(size // len(block))]
-    return b"".join([*parts, squeeze.flush()])
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    segment = squeeze.compress(block) + squeeze.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(size // len(block)):
+        crc = zlib.crc32(block, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return header + segment * (size // len(block)) + b"\x03\x00" + trailer
 
 
 @functools.cache
@@ -214,6 +221,18 @@ def echo(authorization: str) -> str:
         decoded = base64.b64decode(token + "==").decode("latin-1")
         pieces += [decoded[:14], decoded.partition(":")[2][-10:]]
     return f"invalid key {' / '.join(pieces)}"
+
+
+def pieces_of(secret: str) -> list[str]:
+    """The pieces of a secret no message may hold: every run of 8 characters that carries its
+    randomness (a digit, or both cases), and every run of 12 ("sk-hosti" is a word, not a key)."""
+    runs = [secret[start : start + 8] for start in range(len(secret) - 7)]
+    random = [run for run in runs if any(c.isdigit() for c in run) or (run.lower() != run != run.upper())]
+    return random + [secret[start : start + 12] for start in range(len(secret) - 11)]
+
+
+def leaked(text: str, *secrets: str) -> list[str]:
+    return [piece for secret in secrets for piece in pieces_of(secret) if piece in text]
 
 
 @contextmanager

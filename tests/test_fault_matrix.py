@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.emulators import EMULATORS, Emulator
+from tests.hostile import leaked
 from tests.serving import free_port
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import PROVIDERS
@@ -75,6 +76,20 @@ FAULTS = {
     "key echoed": Fault(
         "401 body repeats the Authorization header", _set(reject_key=True, echo_key=True), "key was refused"
     ),
+    "key pieces echoed": Fault(
+        "401 body repeats pieces of the key (prefix, suffix, all but one character, unpadded base64)",
+        _set(reject_key=True, echo_pieces=True),
+        "key was refused",
+    ),
+    "gzip bomb": Fault(
+        "answer of 512 KB gzip inflating to 512 MB", _set(gzip_bomb=True), r"answer is larger than \d+ MB"
+    ),
+    "stacked gzip": Fault(
+        "answer compressed gzip, gzip", _set(stacked_gzip=True), r"compressed 2 times over"
+    ),
+    "image gzip bomb": Fault(
+        "image of 512 KB gzip inflating to 512 MB", _set(image_gzip_bomb=True), r"image is larger than 50 MB"
+    ),
 }
 
 RESULTS: dict[tuple[str, str], str] = {}
@@ -101,8 +116,9 @@ def write_matrix():
         "# Fault matrix\n\n"
         "Written by `tests/test_fault_matrix.py`: each hosted provider, against its emulator, meets each\n"
         f"fault with a {DEADLINE_S:g} s deadline (`ZIMAGE_TIMEOUT_S`). Every run ended within the deadline,\n"
-        "and no form of a key (raw, URL-encoded, base64, the Authorization header) was in the message\n"
-        "or the logs. Each cell is what the user reads (`ok`: the run recovered and made the image).\n\n"
+        "and no form of a key (raw, URL-encoded, base64, the Authorization header) nor any piece of one\n"
+        "was in the message or the logs. Each cell is what the user reads (`ok`: the run recovered and\n"
+        "made the image).\n\n"
         f"| fault | {' | '.join(EMULATORS)} |\n|---|{'---|' * len(EMULATORS)}\n" + "\n".join(rows) + "\n",
         encoding="utf-8",
     )
@@ -134,6 +150,7 @@ async def test_fault_ends_cleanly_within_the_deadline(
     for form in key_forms(emulator):
         assert form not in (outcome.error or ""), f"a form of the key is in the message: {outcome.error}"
         assert form not in logged, "a form of the key is in the log"
+    assert not leaked((outcome.error or "") + logged, *emulator.keys.values()), "a piece of a key leaked"
     if fault.expect == OK:
         assert outcome.ok and outcome.pngs, outcome.error
         RESULTS[(provider_id, fault_name)] = OK

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tests.hostile import BOMB_BYTES, HostileServer, huge_layer_png, text_chunk_png
+from tests.hostile import BOMB_BYTES, HostileServer, huge_layer_png, leaked, text_chunk_png
 from zimage_ui.errors import InvalidParams, MalformedResponse, ProviderError, ProviderTimeout
 from zimage_ui.image_inputs import fetch_remote
 from zimage_ui.infotext import read_png_settings
@@ -67,21 +67,6 @@ def peak_while(work: Callable[[], Awaitable[Any]]) -> tuple[BaseException | None
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     return raised, peak, time.monotonic() - started
-
-
-def pieces_of(secret: str, run: int = 8) -> list[str]:
-    """Every run of `run` characters of the secret that carries its randomness (a digit, or both
-    cases; "sk-hosti" is a word, not a piece of the key): none may appear in any message."""
-    pieces = [secret[start : start + run] for start in range(len(secret) - run + 1)]
-    return [
-        piece
-        for piece in pieces
-        if any(c.isdigit() for c in piece) or (piece.lower() != piece and piece.upper() != piece)
-    ]
-
-
-def leaked(text: str, *secrets: str) -> list[str]:
-    return [piece for secret in secrets for piece in pieces_of(secret) if piece in text]
 
 
 # -- compression and endless bodies ----------------------------------------------------------

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 import pytest
 from gradio_client import Client
 
-from tests.hostile import HostileServer
+from tests.hostile import HostileServer, leaked
 from tests.serving import ROOT, app_log, running_app
-from tests.test_hostile import KEY, SECRET, leaked
+from tests.test_hostile import KEY, SECRET
 
 MEMORY_BUDGET_MB = 150
 ATTACKS = {  # provider: the hostile path its base URL points at, and what the client is told

@@ -5,8 +5,8 @@ header repeats `Basic base64(key:secret)`; a URL carries it percent-encoded; a b
 can hold `user:password@` or `?token=...`; a provider may echo only part of it (a prefix, the
 last characters, the key minus one character, a base64 token without its `=` padding).
 `redact` replaces, by value, every run of `MIN_RUN_CHARS` or more characters that appears in
-any form of any secret (but for runs that read as a plain word, see `distinctive`), and every
-whole form of 4 characters or more.
+any form of any secret (`MIN_WORDLIKE_RUN_CHARS` for a run that reads as a word, see
+`distinctive`), and every whole form of 4 characters or more.
 
 This module imports nothing from the app, so the HTTP engine, the runner, the logs and
 every export can use it.
@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urluns
 REDACTED = "***"
 MIN_FORM_CHARS = 4  # shorter forms would match ordinary text
 MIN_RUN_CHARS = 8  # a run this long of a secret's form is a piece of the secret, wherever it stands
+MIN_WORDLIKE_RUN_CHARS = 12  # ... or this long, for a run that reads as a word (see `distinctive`)
 
 
 def forms(secret: str) -> set[str]:
@@ -78,40 +79,48 @@ def safe_url(url: str) -> str:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every form of every secret, and every piece of one of `MIN_RUN_CHARS` or more
-    characters, replaced by the redaction mark."""
+    """`text` with every form of every secret, and every piece of one (see `_matchers`), replaced
+    by the redaction mark."""
     known = frozenset(secret for secret in secrets if secret)
     if not known or not text:
         return text
-    pattern, windows = _matchers(known)
+    pattern, pieces = _matchers(known)
     text = pattern.sub(REDACTED, text) if pattern is not None else text
-    return _redact_runs(text, windows) if windows else text
+    return _redact_pieces(text, pieces)
+
+
+Pieces = tuple[tuple[int, frozenset[str]], ...]  # (window size, windows of that size)
 
 
 @functools.lru_cache(maxsize=256)
-def _matchers(secrets: frozenset[str]) -> tuple[re.Pattern[str] | None, frozenset[str]]:
+def _matchers(
+    secrets: frozenset[str],
+) -> tuple[re.Pattern[str] | None, tuple[tuple[int, frozenset[str]], ...]]:
     """The whole forms as one pattern (longest first, so no part of a longer form survives a
-    shorter one's replacement), and every `MIN_RUN_CHARS`-character window of every form."""
+    shorter one's replacement), and the pieces to find: every `MIN_RUN_CHARS`-character window of
+    every form that carries randomness (`distinctive`), and every `MIN_WORDLIKE_RUN_CHARS` window."""
     every = {form for secret in secrets for form in forms(secret)}
     pattern = (
         re.compile("|".join(re.escape(form) for form in sorted(every, key=len, reverse=True)))
         if every
         else None
     )
-    windows = frozenset(
-        window
-        for form in every
-        for start in range(len(form) - MIN_RUN_CHARS + 1)
-        if distinctive(window := form[start : start + MIN_RUN_CHARS])
+    short = frozenset(
+        window for form in every for window in _windows(form, MIN_RUN_CHARS) if distinctive(window)
     )
-    return pattern, windows
+    long = frozenset(window for form in every for window in _windows(form, MIN_WORDLIKE_RUN_CHARS))
+    return pattern, ((MIN_RUN_CHARS, short), (MIN_WORDLIKE_RUN_CHARS, long))
+
+
+def _windows(form: str, size: int) -> list[str]:
+    return [form[start : start + size] for start in range(len(form) - size + 1)]
 
 
 def distinctive(piece: str) -> bool:
     """A piece that carries a key's randomness: a digit, both cases, or a symbol beyond word
-    separators. A piece of only lower-case (or only upper-case) letters and `-_./` reads as a
-    word ("scenario", "sk-proj-"): redacting it would cut ordinary text wherever the word stands,
-    and it gives nothing of a random key away."""
+    separators. A shorter piece of only lower-case (or only upper-case) letters and `-_./` reads
+    as a word ("scenario", "sk-proj-"): it is redacted only from `MIN_WORDLIKE_RUN_CHARS` on, so
+    a URL or a prompt that shares a word with a key keeps it."""
     if any(char.isdigit() for char in piece):
         return True
     if any(char.islower() for char in piece) and any(char.isupper() for char in piece):
@@ -119,21 +128,26 @@ def distinctive(piece: str) -> bool:
     return any(not char.isalpha() and char not in "-_./ " for char in piece)
 
 
-def _redact_runs(text: str, windows: frozenset[str]) -> str:
-    """Each stretch of `text` covered by windows of a secret's forms, as one redaction mark: a
-    piece of `MIN_RUN_CHARS` or more characters of a secret leaves nothing of itself behind."""
+def _redact_pieces(text: str, pieces: Pieces) -> str:
+    """Each stretch of `text` covered by pieces of a secret, as one redaction mark."""
     spans: list[tuple[int, int]] = []
-    for start in range(len(text) - MIN_RUN_CHARS + 1):
-        if text[start : start + MIN_RUN_CHARS] in windows:
-            end = start + MIN_RUN_CHARS
-            if spans and start <= spans[-1][1]:
-                spans[-1] = (spans[-1][0], max(spans[-1][1], end))
-            else:
-                spans.append((start, end))
+    for size, windows in pieces:
+        if windows:
+            spans += [
+                (start, start + size)
+                for start in range(len(text) - size + 1)
+                if text[start : start + size] in windows
+            ]
     if not spans:
         return text
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
     out, position = [], 0
-    for start, end in spans:
+    for start, end in merged:
         out += [text[position:start], REDACTED]
         position = end
     out.append(text[position:])

@@ -29,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.hostile import echo, stacked_gzip, zero_gzip
+
 
 @dataclass
 class Behaviour:
@@ -64,6 +66,10 @@ class Behaviour:
     image_bomb: bool = False  # the image declares 20000x20000 pixels
     oversized_image: bool = False  # the image declares 6000x6000: far more pixels than asked
     echo_key: bool = False  # with reject_key: the error repeats the Authorization header
+    echo_pieces: bool = False  # with reject_key: the error repeats pieces of it (tests/hostile.echo)
+    gzip_bomb: bool = False  # the submit answers 1 KB per MB of zeros: 512 MB, Content-Encoding gzip
+    stacked_gzip: bool = False  # the submit answers a few KB gzipped twice (gzip, gzip)
+    image_gzip_bomb: bool = False  # the image answers a gzip bomb
 
 
 @dataclass
@@ -338,6 +344,8 @@ class Emulator:
         if b.reject_key and b.echo_key:
             auth = request.headers.get("authorization", "")
             return self.error(401, f"invalid credentials: {auth} (sent as {quote(auth, safe='')})")
+        if b.reject_key and b.echo_pieces:
+            return self.error(401, echo(request.headers.get("authorization", "")))
         if b.reject_key or not self.authorized(request):
             return self.error(401, "invalid API key")
         if b.server_error_always:
@@ -349,6 +357,9 @@ class Emulator:
             return response
         if submit and b.huge_json:
             return StreamingResponse(_huge_json(), media_type="application/json")
+        if submit and (b.gzip_bomb or b.stacked_gzip):
+            body, coding = (zero_gzip(), "gzip") if b.gzip_bomb else (stacked_gzip(), "gzip, gzip")
+            return Response(body, media_type="application/json", headers={"Content-Encoding": coding})
         if b.wrong_shape and (self.synchronous or not submit):
             return json_response(WRONG_SHAPE)
         if submit and b.no_credit and self.refuses_credit_by_status:
@@ -412,6 +423,8 @@ class Emulator:
             return Response("<html><body>not an image</body></html>", media_type="text/html")
         if self.behaviour.huge_image:
             return StreamingResponse(_huge_image(), media_type="image/png")
+        if self.behaviour.image_gzip_bomb:
+            return Response(zero_gzip(), media_type="image/png", headers={"Content-Encoding": "gzip"})
         if self.behaviour.image_bomb:
             return Response(declared_png(20_000, 20_000), media_type="image/png")
         if self.behaviour.oversized_image:

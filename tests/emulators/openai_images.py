@@ -116,7 +116,9 @@ class OpenAIImagesEmulator(Emulator):
         if phase == "failed":
             return self.error(500, self.behaviour.fail_reason or "generation failed")
         b = self.behaviour
-        image_fault = b.expired_image or b.non_image or b.huge_image or b.image_bomb or b.oversized_image
+        image_fault = any(
+            (b.expired_image, b.non_image, b.huge_image, b.image_bomb, b.oversized_image, b.image_gzip_bomb)
+        )
         asked = body.get("response_format", "url" if self.engine == "sglang" else "b64_json")
         as_url = asked == "url" or image_fault
         items = [self._item(job.id, i, width, height, job.seed + i, as_url) for i in range(job.count)]
