@@ -146,7 +146,10 @@ def api_doc(summary: str, *, before: dict[str, str], returns: str) -> Callable[[
 def _whole(value: float | None, name: str) -> int:
     if value is None or value == "":
         raise InvalidParams({name: "empty: enter a number"})
-    return int(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):  # NaN, infinity, text
+        raise InvalidParams({name: f"{str(value)[:40]!r} is not a whole number: enter one"}) from None
 
 
 def _seed_text(value: str | float | None) -> str:
