@@ -17,7 +17,16 @@ from zimage_ui.providers.base import KeyRing
 from zimage_ui.runner import Outcome
 from zimage_ui.runs import Run
 from zimage_ui.sheets import placeholder
-from zimage_ui.sweep import AXIS_LABELS, Axis, SweepSpec, check_size, max_cells, parse_axis, run_sweep
+from zimage_ui.sweep import (
+    AXIS_LABELS,
+    Axis,
+    SweepSpec,
+    check_size,
+    max_cells,
+    parse_axis,
+    plan,
+    run_sweep,
+)
 from zimage_ui.ui.common import PRIVATE, follow, owned_run, save_run_files, stop_handler, user_error
 from zimage_ui.ui.form import Form, Updates, Values, api_doc, api_inputs, api_params
 from zimage_ui.ui.settings_panel import provider_choices
@@ -191,11 +200,13 @@ def cell_count_text(x_kind: str, x_text: str, y_kind: str, y_text: str, prompt: 
 def sweep_spec(
     params: GenerationParams, provider: str, x_kind: str, x_text: str, y_kind: str, y_text: str
 ) -> SweepSpec:
-    """The sweep, checked whole (axes, cell count) before any work; raises gr.Error."""
+    """The sweep, checked whole (axes, cell count, every cell's settings) before any work; raises
+    gr.Error naming the cell and the field."""
     try:
         x, y = axes_of(x_kind, x_text, y_kind, y_text, params.prompt)
         spec = SweepSpec(params=params, provider=provider, x=x, y=y)
         check_size(spec)
+        plan(spec)
     except InvalidParams as exc:
         raise user_error(f"Check the sweep: {exc}", title="Invalid sweep") from None
     return spec
