@@ -728,12 +728,17 @@ class HttpSession:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             raise MalformedResponse(self.provider, f"the {what} is larger than {_size(cap)}: refused")
-        body = bytearray()  # one buffer, never more than `cap` plus one decoding step
+        chunks: list[bytes] = []  # kept as they come (no buffer regrown and copied): at most `cap`
+        size = 0
         async for chunk in response.aiter_bytes():
-            if len(body) + len(chunk) > cap:
+            size += len(chunk)
+            if size > cap:
+                # Freed now: the traceback keeps this frame, and a cycle through it would hold
+                # `cap` bytes until the next full garbage collection (bytes never trigger one).
+                chunks.clear()
                 raise MalformedResponse(self.provider, f"the {what} is larger than {_size(cap)}: refused")
-            body += chunk
-        return bytes(body)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _json(self, response: httpx.Response) -> Any:
         try:
