@@ -2,11 +2,13 @@
 
 Starts the real app (`python app.py`) with three hosted providers pointed at the hostile test
 server (`tests/hostile.py`): AIML API answers a 512 MB gzip bomb, EvoLink a `gzip, gzip` stack,
-RunPod never answers (stalls until the run's deadline). A bystander session makes images on
-`diffusers-tiny` (256x256) again and again: first alone, then while 5 attacker sessions keep
-hitting one attack. Reports the bystander's p50/p95 latency against alone (target: p95 at most
-1.5x), each attack's outcome, and the app's RSS before and at its peak (target: under 300 MB of
-growth). Loopback only, bounded in count and time.
+RunPod never answers (stalls until the run's deadline), and as a control inference.sh answers a
+plain 404 (what 5 busy clients cost a 2-core machine whatever they send). A bystander session
+makes images on `diffusers-tiny` (256x256) again and again: first alone, then while 5 attacker
+sessions keep hitting one attack. Reports the bystander's p50/p95 latency against alone and
+against the control (target: p95 at most 1.5x), each attack's outcome, and the app's RSS before
+and at its peak (target: under 300 MB of growth). The attackers, the bystander, the hostile server
+and the app share the machine's cores. Loopback only, bounded in count and time.
 
     python -m benchmarks.hostile [--attackers 5] [--rounds 12]
 """
@@ -27,6 +29,7 @@ from tests.hostile import HostileServer
 from tests.serving import running_app
 
 ATTACKS = {  # name: (provider, what its base URL points at)
+    "control: plain 404 answers": ("inferencesh", "/nothing"),
     "answer bomb (gzip, 512 MB)": ("aimlapi", "/bomb.json"),
     "stacked gzip answer": ("evolink", "/stacked.png"),
     "stalled provider": ("runpod", "/stall"),
@@ -103,7 +106,8 @@ def main() -> None:
         env = {"ZIMAGE_SERVER_KEYS": "all", "ZIMAGE_TIMEOUT_S": "8", "ZIMAGE_MAX_ACTIVE_RUNS": "64"}
         for provider, path in ATTACKS.values():
             env[f"ZIMAGE_{provider.upper()}_BASE_URL"] = f"{server.url}{path}"
-        env |= {"AIML_API_KEY": "k" * 24, "EVOLINK_API_KEY": "k" * 24, "RUNPOD_API_KEY": "k" * 24}
+        env |= {name: "k" * 24 for name in ("AIML_API_KEY", "EVOLINK_API_KEY", "RUNPOD_API_KEY")}
+        env["INFERENCE_API_KEY"] = "k" * 24
         with running_app(env) as url:
             pid = app_pid(url)
             bystander(url, 2)  # warm: the tiny model is built, the first session made
@@ -119,15 +123,17 @@ def main() -> None:
     print(f"{args.attackers} attackers per attack, bystander: {args.rounds} diffusers-tiny 256² images")
     print(f"app RSS at start: {start_rss:.0f} MB")
     print()
-    columns = ["attack", "bystander p50", "p95", "p95 vs alone", "attacker requests", "app RSS peak (growth)"]
+    columns = ["attack", "bystander p50", "p95", "p95 vs alone", "vs control", "attacker requests"]
+    columns.append("app RSS peak (growth)")
     print("| " + " | ".join([*columns, "what attackers saw"]) + " |")
     print("|---" * (len(columns) + 1) + "|")
     base = p95(alone)
+    control = p95(rows[1][1])
     for name, latencies, outcomes, peak in rows:
         seen = max(set(outcomes), key=outcomes.count) if outcomes else "-"
         print(
             f"| {name} | {statistics.median(latencies):.2f} s | {p95(latencies):.2f} s | "
-            f"{p95(latencies) / base:.2f}x | {len(outcomes)} | "
+            f"{p95(latencies) / base:.2f}x | {p95(latencies) / control:.2f}x | {len(outcomes)} | "
             f"{peak:.0f} MB (+{peak - start_rss:.0f}) | {seen} |"
         )
 

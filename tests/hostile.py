@@ -5,6 +5,7 @@ Raw asyncio, so every header and every byte's timing is ours to choose. Paths:
 - `/stacked.png`  `Content-Encoding: gzip, gzip`, a few KB that inflate to `BOMB_BYTES` twice over
 - `/bomb.json`    `Content-Encoding: gzip`, one layer: a few hundred KB inflating to `BOMB_BYTES`
 - `/bomb.png`     the same body on an image path
+- `/dense.json`   12 MB of hex digits gzipped about 2:1 (no bomb by its ratio; past the JSON cap)
 - `/br.png`       `Content-Encoding: br` (never asked for)
 - `/endless`      a body that never ends, as fast as the client reads
 - `/trickle`      a byte every `TRICKLE_S`, forever
@@ -60,6 +61,15 @@ def zero_gzip(size: int = BOMB_BYTES) -> bytes:
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
     trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
     return header + segment * (size // len(block)) + b"\x03\x00" + trailer
+
+
+@functools.cache
+def dense_gzip(size: int = 12 * 2**20) -> bytes:
+    """`size` bytes of hex digits from a seeded generator, gzipped: about 2:1, like real answers."""
+    import random
+
+    text = random.Random(7).randbytes(size // 2).hex().encode()
+    return gzip.compress(text, 1)
 
 
 @functools.cache
@@ -123,7 +133,7 @@ class HostileServer:
         return context
 
     def __enter__(self) -> HostileServer:
-        zero_gzip(), stacked_gzip()  # made before any test timing starts
+        zero_gzip(), stacked_gzip(), dense_gzip()  # made before any test timing starts
         self.thread.start()
         self.server = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._server_context()), self.loop
@@ -164,6 +174,8 @@ class HostileServer:
         send = functools.partial(self._send, writer)
         if path == "/stacked.png":
             await send(200, stacked_gzip(), "image/png", encoding="gzip, gzip")
+        elif path == "/dense.json":
+            await send(200, dense_gzip(), "application/json", encoding="gzip")
         elif path in {"/bomb.json", "/bomb.png"}:
             kind = "application/json" if path.endswith("json") else "image/png"
             await send(200, zero_gzip(), kind, encoding="gzip")

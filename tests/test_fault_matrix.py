@@ -82,13 +82,13 @@ FAULTS = {
         "key was refused",
     ),
     "gzip bomb": Fault(
-        "answer of 512 KB gzip inflating to 512 MB", _set(gzip_bomb=True), r"answer is larger than \d+ MB"
+        "answer of 512 KB gzip inflating to 512 MB", _set(gzip_bomb=True), r"answer inflates more than 200:1"
     ),
     "stacked gzip": Fault(
         "answer compressed gzip, gzip", _set(stacked_gzip=True), r"compressed 2 times over"
     ),
     "image gzip bomb": Fault(
-        "image of 512 KB gzip inflating to 512 MB", _set(image_gzip_bomb=True), r"image is larger than 50 MB"
+        "image of 512 KB gzip inflating to 512 MB", _set(image_gzip_bomb=True), r"inflates more than 200:1"
     ),
 }
 

@@ -96,9 +96,21 @@ def test_a_single_layer_bomb_is_cut_at_the_answer_cap(server: HostileServer) -> 
 
     raised, peak, _ = peak_while(work)
     assert raised is None and len(said) == 3
-    assert all("larger than 8 MB" in detail for detail in said)
-    # the 8 MB cap plus one bounded step, once (httpx alone inflates one 64 KB read into 64 MB)
-    assert peak < 14 * 2**20, f"{peak / 2**20:.0f} MB for three {BOMB_BYTES // 2**20} MB bombs"
+    assert all("inflates more than 200:1" in detail for detail in said)
+    # a megabyte and a step, once (httpx alone inflates one 64 KB read into 64 MB)
+    assert peak < 6 * 2**20, f"{peak / 2**20:.0f} MB for three {BOMB_BYTES // 2**20} MB bombs"
+
+
+def test_a_dense_compressed_answer_is_cut_at_the_answer_cap(server: HostileServer) -> None:
+    """Compressed only 2:1, so no bomb by its ratio: the 8 MB cap stops it, holding no more."""
+
+    async def work() -> None:
+        async with HttpEngine().session("p", headers={}, secrets=(), key_hint="") as session:
+            await session.get_json(f"{server.url}/dense.json")
+
+    raised, peak, _ = peak_while(work)
+    assert isinstance(raised, MalformedResponse) and "larger than 8 MB" in raised.detail
+    assert peak < 24 * 2**20, f"{peak / 2**20:.0f} MB"
 
 
 def test_an_encoding_that_was_not_asked_for_is_refused(server: HostileServer) -> None:

@@ -8,7 +8,9 @@ as it passes the cap, whatever its compression ratio.
 
 Only one layer of `gzip` or `deflate` is decoded: a stacked (`gzip, gzip`) or unknown encoding
 (`br`, `zstd`: never asked for, since every client sends `Accept-Encoding: gzip, deflate`) is
-refused before a byte is read. This module imports nothing from the app.
+refused before a byte is read, and a body that inflates more than `MAX_RATIO` times its compressed
+size is refused after its first megabyte, long before it reaches any cap. This module imports
+nothing from the app.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 
 STEP_BYTES = 64 * 2**10  # the most one decoding step may produce
 YIELD_EVERY = 16  # steps (1 MB) between turns of the event loop
+# Real answers inflate a few times at most (JSON ~10:1, base64 and images ~1:1); a bomb 1000:1.
+MAX_RATIO = 200
+RATIO_FROM_BYTES = 2**20  # small bodies may compress better: judged once past 1 MB
 ACCEPT_ENCODING = "gzip, deflate"  # what every client asks for; anything else is refused
 _DROPPED_HEADERS = {"content-encoding", "content-length"}  # no longer true of the decoded body
 
@@ -48,12 +53,15 @@ def single_coding(header: str | None) -> str | None:
 
 
 class BoundedInflater:
-    """One gzip or deflate stream, inflated at most `step` bytes per yielded piece."""
+    """One gzip or deflate stream, inflated at most `step` bytes per yielded piece, and refused once
+    past `RATIO_FROM_BYTES` if it inflates more than `MAX_RATIO` times its compressed size."""
 
     def __init__(self, coding: str, step: int = STEP_BYTES) -> None:
         self.coding = coding
         self.step = step
         self._first = True
+        self._fed = 0  # compressed bytes given
+        self._made = 0  # bytes produced
         self._inflate = self._new(zlib.MAX_WBITS | 16 if coding in {"gzip", "x-gzip"} else zlib.MAX_WBITS)
 
     @staticmethod
@@ -62,6 +70,7 @@ class BoundedInflater:
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         """The decoded pieces of `data`, each at most `step` bytes."""
+        self._fed += len(data)
         while data:
             try:
                 piece = self._inflate.decompress(data, self.step)
@@ -76,6 +85,13 @@ class BoundedInflater:
             if self._inflate.eof:
                 data = b""  # trailing bytes after the stream's end are ignored, as httpx does
             if piece:
+                self._made += len(piece)
+                consumed = self._fed - len(data)  # what produced it: the input given less the rest
+                if self._made > RATIO_FROM_BYTES and self._made > MAX_RATIO * consumed:
+                    raise EncodingRefused(
+                        f"the answer inflates more than {MAX_RATIO}:1 (a compression bomb, not an "
+                        "answer or an image)"
+                    )
                 yield piece
 
     def finish(self) -> Iterator[bytes]:
