@@ -131,8 +131,8 @@ async def test_malformed_answer_is_a_clear_error(hosted: tuple[Provider, Emulato
 
 async def test_refused_key_names_the_variable(hosted: tuple[Provider, Emulator], monkeypatch) -> None:
     provider, _ = hosted
-    for name in provider.key_names:
-        monkeypatch.setenv(name, f"wrong-{name}-value")
+    for index, name in enumerate(provider.key_names):  # a key that names no variable: redacted whole
+        monkeypatch.setenv(name, f"wrong-{index}x7q-value")
     error = await failure(provider)
     assert isinstance(error, AuthError)
     assert provider.key_names[0] in str(error)

@@ -730,14 +730,23 @@ class HttpSession:
             raise MalformedResponse(self.provider, f"the {what} is larger than {_size(cap)}: refused")
         chunks: list[bytes] = []  # kept as they come (no buffer regrown and copied): at most `cap`
         size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > cap:
-                # Freed now: the traceback keeps this frame, and a cycle through it would hold
-                # `cap` bytes until the next full garbage collection (bytes never trigger one).
-                chunks.clear()
-                raise MalformedResponse(self.provider, f"the {what} is larger than {_size(cap)}: refused")
-            chunks.append(chunk)
+        try:
+            try:
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > cap:
+                        raise MalformedResponse(
+                            self.provider, f"the {what} is larger than {_size(cap)}: refused"
+                        )
+                    chunks.append(chunk)
+            except EncodingRefused as exc:  # a bomb found while decoding: named as what was read
+                detail = str(exc).replace("answer", what, 1)
+                raise MalformedResponse(self.provider, f"{detail}: refused") from None
+        except BaseException:
+            # Freed now: the traceback keeps this frame, and a cycle through it would hold what was
+            # read (up to `cap`) until the next full garbage collection (bytes never trigger one).
+            chunks.clear()
+            raise
         return b"".join(chunks)
 
     def _json(self, response: httpx.Response) -> Any:
