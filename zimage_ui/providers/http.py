@@ -339,7 +339,7 @@ class HttpEngine:
         """`limit_s`: this session's overall deadline instead of `ZIMAGE_TIMEOUT_S`.
         `public_only`: for URLs a visitor gave: every request, redirects included, must go to a
         public address (`refuse_private_address`, then the guard under the connection), except to
-        `trusted_origins` (the owner's own endpoints: scheme, host and port, not the host alone)."""
+        `trusted_origins` (the owner's own endpoints: by host and port, never the host alone)."""
         session = HttpSession(
             self, provider, headers, tuple(secrets), key_hint, error_paths, cancel, max_pixels
         )
