@@ -92,3 +92,28 @@ def test_the_transport_asks_for_gzip_and_deflate_and_hands_back_plain_bytes() ->
     response = asyncio.run(fetch())
     assert response.content == TEXT and seen == ["gzip, deflate"]
     assert "content-encoding" not in response.headers
+
+
+def test_huggingface_hubs_clients_get_the_same_bounds() -> None:
+    """huggingface_hub reads whole bodies itself: its transport refuses a bomb, a stack and a body
+    past its cap, and hands back plain bytes otherwise."""
+    import httpx2
+
+    from zimage_ui.net.transport2 import Bounded
+
+    bodies = {
+        "/ok": (gzip.compress(TEXT), "gzip"),
+        "/bomb": (gzip.compress(bytes(64 * 2**20)), "gzip"),
+        "/stacked": (gzip.compress(gzip.compress(TEXT)), "gzip, gzip"),
+        "/big": (bytes(3 * 2**20), ""),
+    }
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        body, coding = bodies[request.url.path]
+        return httpx2.Response(200, content=body, headers={"Content-Encoding": coding} if coding else {})
+
+    with httpx2.Client(transport=Bounded(httpx2.MockTransport(answer), 2 * 2**20, 60)) as client:
+        assert client.get("https://hub.test/ok").content == TEXT
+        for path, says in (("/bomb", "200:1"), ("/stacked", "2 times over"), ("/big", "larger than 2 MB")):
+            with pytest.raises(EncodingRefused, match=says):
+                client.get(f"https://hub.test{path}").read()

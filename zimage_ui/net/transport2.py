@@ -50,8 +50,22 @@ class _AsyncDecoded(httpx2.AsyncByteStream):
         await self.raw.aclose()
 
 
-def _headers(response: httpx2.Response, coding: str | None) -> Any:
-    return plain_headers(response.headers.multi_items()) if coding else response.headers
+def _decoded(
+    response: httpx2.Response,
+    coding: str | None,
+    stream: type[_Decoded | _AsyncDecoded],
+    cap: int,
+    limit_s: float,
+) -> httpx2.Response:
+    """The response with its body decoded by `stream`, capped at `cap` bytes and `limit_s` seconds."""
+    body = CappedBody(cap, deadline=time.monotonic() + limit_s)
+    headers = plain_headers(response.headers.multi_items()) if coding else response.headers
+    return httpx2.Response(
+        response.status_code,
+        headers=headers,
+        stream=stream(response.stream, coding, body),
+        extensions=response.extensions,
+    )
 
 
 class Bounded(httpx2.BaseTransport):
@@ -69,15 +83,7 @@ class Bounded(httpx2.BaseTransport):
         except EncodingRefused:
             response.close()
             raise
-        stream = _Decoded(
-            response.stream, coding, CappedBody(self.cap, deadline=time.monotonic() + self.limit_s)
-        )
-        return httpx2.Response(
-            response.status_code,
-            headers=_headers(response, coding),
-            stream=stream,
-            extensions=response.extensions,
-        )
+        return _decoded(response, coding, _Decoded, self.cap, self.limit_s)
 
     def close(self) -> None:
         self.inner.close()
@@ -97,15 +103,7 @@ class AsyncBounded(httpx2.AsyncBaseTransport):
         except EncodingRefused:
             await response.aclose()
             raise
-        stream = _AsyncDecoded(
-            response.stream, coding, CappedBody(self.cap, deadline=time.monotonic() + self.limit_s)
-        )
-        return httpx2.Response(
-            response.status_code,
-            headers=_headers(response, coding),
-            stream=stream,
-            extensions=response.extensions,
-        )
+        return _decoded(response, coding, _AsyncDecoded, self.cap, self.limit_s)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
