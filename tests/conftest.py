@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.emulators import EMULATORS, Emulator, running
+from tests.hostile import HostileServer
 
 # Tests never reach a model hub or phone home; apps started by tests inherit these.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -107,3 +108,17 @@ def hosted(request: pytest.FixtureRequest, emulators: dict[str, Emulator]) -> tu
 
 
 # ---- end of hosted API emulators -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hostile_http() -> Iterator[HostileServer]:
+    """The hostile test server (`tests/hostile.py`) over plain http: a provider's address."""
+    with HostileServer() as hostile:
+        yield hostile
+
+
+@pytest.fixture(scope="module")
+def hostile_https() -> Iterator[HostileServer]:
+    """The hostile test server over https with a test CA: a visitor's URL must be https."""
+    with HostileServer(tls=True) as hostile:
+        yield hostile

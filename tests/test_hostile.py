@@ -9,7 +9,7 @@ import asyncio
 import base64
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,24 +34,12 @@ KEY = "sk-hostile-0123456789abcdefGHIJKLMNOPqrstuv"
 SECRET = "shh-hostile-9876543210zyxwvu"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[HostileServer]:
-    with HostileServer() as hostile:
-        yield hostile
-
-
-@pytest.fixture(scope="module")
-def tls_server() -> Iterator[HostileServer]:
-    with HostileServer(tls=True) as hostile:
-        yield hostile
-
-
 @pytest.fixture
-def private_ok(tls_server: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def private_ok(hostile_https: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """The https hostile server listens on 127.0.0.1: visitor URLs may reach it (the guard is
     tested apart), and its test CA is trusted."""
     monkeypatch.setenv("ZIMAGE_ALLOW_PRIVATE_URLS", "1")
-    monkeypatch.setattr(http, "_ssl_context", tls_server.client_context)
+    monkeypatch.setattr(http, "_ssl_context", hostile_https.client_context)
 
 
 def peak_while(work: Callable[[], Awaitable[Any]]) -> tuple[BaseException | None, int, float]:
@@ -72,10 +60,10 @@ def peak_while(work: Callable[[], Awaitable[Any]]) -> tuple[BaseException | None
 # -- compression and endless bodies ----------------------------------------------------------
 
 
-def test_a_stacked_gzip_image_is_refused_before_it_inflates(server: HostileServer) -> None:
+def test_a_stacked_gzip_image_is_refused_before_it_inflates(hostile_http: HostileServer) -> None:
     async def work() -> None:
         async with HttpEngine().session("p", headers={}, secrets=(), key_hint="") as session:
-            await session.download_image(f"{server.url}/stacked.png")
+            await session.download_image(f"{hostile_http.url}/stacked.png")
 
     raised, peak, _ = peak_while(work)
     assert isinstance(raised, MalformedResponse)
@@ -83,14 +71,14 @@ def test_a_stacked_gzip_image_is_refused_before_it_inflates(server: HostileServe
     assert peak < 2**20  # nothing was inflated at all
 
 
-def test_a_single_layer_bomb_is_cut_at_the_answer_cap(server: HostileServer) -> None:
+def test_a_single_layer_bomb_is_cut_at_the_answer_cap(hostile_http: HostileServer) -> None:
     said: list[str] = []
 
     async def work() -> None:
         for _ in range(3):  # one after another: what the first read held is freed before the next
             async with HttpEngine().session("p", headers={}, secrets=(), key_hint="") as session:
                 try:
-                    await session.get_json(f"{server.url}/bomb.json")
+                    await session.get_json(f"{hostile_http.url}/bomb.json")
                 except MalformedResponse as exc:
                     said.append(exc.detail)
 
@@ -101,64 +89,66 @@ def test_a_single_layer_bomb_is_cut_at_the_answer_cap(server: HostileServer) -> 
     assert peak < 6 * 2**20, f"{peak / 2**20:.0f} MB for three {BOMB_BYTES // 2**20} MB bombs"
 
 
-def test_a_dense_compressed_answer_is_cut_at_the_answer_cap(server: HostileServer) -> None:
+def test_a_dense_compressed_answer_is_cut_at_the_answer_cap(hostile_http: HostileServer) -> None:
     """Compressed only 2:1, so no bomb by its ratio: the 8 MB cap stops it, holding no more."""
 
     async def work() -> None:
         async with HttpEngine().session("p", headers={}, secrets=(), key_hint="") as session:
-            await session.get_json(f"{server.url}/dense.json")
+            await session.get_json(f"{hostile_http.url}/dense.json")
 
     raised, peak, _ = peak_while(work)
     assert isinstance(raised, MalformedResponse) and "larger than 8 MB" in raised.detail
     assert peak < 24 * 2**20, f"{peak / 2**20:.0f} MB"
 
 
-def test_an_encoding_that_was_not_asked_for_is_refused(server: HostileServer) -> None:
+def test_an_encoding_that_was_not_asked_for_is_refused(hostile_http: HostileServer) -> None:
     async def work() -> None:
         async with HttpEngine().session("p", headers={}, secrets=(), key_hint="") as session:
-            await session.download_image(f"{server.url}/br.png")
+            await session.download_image(f"{hostile_http.url}/br.png")
 
     raised, _, _ = peak_while(work)
     assert isinstance(raised, MalformedResponse) and "encoding that was not asked for (br)" in raised.detail
-    path, headers = server.requests[-1]
+    path, headers = hostile_http.requests[-1]
     assert path == "/br.png" and headers["accept-encoding"] == "gzip, deflate"
 
 
-def test_a_visitors_bomb_url_is_refused_naming_the_field(tls_server: HostileServer, private_ok: None) -> None:
+def test_a_visitors_bomb_url_is_refused_naming_the_field(
+    hostile_https: HostileServer, private_ok: None
+) -> None:
     for path in ("/bomb.png", "/stacked.png"):
         raised, peak, _ = peak_while(
-            lambda path=path: fetch_remote(ImageInputs(image=f"{tls_server.url}{path}"))
+            lambda path=path: fetch_remote(ImageInputs(image=f"{hostile_https.url}{path}"))
         )
         assert isinstance(raised, InvalidParams), raised
         assert "refused" in raised.fields["image"]
         assert peak < MEMORY_BUDGET, f"{path}: {peak / 2**20:.0f} MB"
 
 
-def test_an_endless_body_is_cut_at_the_image_cap(tls_server: HostileServer, private_ok: None) -> None:
-    raised, peak, _ = peak_while(lambda: fetch_remote(ImageInputs(image=f"{tls_server.url}/endless")))
+def test_an_endless_body_is_cut_at_the_image_cap(hostile_https: HostileServer, private_ok: None) -> None:
+    raised, peak, _ = peak_while(lambda: fetch_remote(ImageInputs(image=f"{hostile_https.url}/endless")))
     assert isinstance(raised, InvalidParams) and "larger than 50 MB" in raised.fields["image"]
     assert peak < MEMORY_BUDGET, f"{peak / 2**20:.0f} MB"
 
 
 def test_a_trickling_lora_ends_at_the_run_deadline(
-    tls_server: HostileServer, private_ok: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    hostile_https: HostileServer, private_ok: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("ZIMAGE_TIMEOUT_S", "2")
     monkeypatch.setenv("ZIMAGE_LORA_CACHE", str(tmp_path))
     raised, _, took = peak_while(
-        lambda: download_loras([LoraRef(ref=f"{tls_server.url}/trickle/ink.safetensors")])
+        lambda: download_loras([LoraRef(ref=f"{hostile_https.url}/trickle/ink.safetensors")])
     )
     assert isinstance(raised, InvalidParams) and "no result within 2 s" in raised.fields["loras"]
     assert took < 5, "a LoRA download holds its run slot no longer than the run's deadline"
     assert not list(tmp_path.glob("*")), "no half download is left in the cache"
 
 
-def test_a_stalled_image_host_ends_at_the_deadline(server: HostileServer, monkeypatch) -> None:
+def test_a_stalled_image_host_ends_at_the_deadline(hostile_http: HostileServer, monkeypatch) -> None:
     monkeypatch.setenv("ZIMAGE_TIMEOUT_S", "1.5")
 
     async def work() -> None:
         async with HttpEngine().session("p", headers={}, secrets=(), key_hint="") as session:
-            await session.download_image(f"{server.url}/stall")
+            await session.download_image(f"{hostile_http.url}/stall")
 
     raised, _, took = peak_while(work)
     assert isinstance(raised, ProviderTimeout) and took < 4
@@ -172,9 +162,9 @@ def test_a_stalled_image_host_ends_at_the_deadline(server: HostileServer, monkey
     ],
 )
 def test_bad_links_are_clear_errors_naming_the_field(
-    tls_server: HostileServer, private_ok: None, url: str, says: str
+    hostile_https: HostileServer, private_ok: None, url: str, says: str
 ) -> None:
-    link = f"{tls_server.url}{url}" if url.startswith("/") else url
+    link = f"{hostile_https.url}{url}" if url.startswith("/") else url
     raised, _, _ = peak_while(lambda: fetch_remote(ImageInputs(image=link)))
     assert isinstance(raised, InvalidParams), raised
     assert says in raised.fields["image"]
@@ -193,10 +183,10 @@ ECHOING = {
 
 @pytest.mark.parametrize("provider_id", sorted(ECHOING))
 def test_a_provider_echoing_pieces_of_the_key_shows_none_of_them(
-    server: HostileServer, provider_id: str, monkeypatch: pytest.MonkeyPatch
+    hostile_http: HostileServer, provider_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     provider = PROVIDERS[provider_id]
-    monkeypatch.setenv(provider.base_url_var, f"{server.url}/echo")  # type: ignore[attr-defined]
+    monkeypatch.setenv(provider.base_url_var, f"{hostile_http.url}/echo")  # type: ignore[attr-defined]
     for name, value in ECHOING[provider_id].items():
         monkeypatch.setenv(name, value)
     prepared = provider.prepare(GenerationParams(prompt="a fox", width=512, height=512, seed=3))
@@ -208,15 +198,17 @@ def test_a_provider_echoing_pieces_of_the_key_shows_none_of_them(
     assert not leaked(shown, KEY, SECRET, basic, basic.rstrip("="))
 
 
-def test_credentials_in_an_engine_url_are_never_shown(server: HostileServer, monkeypatch) -> None:
+def test_credentials_in_an_engine_url_are_never_shown(hostile_http: HostileServer, monkeypatch) -> None:
     """httpx sends `user:password@` as a Basic header: an engine that echoes it shows neither."""
-    monkeypatch.setenv("ZIMAGE_OPENAI_BASE_URL", f"http://team:{SECRET}@127.0.0.1:{server.port}/echo/v1")
+    monkeypatch.setenv(
+        "ZIMAGE_OPENAI_BASE_URL", f"http://team:{SECRET}@127.0.0.1:{hostile_http.port}/echo/v1"
+    )
     provider = PROVIDERS["openai-compatible"]
     prepared = provider.prepare(GenerationParams(prompt="a fox", width=512, height=512, seed=3))
     with pytest.raises(ProviderError) as caught:
         asyncio.run(provider.run(prepared, keys=KeyRing()))
     basic = base64.b64encode(f"team:{SECRET}".encode()).decode()
-    assert server.requests[-1][1]["authorization"] == f"Basic {basic}"
+    assert hostile_http.requests[-1][1]["authorization"] == f"Basic {basic}"
     assert "invalid key" in str(caught.value)
     assert not leaked(str(caught.value), SECRET, basic, basic.rstrip("="))
 
@@ -269,24 +261,24 @@ def test_the_guard_connects_only_to_what_it_checked(monkeypatch: pytest.MonkeyPa
     assert isinstance(raised, AddressRefused) and "127.0.0.1" in str(raised)
 
 
-def test_the_hub_is_trusted_by_origin_not_by_host(server: HostileServer, monkeypatch, tmp_path) -> None:
+def test_the_hub_is_trusted_by_origin_not_by_host(hostile_http: HostileServer, monkeypatch, tmp_path) -> None:
     """With HF_ENDPOINT on 127.0.0.1:<port>, only that port is trusted: a LoRA URL on another port
     of the same host is a private address like any other."""
     monkeypatch.delenv("ZIMAGE_ALLOW_PRIVATE_URLS", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_ENDPOINT", hostile_http.url)
     monkeypatch.setenv("ZIMAGE_LORA_CACHE", str(tmp_path))
-    other = f"https://127.0.0.1:{server.port + 1}/ink.safetensors"
+    other = f"https://127.0.0.1:{hostile_http.port + 1}/ink.safetensors"
     raised, _, _ = peak_while(lambda: download_loras([LoraRef(ref=other)]))
     assert isinstance(raised, InvalidParams) and "private or local address" in raised.fields["loras"]
-    backend = PublicOnlyBackend(frozenset({("127.0.0.1", server.port)}))
+    backend = PublicOnlyBackend(frozenset({("127.0.0.1", hostile_http.port)}))
 
     async def trusted() -> None:
-        stream = await backend.connect_tcp("127.0.0.1", server.port)
+        stream = await backend.connect_tcp("127.0.0.1", hostile_http.port)
         await stream.aclose()
 
     assert peak_while(trusted)[0] is None, "the owner's own origin is reached"
     assert isinstance(
-        peak_while(lambda: backend.connect_tcp("127.0.0.1", server.port + 1))[0], AddressRefused
+        peak_while(lambda: backend.connect_tcp("127.0.0.1", hostile_http.port + 1))[0], AddressRefused
     )
 
 

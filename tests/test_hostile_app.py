@@ -29,22 +29,10 @@ ATTACKS = {  # provider: the hostile path its base URL points at, and what the c
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[HostileServer]:
-    with HostileServer() as hostile:
-        yield hostile
-
-
-@pytest.fixture(scope="module")
-def tls_server() -> Iterator[HostileServer]:
-    with HostileServer(tls=True) as hostile:
-        yield hostile
-
-
-@pytest.fixture(scope="module")
-def app(server: HostileServer, tls_server: HostileServer, tmp_path_factory) -> Iterator[str]:
+def app(hostile_http: HostileServer, hostile_https: HostileServer, tmp_path_factory) -> Iterator[str]:
     ca = tmp_path_factory.mktemp("ca") / "ca.pem"
-    assert tls_server.ca is not None
-    tls_server.ca.cert_pem.write_to_path(str(ca))
+    assert hostile_https.ca is not None
+    hostile_https.ca.cert_pem.write_to_path(str(ca))
     env = {
         "SSL_CERT_FILE": str(ca),  # the app trusts the https hostile server's test CA
         "ZIMAGE_ALLOW_PRIVATE_URLS": "1",  # which listens on 127.0.0.1 (the guard is tested apart)
@@ -56,10 +44,10 @@ def app(server: HostileServer, tls_server: HostileServer, tmp_path_factory) -> I
         "SCENARIO_SDK_API_KEY": KEY,
         "SCENARIO_SDK_API_SECRET": SECRET,
         "RUNPOD_API_KEY": KEY,
-        "ZIMAGE_RUNPOD_BASE_URL": f"{server.url}/stall",
+        "ZIMAGE_RUNPOD_BASE_URL": f"{hostile_http.url}/stall",
     }
     for provider, (path, _) in ATTACKS.items():
-        env[f"ZIMAGE_{provider.upper()}_BASE_URL"] = f"{server.url}{path}"
+        env[f"ZIMAGE_{provider.upper()}_BASE_URL"] = f"{hostile_http.url}{path}"
     with running_app(env) as url:
         yield url
 
@@ -117,7 +105,7 @@ def test_an_attack_through_the_app_ends_clean_and_small(app: str, provider: str)
     ("path", "says"), [("/bomb.png", "inflates more than 200:1"), ("/stacked.png", "2 times over")]
 )
 def test_a_visitors_bomb_url_through_the_app_is_refused_small(
-    app: str, tls_server: HostileServer, path: str, says: str
+    app: str, hostile_https: HostileServer, path: str, says: str
 ) -> None:
     """An anonymous visitor's input-image URL answering a compression bomb: three requests, each
     refused naming the image, the app's memory within 150 MB."""
@@ -127,7 +115,7 @@ def test_a_visitors_bomb_url_through_the_app_is_refused_small(
             with pytest.raises(Exception) as caught:
                 client.predict(
                     provider="diffusers-tiny", prompt="x", width=256, height=256,
-                    image_url=f"{tls_server.url}{path}", api_name="/generate",
+                    image_url=f"{hostile_https.url}{path}", api_name="/generate",
                 )  # fmt: skip
             assert "image" in str(caught.value) and says in str(caught.value), caught.value
     assert rss.peak - rss.start < MEMORY_BUDGET_MB, f"the app grew {rss.peak - rss.start:.0f} MB"
@@ -159,13 +147,13 @@ def test_a_client_that_goes_away_frees_its_run(app: str) -> None:
     assert images
 
 
-def test_a_space_lists_no_owner_engine_for_visitors(server: HostileServer) -> None:
+def test_a_space_lists_no_owner_engine_for_visitors(hostile_http: HostileServer) -> None:
     env = {
         "SPACE_ID": "someone/zimage",
         "ZIMAGE_SERVER_KEYS": "",
-        "ZIMAGE_COMFYUI_URL": f"http://owner:{SECRET}@127.0.0.1:{server.port}",
-        "ZIMAGE_OPENAI_BASE_URL": f"http://127.0.0.1:{server.port}/v1",
-        "ZIMAGE_OPENAI_GPU2_BASE_URL": f"http://127.0.0.1:{server.port}/v1",
+        "ZIMAGE_COMFYUI_URL": f"http://owner:{SECRET}@127.0.0.1:{hostile_http.port}",
+        "ZIMAGE_OPENAI_BASE_URL": f"http://127.0.0.1:{hostile_http.port}/v1",
+        "ZIMAGE_OPENAI_GPU2_BASE_URL": f"http://127.0.0.1:{hostile_http.port}/v1",
         "HF_TOKEN": "hf_owner0123456789abcdef",
         "AIML_API_KEY": KEY,
     }
@@ -177,7 +165,7 @@ def test_a_space_lists_no_owner_engine_for_visitors(server: HostileServer) -> No
     assert not leaked(str(listed), SECRET, KEY)
 
 
-def test_the_cli_refuses_a_bomb_without_growing(server: HostileServer) -> None:
+def test_the_cli_refuses_a_bomb_without_growing(hostile_http: HostileServer) -> None:
     """The CLI against a provider answering a 512 MB gzip bomb: a clear message, and the process's
     peak memory within 150 MB of the same run answered by a plain 404."""
     measure = (
@@ -190,7 +178,7 @@ def test_the_cli_refuses_a_bomb_without_growing(server: HostileServer) -> None:
     )
 
     def run(path: str) -> tuple[int, str, int]:
-        env = {**os.environ, "AIML_API_KEY": KEY, "ZIMAGE_AIMLAPI_BASE_URL": f"{server.url}{path}"}
+        env = {**os.environ, "AIML_API_KEY": KEY, "ZIMAGE_AIMLAPI_BASE_URL": f"{hostile_http.url}{path}"}
         done = subprocess.run(
             [sys.executable, "-c", measure, "generate", "--provider", "aimlapi", "--prompt", "x",
              "--out", "/tmp/zimage-cli-hostile"],
