@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._machine import machine
+from zimage_ui.cancel import CancelToken
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers import diffusers_local, loading
-from zimage_ui.providers.base import CancelToken, Progress, SentValues
-from zimage_ui.providers.devices import DeviceChoice
-from zimage_ui.providers.prompt_cache import PromptCache
-from zimage_ui.providers.speed import speed_settings
+from zimage_ui.providers.base import Progress, SentValues
+from zimage_ui.providers.local import diffusers_local, loading
+from zimage_ui.providers.local.devices import DeviceChoice
+from zimage_ui.providers.local.prompt_cache import PromptCache
+from zimage_ui.providers.local.speed import speed_settings
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SPEED_VARIABLES = (
@@ -112,7 +113,7 @@ def build(choice: DeviceChoice) -> tuple[Any, str]:
         notes: list[str] = []
         return loading.from_pretrained(str(folder), choice, on_device=False, notes=notes), str(folder)
     if choice.device == "cpu":
-        from zimage_ui.providers.tiny_model import build_tiny_pipeline
+        from zimage_ui.providers.local.tiny_model import build_tiny_pipeline
 
         return build_tiny_pipeline(), "the tiny model"
     return full_size_random(choice), "full-size architecture, random weights"
@@ -129,7 +130,7 @@ def full_size_random(choice: DeviceChoice) -> Any:
     )
     from transformers import Qwen3Config, Qwen3Model
 
-    from zimage_ui.providers.tiny_model import build_tokenizer
+    from zimage_ui.providers.local.tiny_model import build_tokenizer
 
     dtype = choice.torch_dtype()
     with torch.device(choice.device):

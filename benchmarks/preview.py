@@ -20,8 +20,8 @@ from collections.abc import Callable
 import torch
 
 from benchmarks._machine import machine
-from zimage_ui.providers.preview import estimate_clean_latents, latent_to_rgb
-from zimage_ui.providers.tiny_model import build_tiny_pipeline
+from zimage_ui.providers.local.preview import estimate_clean_latents, latent_to_rgb
+from zimage_ui.providers.local.tiny_model import build_tiny_pipeline
 
 SIZES = (512, 1024, 2048)
 STEPS = 8

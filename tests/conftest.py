@@ -30,8 +30,9 @@ def no_provider_keys() -> Iterator[None]:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """The tiny model saved as a checkpoint folder, loaded by the `diffusers` provider's real
     path (`ZImagePipeline.from_pretrained`), on the CPU; a fresh slot, so nothing is cached."""
-    from zimage_ui.providers import diffusers_local, get_provider
-    from zimage_ui.providers.tiny_model import build_tiny_pipeline
+    from zimage_ui.providers import get_provider
+    from zimage_ui.providers.local import diffusers_local
+    from zimage_ui.providers.local.tiny_model import build_tiny_pipeline
 
     folder = tmp_path_factory.mktemp("checkpoint") / "z-image-tiny"
     build_tiny_pipeline().save_pretrained(folder)
@@ -100,8 +101,9 @@ def comfyui_emulator(emulators: dict[str, Emulator]) -> Emulator:
 def hosted(request: pytest.FixtureRequest, emulators: dict[str, Emulator]) -> tuple:
     """(provider, its emulator), once per hosted provider; the provider is the registered class
     with a short retry backoff (Retry-After is still honoured)."""
+    from zimage_ui.net.http import HttpEngine
+    from zimage_ui.net.retry import RetryPolicy
     from zimage_ui.providers import PROVIDERS
-    from zimage_ui.providers.http import HttpEngine, RetryPolicy
 
     provider = type(PROVIDERS[request.param])(HttpEngine(retry=RetryPolicy(base_s=0.05)))
     return provider, emulators[request.param]

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers import diffusers_local, get_provider
+from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import KeyRing
+from zimage_ui.providers.local import diffusers_local
 from zimage_ui.runner import generate_one
 
 

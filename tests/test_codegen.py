@@ -15,7 +15,7 @@ from zimage_ui.keyguard import key_env_names
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing, PreparedRequest
-from zimage_ui.providers.hosted_base import HostedProvider
+from zimage_ui.providers.hosted.base import HostedProvider
 
 ALL_HOSTED = [pid for pid, provider in PROVIDERS.items() if isinstance(provider, HostedProvider)]
 HOSTED = [pid for pid in ALL_HOSTED if pid != "huggingface"]  # the ones whose code is an HTTP request

@@ -17,13 +17,15 @@ from PIL import Image
 
 from tests.emulators import Emulator
 from tests.emulators.base import png_bytes
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import Cancelled, ProviderError, ProviderUnavailable
 from zimage_ui.metadata import read_text_chunks
+from zimage_ui.net.http import HttpEngine
+from zimage_ui.net.retry import RetryPolicy
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.providers.base import CancelToken, KeyRing, Progress
-from zimage_ui.providers.comfyui import TEMPLATE, ComfyUIProvider, fill_workflow, read_workflow
-from zimage_ui.providers.http import HttpEngine, RetryPolicy
+from zimage_ui.providers.base import KeyRing, Progress
+from zimage_ui.providers.hosted.comfyui import TEMPLATE, ComfyUIProvider, fill_workflow, read_workflow
 
 TEMPLATE_GRAPH = json.loads(TEMPLATE.read_text())
 

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.compare import Side, params_for_side, run_comparison
 from zimage_ui.errors import InvalidParams
 from zimage_ui.metadata import read_provenance
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers.base import CancelToken, Progress
+from zimage_ui.providers.base import Progress
 from zimage_ui.sheets import render_grid
 from zimage_ui.sweep import SweepSpec, check_size, parse_axis, plan, read_grid_spec, run_sweep
 from zimage_ui.votes import Vote, leaderboard, read_votes, record_vote

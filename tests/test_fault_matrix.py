@@ -18,9 +18,10 @@ import pytest
 from tests.emulators import EMULATORS, Emulator
 from tests.hostile import leaked
 from tests.serving import free_port
+from zimage_ui.net.http import HttpEngine
+from zimage_ui.net.retry import RetryPolicy
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.providers.http import HttpEngine, RetryPolicy
 from zimage_ui.redaction import forms, header_secrets
 from zimage_ui.runner import generate_one
 

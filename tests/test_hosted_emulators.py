@@ -21,9 +21,9 @@ from zimage_ui.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from zimage_ui.net.answers import api_message
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import KeyRing, Progress, Provider, RunResult
-from zimage_ui.providers.http import api_message
 
 SUBMIT = {
     "scenario": "/generate/custom/model_z-image-turbo",
@@ -191,7 +191,7 @@ async def test_transient_poll_error_is_retried(hosted: tuple[Provider, Emulator]
 
 
 async def test_stop_cancels_the_job(hosted: tuple[Provider, Emulator]) -> None:
-    from zimage_ui.providers.base import CancelToken
+    from zimage_ui.cancel import CancelToken
 
     provider, emulator = hosted
     emulator.behaviour.polls_before_done = 10_000

@@ -15,9 +15,9 @@ from zimage_ui.metadata import ZIMAGE_KEY, png_bytes, read_text_chunks
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing
-from zimage_ui.providers.inferencesh import inferencesh_body
-from zimage_ui.providers.runpod import runpod_body
-from zimage_ui.providers.scenario import IMAGE_PENDING, scenario_body
+from zimage_ui.providers.hosted.inferencesh import inferencesh_body
+from zimage_ui.providers.hosted.runpod import runpod_body
+from zimage_ui.providers.hosted.scenario import IMAGE_PENDING, scenario_body
 
 URL = "https://images.example.com/in.png"
 

@@ -10,13 +10,13 @@ import pytest
 from zimage_ui.errors import InvalidParams
 from zimage_ui.params import MAX_SEED, GenerationParams, ProviderOptions
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.providers.aimlapi import aiml_body
-from zimage_ui.providers.evolink import evolink_body
 from zimage_ui.providers.hosted import HOSTED_PROVIDERS
-from zimage_ui.providers.hosted_base import fit_size, nearest_listed, snap_side
-from zimage_ui.providers.inferencesh import inferencesh_body
-from zimage_ui.providers.runpod import SIZES, runpod_body
-from zimage_ui.providers.scenario import scenario_body
+from zimage_ui.providers.hosted.aimlapi import aiml_body
+from zimage_ui.providers.hosted.base import fit_size, nearest_listed, snap_side
+from zimage_ui.providers.hosted.evolink import evolink_body
+from zimage_ui.providers.hosted.inferencesh import inferencesh_body
+from zimage_ui.providers.hosted.runpod import SIZES, runpod_body
+from zimage_ui.providers.hosted.scenario import scenario_body
 
 HOSTED_IDS = ["scenario", "inferencesh", "aimlapi", "evolink", "runpod"]
 # after the five: OpenAI-style endpoints (as configured), ComfyUI, Hugging Face Inference Providers

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from zimage_ui.providers import aimlapi, evolink, inferencesh, runpod, scenario
+from zimage_ui.net.answers import Unexpected
 from zimage_ui.providers.base import Cost
-from zimage_ui.providers.hosted_base import JobState, Refused, image_items
-from zimage_ui.providers.http import Unexpected
+from zimage_ui.providers.hosted import aimlapi, evolink, inferencesh, runpod, scenario
+from zimage_ui.providers.hosted.base import JobState, Refused, image_items
 
 # -- Scenario ----------------------------------------------------------------------------------
 

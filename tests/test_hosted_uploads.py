@@ -16,12 +16,17 @@ from PIL import Image
 
 from tests.emulators import Emulator
 from zimage_ui.errors import InvalidParams, JobFailed, MalformedResponse, ProviderError
+from zimage_ui.net import http as http_module
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.providers import http as http_module
 from zimage_ui.providers.base import KeyRing
-from zimage_ui.providers.inferencesh import file_pending, inferencesh_body
-from zimage_ui.providers.scenario import CONTROL_PENDING, MAX_ASSET_BYTES, UPLOAD_PART_BYTES, scenario_body
+from zimage_ui.providers.hosted.inferencesh import file_pending, inferencesh_body
+from zimage_ui.providers.hosted.scenario import (
+    CONTROL_PENDING,
+    MAX_ASSET_BYTES,
+    UPLOAD_PART_BYTES,
+    scenario_body,
+)
 
 GENERATE = "/generate/custom/model_z-image-turbo"
 
@@ -323,7 +328,7 @@ async def test_inferencesh_uploads_a_local_lora_and_sends_its_uri(
 async def test_inferencesh_refuses_a_lora_file_over_the_cap_before_uploading(
     inferencesh_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from zimage_ui.providers import inferencesh
+    from zimage_ui.providers.hosted import inferencesh
 
     path = tmp_path / "huge.safetensors"
     lora_file(path, 4096)

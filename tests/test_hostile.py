@@ -22,11 +22,12 @@ from zimage_ui.image_inputs import fetch_remote
 from zimage_ui.infotext import read_png_settings
 from zimage_ui.lora_downloads import download_loras
 from zimage_ui.metadata import MAX_TEXT_TOTAL, png_text_chunks
+from zimage_ui.net import http
 from zimage_ui.net.guard import AddressRefused, PublicOnlyBackend
+from zimage_ui.net.http import HttpEngine
 from zimage_ui.params import GenerationParams, ImageInputs, LoraRef
-from zimage_ui.providers import PROVIDERS, http
+from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing
-from zimage_ui.providers.http import HttpEngine
 from zimage_ui.ui.mask_editor import mask_from_editor
 
 MEMORY_BUDGET = 150 * 2**20

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import (
     AuthError,
     Cancelled,
@@ -23,17 +24,10 @@ from zimage_ui.errors import (
     ProviderTimeout,
     RateLimited,
 )
-from zimage_ui.providers.base import CancelToken
-from zimage_ui.providers.http import (
-    HttpEngine,
-    RetryPolicy,
-    api_message,
-    backoff_s,
-    decode_b64_image,
-    parse_retry_after,
-    poll_interval_s,
-    timeout_s,
-)
+from zimage_ui.net.answers import api_message
+from zimage_ui.net.http import HttpEngine, poll_interval_s, timeout_s
+from zimage_ui.net.images import decode_b64_image
+from zimage_ui.net.retry import RetryPolicy, backoff_s, parse_retry_after
 
 API = "http://provider.test/v1"
 KEY = "sk-secret-value-123"

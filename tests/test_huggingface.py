@@ -20,6 +20,7 @@ from huggingface_hub.utils._http import default_async_client_factory, default_cl
 from PIL import Image
 
 from tests.emulators.huggingface import FAL_ID, MODEL, TOKEN, WAVESPEED_ID, HuggingFaceEmulator
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import (
     AuthError,
     Cancelled,
@@ -31,9 +32,10 @@ from zimage_ui.errors import (
     RateLimited,
 )
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers import PROVIDERS, huggingface
-from zimage_ui.providers.base import CancelToken, KeyRing, RunResult
-from zimage_ui.providers.huggingface import HuggingFaceProvider, routed_payload, text_to_image_args
+from zimage_ui.providers import PROVIDERS
+from zimage_ui.providers.base import KeyRing, RunResult
+from zimage_ui.providers.hosted import huggingface
+from zimage_ui.providers.hosted.huggingface import HuggingFaceProvider, routed_payload, text_to_image_args
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = GenerationParams(prompt="a red fox", width=512, height=384, seed=1234)

@@ -15,12 +15,12 @@ from zimage_ui.errors import InvalidParams, PresetError
 from zimage_ui.image_inputs import MAX_INPUT_PIXELS, fetch_remote, load_inputs
 from zimage_ui.infotext import read_png_settings
 from zimage_ui.metadata import infotext, png_with_chunks, provenance
+from zimage_ui.net.http import HttpEngine
 from zimage_ui.params import GenerationParams, ImageInputs, parse_params
 from zimage_ui.presets import preset_from_params, validate_preset
 from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import SentValues
 from zimage_ui.providers.hosted import HOSTED_PROVIDERS
-from zimage_ui.providers.http import HttpEngine
 
 
 def _png(path: Path, size: tuple[int, int], value: int = 128, mode: str = "RGB") -> Path:

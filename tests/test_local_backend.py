@@ -21,9 +21,10 @@ from PIL import Image
 
 from tests.test_cli import cli
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers import devices, diffusers_local, get_provider, loading
+from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import KeyRing
-from zimage_ui.providers.devices import DeviceChoice, choose_device
+from zimage_ui.providers.local import devices, diffusers_local, loading
+from zimage_ui.providers.local.devices import DeviceChoice, choose_device
 
 ROOT = Path(__file__).resolve().parent.parent
 USE = "use cuda, cuda:N, mps or cpu"
@@ -139,7 +140,8 @@ def test_cuda_available_does_not_import_torch_without_a_driver():
         pytest.skip("this machine has an NVIDIA driver: torch is looked at there")
     code = (
         "import sys\n"
-        "from zimage_ui.providers import availability, get_provider, diffusers_local\n"
+        "from zimage_ui.providers import availability, get_provider\n"
+        "from zimage_ui.providers.local import diffusers_local\n"
         "from zimage_ui.providers.base import KeyRing\n"
         "assert not diffusers_local.cuda_available()\n"
         "availability(KeyRing()); get_provider('diffusers').label; diffusers_local.device_choice()\n"
@@ -219,7 +221,7 @@ def test_zerogpu_loads_then_moves_to_cuda_as_it_documents(recorder):
 
 
 def test_cpu_offload_loads_on_the_cpu(recorder, monkeypatch: pytest.MonkeyPatch):
-    from zimage_ui.providers.speed import Installed, speed_settings
+    from zimage_ui.providers.local.speed import Installed, speed_settings
 
     monkeypatch.setenv("ZIMAGE_CPU_OFFLOAD", "1")
     settings, _notes = speed_settings(

@@ -17,12 +17,12 @@ import httpx
 import numpy as np
 import pytest
 
-from zimage_ui import image_inputs
+from zimage_ui import lora_downloads
 from zimage_ui.errors import InvalidParams
 from zimage_ui.image_inputs import load_inputs
 from zimage_ui.lora_downloads import cached_path, download_loras, pick_file
+from zimage_ui.net.http import HttpEngine
 from zimage_ui.params import GenerationParams, LoraRef, parse_params
-from zimage_ui.providers.http import HttpEngine
 from zimage_ui.runner import generate_one
 
 TOKEN = "hf_secret_token_0123456789"
@@ -133,7 +133,7 @@ async def test_a_url_is_downloaded_once_then_read_from_the_cache(hub: Hub):
 
 
 async def test_no_half_download_is_left_and_the_cap_is_checked_as_it_streams(hub: Hub, monkeypatch):
-    monkeypatch.setattr(image_inputs, "MAX_LORA_BYTES", 3 * 2**20)
+    monkeypatch.setattr(lora_downloads, "MAX_LORA_BYTES", 3 * 2**20)
     lora = LoraRef(ref="https://loras.test/huge")
     with pytest.raises(InvalidParams, match="larger than 3 MB: refused") as caught:
         await download_loras([lora], _engine(hub))
@@ -143,7 +143,7 @@ async def test_no_half_download_is_left_and_the_cap_is_checked_as_it_streams(hub
 
 
 async def test_a_declared_length_over_the_cap_is_refused_before_reading(hub: Hub, monkeypatch):
-    monkeypatch.setattr(image_inputs, "MAX_LORA_BYTES", 1000)
+    monkeypatch.setattr(lora_downloads, "MAX_LORA_BYTES", 1000)
     hub.files["/big.safetensors"] = BODY
     lora = LoraRef(ref="https://loras.test/big.safetensors")
     with pytest.raises(InvalidParams, match="is larger than"):

@@ -101,7 +101,7 @@ CASES = [
 
 
 def _provider_png(size: tuple[int, int] = (16, 16)) -> Image.Image:
-    from zimage_ui.providers.http import decode_image
+    from zimage_ui.net.images import decode_image
 
     buffer = io.BytesIO()
     Image.new("RGB", size, (10, 20, 30)).save(buffer, format="PNG")
@@ -154,9 +154,9 @@ def test_a_providers_png_gets_provenance_without_re_encoding():
     from PIL import Image, PngImagePlugin
 
     from zimage_ui.metadata import png_bytes, read_provenance
+    from zimage_ui.net.images import SOURCE_BYTES, decode_image
     from zimage_ui.params import GenerationParams
-    from zimage_ui.providers.base import SOURCE_BYTES, SentValues
-    from zimage_ui.providers.http import decode_image
+    from zimage_ui.providers.base import SentValues
 
     original = Image.effect_noise((64, 48), 40).convert("RGB")
     info = PngImagePlugin.PngInfo()
@@ -211,7 +211,7 @@ def test_only_a_providers_png_is_spliced_a_jpeg_is_encoded():
     from PIL import Image
 
     from zimage_ui.metadata import spliceable_png
-    from zimage_ui.providers.http import decode_image
+    from zimage_ui.net.images import decode_image
 
     for fmt, spliced in (("PNG", True), ("JPEG", False)):
         buffer = io.BytesIO()

@@ -17,7 +17,7 @@ from zimage_ui.errors import InvalidParams, ProviderError
 from zimage_ui.metadata import read_provenance
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import KeyRing, RunResult
-from zimage_ui.providers.openai_compat import (
+from zimage_ui.providers.hosted.openai_compat import (
     DEFAULT_MODEL,
     OpenAICompatibleProvider,
     configured_providers,
@@ -143,7 +143,7 @@ def test_a_relative_image_link_is_fetched_from_the_engine(
 ) -> None:
     provider = OpenAICompatibleProvider(name="sglang")
     monkeypatch.setattr(
-        "zimage_ui.providers.openai_compat.openai_body",
+        "zimage_ui.providers.hosted.openai_compat.openai_body",
         lambda p, model: (lambda body, sent, notes: ({**body, "response_format": "url"}, sent, notes))(
             *openai_body(p, model)
         ),

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers import diffusers_local
-from zimage_ui.providers.base import CancelToken, KeyRing, Progress
-from zimage_ui.providers.preview import (
+from zimage_ui.providers.base import KeyRing, Progress
+from zimage_ui.providers.local import diffusers_local
+from zimage_ui.providers.local.preview import (
     FLUX_LATENT_RGB_BIAS,
     FLUX_LATENT_RGB_FACTORS,
     estimate_clean_latents,
@@ -213,7 +214,7 @@ async def test_previews_are_of_the_denoised_estimate_and_the_last_of_the_final_l
 
 
 async def test_a_failing_preview_costs_only_the_preview(monkeypatch, caplog):
-    from zimage_ui.providers import preview
+    from zimage_ui.providers.local import preview
 
     _, reference = await _run(_params())
 
@@ -221,7 +222,7 @@ async def test_a_failing_preview_costs_only_the_preview(monkeypatch, caplog):
         raise RuntimeError("projection exploded")
 
     monkeypatch.setattr(preview, "latent_to_rgb", broken)
-    with caplog.at_level(logging.DEBUG, logger="zimage_ui.providers.diffusers_local"):
+    with caplog.at_level(logging.DEBUG, logger="zimage_ui.providers.local.diffusers_local"):
         updates, pixels = await _run(_params())
     assert not any(u.preview for u in updates)
     assert [u.step for u in updates if u.step] == [1, 2, 3, 4]

@@ -9,8 +9,9 @@ import pytest
 from zimage_ui.errors import InvalidParams, ProviderError
 from zimage_ui.image_inputs import fetch_remote
 from zimage_ui.lora_downloads import download_loras
+from zimage_ui.net.http import HttpEngine
+from zimage_ui.net.private import refuse_private_address
 from zimage_ui.params import ImageInputs, LoraRef
-from zimage_ui.providers.http import HttpEngine, refuse_private_address
 
 PNG_1x1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408d763f8cf"

@@ -11,12 +11,13 @@ from urllib.parse import quote
 
 import pytest
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.codegen import copy_as_code
 from zimage_ui.errors import InvalidParams, ServerBusy
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.providers.base import CancelToken, KeyRing, server_keys_shared
-from zimage_ui.providers.gpu_queue import GpuQueue, ordinal
+from zimage_ui.providers.base import KeyRing, server_keys_shared
+from zimage_ui.providers.local.gpu_queue import GpuQueue, ordinal
 from zimage_ui.redaction import REDACTED, key_problem, redact, safe_url, url_secrets
 from zimage_ui.runner import generate_one
 from zimage_ui.runs import RunRegistry

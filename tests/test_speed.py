@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from zimage_ui.providers import speed
-from zimage_ui.providers.speed import (
+from zimage_ui.providers.local import speed
+from zimage_ui.providers.local.speed import (
     DEFAULT_TILING_ABOVE,
     Installed,
     PromptCache,
@@ -27,7 +27,7 @@ from zimage_ui.providers.speed import (
     vae_tiling_for,
     warm_up,
 )
-from zimage_ui.providers.tiny_model import build_tiny_pipeline
+from zimage_ui.providers.local.tiny_model import build_tiny_pipeline
 
 HOPPER = Installed(capability=(9, 0), kernels=True, accelerate=True)
 CPU = SpeedSettings()

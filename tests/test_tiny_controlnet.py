@@ -18,10 +18,11 @@ from zimage_ui.errors import InvalidParams
 from zimage_ui.image_inputs import fetch_remote, load_inputs
 from zimage_ui.infotext import read_png_settings
 from zimage_ui.metadata import PARAMETERS_KEY, ZIMAGE_KEY, png_with_chunks, read_provenance, read_text_chunks
+from zimage_ui.net.http import HttpEngine
 from zimage_ui.params import GenerationParams, parse_params
-from zimage_ui.providers import PROVIDERS, controlnet, diffusers_local, get_provider, pipeline_variants
+from zimage_ui.providers import PROVIDERS, get_provider
 from zimage_ui.providers.base import KeyRing, refuse_inputs
-from zimage_ui.providers.http import HttpEngine
+from zimage_ui.providers.local import controlnet, diffusers_local, pipeline_variants
 from zimage_ui.runner import Outcome, generate_one
 
 TINY = "diffusers-tiny"
@@ -112,7 +113,7 @@ async def test_the_controlnet_pipeline_shares_the_loaded_weights(files):
 
 
 async def test_the_tiny_controlnet_is_built_deterministically():
-    from zimage_ui.providers.tiny_model import build_tiny_controlnet, build_tiny_pipeline
+    from zimage_ui.providers.local.tiny_model import build_tiny_controlnet, build_tiny_pipeline
 
     transformer = build_tiny_pipeline().transformer
     one, two = build_tiny_controlnet(transformer), build_tiny_controlnet(transformer)
@@ -229,7 +230,7 @@ def saved_controlnet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     the real one), with a config folder for the file (its geometry is no published Union's)."""
     from safetensors.torch import save_file
 
-    from zimage_ui.providers.tiny_model import build_tiny_controlnet, build_tiny_pipeline
+    from zimage_ui.providers.local.tiny_model import build_tiny_controlnet, build_tiny_pipeline
 
     folder = tmp_path_factory.mktemp("controlnet")
     model = build_tiny_controlnet(build_tiny_pipeline().transformer)

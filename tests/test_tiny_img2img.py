@@ -16,7 +16,7 @@ from zimage_ui.metadata import read_provenance, read_text_chunks
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import Progress
-from zimage_ui.providers.pipeline_variants import MASK_BLUR_PX
+from zimage_ui.providers.local.pipeline_variants import MASK_BLUR_PX
 from zimage_ui.runner import Outcome, generate_one
 
 TINY = "diffusers-tiny"
@@ -46,7 +46,7 @@ def _tiny_lora(path: Path) -> None:
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from zimage_ui.providers.tiny_model import build_tiny_pipeline
+    from zimage_ui.providers.local.tiny_model import build_tiny_pipeline
 
     transformer = build_tiny_pipeline().transformer
     config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
@@ -102,7 +102,7 @@ async def test_img2img_strength_changes_the_image_and_the_steps_run(files):
 
 async def test_img2img_shares_the_loaded_pipelines_weights(files):
     await _run(_params(image=str(files["in"])))
-    from zimage_ui.providers import pipeline_variants
+    from zimage_ui.providers.local import pipeline_variants
 
     pipeline = get_provider(TINY)._slot.get()  # type: ignore[attr-defined]
     derived = pipeline_variants._DERIVED[pipeline]["ZImageImg2ImgPipeline"]
@@ -186,7 +186,7 @@ async def test_zero_gpu_worker_gets_the_decoded_inputs_as_plain_values(files):
     import pickle
 
     from zimage_ui.image_inputs import load_inputs
-    from zimage_ui.providers import diffusers_local
+    from zimage_ui.providers.local import diffusers_local
 
     params = _params(image=str(files["in"]), strength=0.5, loras=[{"ref": str(files["tiny"]), "scale": 0.5}])
     local, _ = await _run(params)

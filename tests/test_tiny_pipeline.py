@@ -5,10 +5,11 @@ import asyncio
 import numpy as np
 import pytest
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import Cancelled
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import get_provider
-from zimage_ui.providers.base import CancelToken, KeyRing, Progress
+from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import generate_many, generate_one
 
 TINY = "diffusers-tiny"

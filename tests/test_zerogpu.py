@@ -18,10 +18,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import Cancelled, JobFailed
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers import diffusers_local, get_provider, zerogpu
-from zimage_ui.providers.base import CancelToken, KeyRing, Progress
+from zimage_ui.providers import get_provider
+from zimage_ui.providers.base import KeyRing, Progress
+from zimage_ui.providers.local import diffusers_local, zerogpu
 from zimage_ui.runner import generate_one
 
 STAND_INS = Path(__file__).parent / "stand_ins"
@@ -266,7 +268,7 @@ def test_aoti_falls_back_with_a_note(spaces, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_no_jit_compile_on_zerogpu(monkeypatch: pytest.MonkeyPatch):
-    from zimage_ui.providers.speed import Installed, speed_settings
+    from zimage_ui.providers.local.speed import Installed, speed_settings
 
     hopper = Installed(capability=(9, 0), flash_attn=True)
     monkeypatch.setenv("ZIMAGE_COMPILE", "1")

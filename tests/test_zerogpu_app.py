@@ -21,7 +21,7 @@ FOX = ("a red fox", "", 256, 256, "7", False, 4, 0.0, 3.0, 1)  # prompt .. num_i
 
 @pytest.fixture(scope="module")
 def zero_gpu_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from zimage_ui.providers.tiny_model import build_tiny_pipeline
+    from zimage_ui.providers.local.tiny_model import build_tiny_pipeline
 
     folder = tmp_path_factory.mktemp("checkpoint") / "z-image-tiny"
     build_tiny_pipeline().save_pretrained(folder)

@@ -21,10 +21,10 @@ from zimage_ui.keyguard import known_secrets, scrub
 from zimage_ui.params import image_seed, shareable_ref
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import REDACTED, PreparedRequest
-from zimage_ui.providers.controlnet import CONTROLNET_ENV
-from zimage_ui.providers.diffusers_local import DEFAULT_MODEL_ID, model_id
-from zimage_ui.providers.hosted_base import display_safe
-from zimage_ui.providers.pipeline_variants import MASK_BLUR_PX
+from zimage_ui.providers.hosted.base import display_safe
+from zimage_ui.providers.local.controlnet import CONTROLNET_ENV
+from zimage_ui.providers.local.diffusers_local import DEFAULT_MODEL_ID, model_id
+from zimage_ui.providers.local.pipeline_variants import MASK_BLUR_PX
 from zimage_ui.redaction import safe_url
 
 LOCAL_METHOD = "CALL"
@@ -234,7 +234,7 @@ def _input_code(prepared: PreparedRequest) -> _Inputs:
             f".convert('RGB').resize({size}, Image.LANCZOS)  # {params.control_kind}"
         )
         if prepared.provider == "diffusers-tiny":
-            code.imports.append("from zimage_ui.providers.tiny_model import build_tiny_controlnet")
+            code.imports.append("from zimage_ui.providers.local.tiny_model import build_tiny_controlnet")
             code.setup.append("controlnet = build_tiny_controlnet(pipe.transformer)")
         else:
             code.imports.append("from diffusers import ZImageControlNetModel")
@@ -260,7 +260,7 @@ def pipeline_code(prepared: PreparedRequest) -> str:
     call_args = [f"    {key}={value!r}," for key, value in kwargs.items()] + inputs.call
     if prepared.provider == "diffusers-tiny":
         load = [
-            "from zimage_ui.providers.tiny_model import build_tiny_pipeline",
+            "from zimage_ui.providers.local.tiny_model import build_tiny_pipeline",
             "pipe = build_tiny_pipeline()  # tiny random weights: the images are noise",
         ]
     else:

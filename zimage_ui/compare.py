@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import InvalidParams
 from zimage_ui.params import GenerationParams, parse_params
-from zimage_ui.providers.base import CancelToken, KeyRing, Progress
+from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome, generate_one
 from zimage_ui.sizes import parse_size
 

@@ -24,15 +24,14 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageOps
 
 from zimage_ui.errors import InvalidParams, ProviderError
-from zimage_ui.lora_downloads import display_name
+from zimage_ui.lora_downloads import MAX_LORA_BYTES, display_name
 from zimage_ui.params import MAX_SIDE, GenerationParams, ImageInputs, LoraRef, lora_source
 
 if TYPE_CHECKING:
-    from zimage_ui.providers.http import HttpEngine
+    from zimage_ui.net.http import HttpEngine
 
 MAX_INPUT_BYTES = 50 * 2**20
 MAX_INPUT_PIXELS = MAX_SIDE * MAX_SIDE * 4  # a 4096x4096 photo, resized down to the size asked
-MAX_LORA_BYTES = 4 * 2**30
 HASH_CHARS = 12
 
 # An image past Pillow's bomb threshold is refused, never decoded with a warning (as in http.py).
@@ -109,8 +108,8 @@ def decode_input(name: str, data: bytes, max_pixels: int = MAX_INPUT_PIXELS) -> 
 async def fetch_remote(inputs: ImageInputs | None, engine: HttpEngine | None = None) -> dict[str, bytes]:
     """The https references' bytes by reference, downloaded by the HTTP engine (size-capped, pixels
     counted before decoding, GETs retried; never a provider's key). `engine`: for tests."""
-    from zimage_ui.providers.base import SOURCE_BYTES
-    from zimage_ui.providers.http import HttpEngine
+    from zimage_ui.net.http import HttpEngine
+    from zimage_ui.net.images import SOURCE_BYTES
 
     fetched: dict[str, bytes] = {}
     refs = (inputs.image, inputs.mask, inputs.control_image) if inputs else ()

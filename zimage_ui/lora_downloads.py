@@ -29,8 +29,8 @@ from zimage_ui.errors import Cancelled, InvalidParams, ProviderError
 from zimage_ui.params import LoraRef
 
 if TYPE_CHECKING:
-    from zimage_ui.providers.base import CancelToken
-    from zimage_ui.providers.http import HttpEngine
+    from zimage_ui.cancel import CancelToken
+    from zimage_ui.net.http import HttpEngine
 
 CACHE_ENV = "ZIMAGE_LORA_CACHE"
 CACHE_GB_ENV = "ZIMAGE_LORA_CACHE_GB"
@@ -40,6 +40,7 @@ DEFAULT_HUB = "https://huggingface.co"
 PREFERRED_FILE = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
 KEY_HINT = "HF_TOKEN (a gated or private repo needs a token that may read it)"
 MAX_LISTED = 10
+MAX_LORA_BYTES = 4 * 2**30  # a LoRA file, downloaded or local; the largest published Z-Image LoRA is ~1 GB
 
 Report = Callable[[str], None]
 
@@ -150,8 +151,7 @@ async def download_loras(
     run's `HF_TOKEN` from its KeyRing (so a page visitor gets the server's only where
     `ZIMAGE_SERVER_KEYS` allows), sent to the hub endpoint only. `engine`: tests.
     """
-    from zimage_ui.image_inputs import MAX_LORA_BYTES
-    from zimage_ui.providers.http import HttpEngine
+    from zimage_ui.net.http import HttpEngine
 
     wanted = [lora for lora in loras if remote(lora)]
     refuse_provider_ids(wanted, "the local model")

@@ -14,8 +14,9 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from zimage_ui.net.images import SOURCE_BYTES
 from zimage_ui.params import MODEL_NAME, GenerationParams, lora_source, shareable_ref
-from zimage_ui.providers.base import SOURCE_BYTES, SentValues
+from zimage_ui.providers.base import SentValues
 
 PARAMETERS_KEY = "parameters"
 ZIMAGE_KEY = "zimage"

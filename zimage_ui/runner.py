@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import Cancelled, ZImageError
 from zimage_ui.keyguard import known_secrets, scrub
 from zimage_ui.metadata import png_bytes, spliceable_png
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import (
-    CancelToken,
     KeyRing,
     PreparedRequest,
     Progress,

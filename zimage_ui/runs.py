@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import ServerBusy
 from zimage_ui.files import write_atomic
-from zimage_ui.providers.base import CancelToken
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,13 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.compare import INPUT_OVERRIDES, set_input_override
 from zimage_ui.errors import InvalidParams
 from zimage_ui.metadata import read_text_chunks
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.providers.base import CancelToken, KeyRing, ignore_progress
+from zimage_ui.providers.base import KeyRing, ignore_progress
 from zimage_ui.runner import Outcome, generate_one
 from zimage_ui.sheets import render_grid
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from zimage_ui.errors import InvalidParams
 from zimage_ui.providers.base import Availability, KeyRing, Provider
-from zimage_ui.providers.diffusers_local import (
+from zimage_ui.providers.hosted import HOSTED_PROVIDERS
+from zimage_ui.providers.local.diffusers_local import (
     DiffusersProvider,
     TinyDiffusersProvider,
     gpu_available,
 )
-from zimage_ui.providers.hosted import HOSTED_PROVIDERS
 
 PROVIDERS: dict[str, Provider] = {
     provider.id: provider

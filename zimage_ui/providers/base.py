@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import abc
-import asyncio
-import contextlib
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import InvalidParams
 from zimage_ui.params import MAX_SEED, TURBO_STEPS, GenerationParams
 from zimage_ui.redaction import REDACTED as REDACTED  # re-exported for the providers
 from zimage_ui.redaction import key_problem, safe_url
-
-SOURCE_BYTES = "zimage-source-bytes"  # Image.info key: the PNG a provider sent, kept to avoid re-encoding
 
 
 @dataclass(frozen=True)
@@ -214,50 +210,6 @@ ProgressFn = Callable[[Progress], None]
 
 def ignore_progress(_: Progress) -> None:
     return None
-
-
-class CancelToken:
-    """Set by Stop; checked by the pipeline callback (a thread) and awaited by async code.
-
-    `wait()` needs no polling: `cancel()` wakes every waiter on its own event loop, from any thread.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-
-    def cancel(self) -> None:
-        with self._lock:
-            self._event.set()
-            waiters, self._waiters = self._waiters, []
-        for loop, future in waiters:
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
-                loop.call_soon_threadsafe(_resolve, future)
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self) -> None:
-        """Return once cancelled (for racing against network waits and queues)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            if self._event.is_set():
-                return
-            self._waiters.append((loop, future))
-        try:
-            await future
-        finally:
-            with self._lock:
-                if (loop, future) in self._waiters:
-                    self._waiters.remove((loop, future))
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 SERVER_KEYS_ENV = "ZIMAGE_SERVER_KEYS"

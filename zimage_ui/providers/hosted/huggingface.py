@@ -59,6 +59,7 @@ from typing import Any
 import httpx2
 from PIL import Image, UnidentifiedImageError
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import (
     AuthError,
     Cancelled,
@@ -70,12 +71,14 @@ from zimage_ui.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from zimage_ui.net.answers import MAX_DETAIL_CHARS
 from zimage_ui.net.decoding import BodyTooSlow, EncodingRefused
 from zimage_ui.net.guard import origin
+from zimage_ui.net.http import HttpSession, timeout_s
+from zimage_ui.net.images import PIXEL_HEADROOM
 from zimage_ui.net.transport2 import AsyncBounded, Bounded
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
-    CancelToken,
     Capabilities,
     KeyRing,
     PreparedRequest,
@@ -86,7 +89,7 @@ from zimage_ui.providers.base import (
     ignore_progress,
     refuse_inputs,
 )
-from zimage_ui.providers.hosted_base import (
+from zimage_ui.providers.hosted.base import (
     HostedPreparedRequest,
     HostedProvider,
     JobDone,
@@ -94,7 +97,6 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import MAX_DETAIL_CHARS, PIXEL_HEADROOM, HttpSession, timeout_s
 from zimage_ui.redaction import REDACTED, redact
 
 LABEL = "HF Inference Providers"

@@ -37,15 +37,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import Cancelled, JobFailed, ProviderError
 from zimage_ui.image_inputs import LoadedInputs, fetch_remote, load_inputs
 from zimage_ui.lora_downloads import TOKEN_ENV as HF_TOKEN_ENV
 from zimage_ui.lora_downloads import download_loras, refuse_provider_ids
 from zimage_ui.params import CONTROL_KINDS, MAX_LOCAL_SEED, GenerationParams, image_seed
-from zimage_ui.providers import controlnet, loading, zerogpu
 from zimage_ui.providers.base import (
     Availability,
-    CancelToken,
     Capabilities,
     KeyRing,
     PreparedRequest,
@@ -56,21 +55,22 @@ from zimage_ui.providers.base import (
     SentValues,
     ignore_progress,
 )
-from zimage_ui.providers.devices import DEVICE_ENV, DeviceChoice, choose_device
-from zimage_ui.providers.gpu_queue import GpuQueue, ordinal
-from zimage_ui.providers.loading import DEFAULT_MODEL_ID as DEFAULT_MODEL_ID
-from zimage_ui.providers.loading import checkpoint_gib as checkpoint_gib
-from zimage_ui.providers.loading import loaded_gib, model_id
-from zimage_ui.providers.loading import total_ram_gib as _total_ram_gib
-from zimage_ui.providers.pipeline_variants import (
+from zimage_ui.providers.local import controlnet, loading, zerogpu
+from zimage_ui.providers.local.devices import DEVICE_ENV, DeviceChoice, choose_device
+from zimage_ui.providers.local.gpu_queue import GpuQueue, ordinal
+from zimage_ui.providers.local.loading import DEFAULT_MODEL_ID as DEFAULT_MODEL_ID
+from zimage_ui.providers.local.loading import checkpoint_gib as checkpoint_gib
+from zimage_ui.providers.local.loading import loaded_gib, model_id
+from zimage_ui.providers.local.loading import total_ram_gib as _total_ram_gib
+from zimage_ui.providers.local.pipeline_variants import (
     MASK_BLUR_PX,
     apply_loras,
     controlnet_pipeline,
     paste_outside_mask,
     pipeline_for,
 )
-from zimage_ui.providers.prompt_cache import PromptCache
-from zimage_ui.providers.speed import (
+from zimage_ui.providers.local.prompt_cache import PromptCache
+from zimage_ui.providers.local.speed import (
     describe,
     effective_settings,
     mask_safe_attention,
@@ -177,7 +177,7 @@ class _PipelineSlot:
 
 
 def _build_tiny(notes: list[str] | None = None) -> ZImagePipeline:
-    from zimage_ui.providers.tiny_model import build_tiny_pipeline
+    from zimage_ui.providers.local.tiny_model import build_tiny_pipeline
 
     return build_tiny_pipeline()
 
@@ -590,7 +590,7 @@ class _StepPreviews:
             return None
 
     def _make(self, pipe: Any, index: int, latents: Any) -> Image.Image:
-        from zimage_ui.providers.preview import estimate_clean_latents, latent_to_rgb
+        from zimage_ui.providers.local.preview import estimate_clean_latents, latent_to_rgb
 
         current = latents[:1].detach()
         scheduler = pipe.scheduler
@@ -737,7 +737,7 @@ def _control(params: GenerationParams) -> tuple[str, float] | None:
 
 
 def _tiny_controlnet(provider_id: str, pipeline: Any) -> Any:
-    from zimage_ui.providers.tiny_model import build_tiny_controlnet
+    from zimage_ui.providers.local.tiny_model import build_tiny_controlnet
 
     return build_tiny_controlnet(pipeline.transformer)
 

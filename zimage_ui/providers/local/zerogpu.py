@@ -34,7 +34,8 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
-from zimage_ui.providers.base import CancelToken, ProgressFn
+from zimage_ui.cancel import CancelToken
+from zimage_ui.providers.base import ProgressFn
 
 log = logging.getLogger(__name__)
 

@@ -22,20 +22,12 @@ socket opened to the address that was checked.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import functools
-import io
 import logging
 import os
-import socket
 import ssl
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -45,20 +37,27 @@ import httpx
 from PIL import Image
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import (
     AuthError,
     Cancelled,
     MalformedResponse,
-    NoCredit,
     ProviderError,
     ProviderTimeout,
-    RateLimited,
+)
+from zimage_ui.net.answers import (
+    DEFAULT_ERROR_PATHS,
+    ErrorPath,
+    api_message,
+    error_for_status,
+    redacted_detail,
 )
 from zimage_ui.net.decoding import EncodingRefused
-from zimage_ui.net.guard import AddressRefused, is_public, origin, origins
+from zimage_ui.net.guard import AddressRefused, origin, origins
+from zimage_ui.net.images import MAX_IMAGE_BYTES, NO_PIXEL_LIMIT, b64_payload, decode_image
+from zimage_ui.net.private import _private_message, private_urls_allowed, refuse_private_address
+from zimage_ui.net.retry import RetryableStatus, RetryPolicy, backoff_s, fetch_retryable, submit_retryable
 from zimage_ui.net.transport import BoundedTransport, guarded_transport, wrap_client
-from zimage_ui.providers.base import SOURCE_BYTES, CancelToken
-from zimage_ui.redaction import redact
 
 log = logging.getLogger(__name__)
 _WS_LOG = logging.getLogger(f"{__name__}.websocket")
@@ -68,19 +67,11 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_POLL_INTERVAL_S = 1.0
-MAX_IMAGE_BYTES = 50 * 2**20
 MAX_JSON_BYTES = 8 * 2**20  # a status answer is a few KB; inline images get their own cap
-MAX_DETAIL_CHARS = 300
 UPLOAD_CHUNK_BYTES = 2**20  # a file is uploaded 1 MB at a time, never read whole
 UPLOAD_ANSWER_BYTES = 2**16  # what an upload host answers to a PUT: an ETag, a short XML
 CANCEL_CALL_TIMEOUT_S = 2.0  # at most this slice of the deadline is kept for a cancel call
-PIXEL_HEADROOM = 4  # an image may have up to 4x the pixels asked (providers snap sizes up)
-NO_PIXEL_LIMIT = 2048 * 2048 * PIXEL_HEADROOM
-
-# An image past Pillow's bomb threshold is refused, never decoded with a warning.
-warnings.simplefilter("error", Image.DecompressionBombWarning)
 USER_AGENT = "zimage-ui"
-DEFAULT_ERROR_PATHS = ("error.message", "message", "detail", "title", "error")
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -99,175 +90,6 @@ def timeout_s() -> float:
 def poll_interval_s() -> float:
     """Pause between status checks, from `ZIMAGE_POLL_INTERVAL_S` (read at call time)."""
     return _env_seconds("ZIMAGE_POLL_INTERVAL_S", DEFAULT_POLL_INTERVAL_S)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 4  # tries in all, the first included
-    base_s: float = 0.5  # backoff: base, 2 x base, 4 x base ... when there is no Retry-After
-    max_wait_s: float = 30.0  # cap on any single wait, Retry-After included
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date."""
-    if not value or not value.strip():
-        return None
-    try:
-        return max(0.0, float(value.strip()))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
-
-
-def backoff_s(policy: RetryPolicy, attempt: int, retry_after: float | None) -> float:
-    """Wait before try `attempt + 1`: Retry-After where given, else exponential; both capped."""
-    wanted = retry_after if retry_after is not None else policy.base_s * 2 ** (attempt - 1)
-    return min(wanted, policy.max_wait_s)
-
-
-class RetryableStatus(Exception):
-    """A response whose status may deserve another try (429 or 5xx)."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
-        self.status = response.status_code
-        self.retry_after = parse_retry_after(response.headers.get("retry-after"))
-
-
-def submit_retryable(exc: BaseException) -> bool:
-    """A POST that starts a paid job is retried only where no work can have started."""
-    if isinstance(exc, RetryableStatus):
-        return exc.status in {429, 503}
-    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
-
-
-def fetch_retryable(exc: BaseException) -> bool:
-    """A GET is safe to repeat: retry timeouts, network errors, 429 and any 5xx."""
-    if isinstance(exc, RetryableStatus):
-        return exc.status == 429 or exc.status >= 500
-    return isinstance(exc, httpx.TransportError)
-
-
-class Unexpected(ValueError):
-    """An answer in a shape the mapping functions can't read (becomes MalformedResponse)."""
-
-
-def dig(data: Any, *path: str | int) -> Any:
-    """`data[path[0]][path[1]]...`, raising `Unexpected` naming the missing piece."""
-    current = data
-    for depth, part in enumerate(path):
-        try:
-            current = current[part]
-        except (KeyError, IndexError, TypeError):
-            where = ".".join(str(p) for p in path[: depth + 1])
-            raise Unexpected(f"no {where} in the answer") from None
-    return current
-
-
-def dig_text(data: Any, *path: str | int) -> str:
-    """Like `dig`, for a documented string (a status): anything else is the wrong shape."""
-    value = dig(data, *path)
-    if not isinstance(value, str):
-        raise Unexpected(f"{'.'.join(str(p) for p in path)} is not text")
-    return value
-
-
-ErrorPath = str | Callable[[Any], str | None]  # a dotted path, or a reader of the whole body
-
-
-def api_message(body: Any, paths: Iterable[ErrorPath]) -> str | None:
-    """The first readable message found at one of the dotted `paths` of an error body (a path may
-    be a function of the body, for an API whose errors need assembling: ComfyUI's node_errors)."""
-    for path in paths:
-        if callable(path):
-            found = path(body)
-            if found:
-                return found
-            continue
-        current = body
-        for part in path.split("."):
-            current = current.get(part) if isinstance(current, dict) else None
-        if isinstance(current, list):
-            current = "; ".join(str(item) for item in current if item)
-        if isinstance(current, str) and current.strip():
-            return current.strip()
-    return None
-
-
-def redacted_detail(text: str, secrets: Iterable[str]) -> str:
-    """Redact, and keep a provider's own text short enough for one message."""
-    text = redact(text, secrets)
-    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 3] + "..."
-
-
-def error_for_status(provider: str, status: int, detail: str | None, key_hint: str) -> ProviderError:
-    """One clear, user-facing error for an HTTP error status (never includes a key)."""
-    said = f" ({detail})" if detail else ""
-    if status in {401, 403}:
-        return AuthError(provider, f"the key was refused (HTTP {status}){said}: check {key_hint}")
-    if status == 402:
-        return NoCredit(
-            provider, f"the account has no credit left (HTTP 402){said}: top up the account, then retry"
-        )
-    if status == 429:
-        return RateLimited(provider, f"still rate limited after several tries{said}: wait and retry")
-    if status >= 500:
-        return ProviderError(provider, f"the service failed (HTTP {status}){said}: retry in a moment")
-    return ProviderError(provider, f"the request was refused (HTTP {status}){said}")
-
-
-def decode_image(
-    provider: str, data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = NO_PIXEL_LIMIT
-) -> Image.Image:
-    """Validate and load image bytes with Pillow; anything else is a MalformedResponse.
-
-    The pixel count is read from the header and checked before any pixel is decoded.
-    """
-    if len(data) > max_bytes:
-        raise MalformedResponse(provider, f"the image is larger than {max_bytes // 2**20} MB: refused")
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            if probe.width * probe.height > max_pixels:
-                raise MalformedResponse(
-                    provider,
-                    f"the image is {probe.width}x{probe.height}, far more pixels than asked: refused",
-                )
-            probe.verify()
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        image.info[SOURCE_BYTES] = data  # lets the PNG writer add provenance without re-encoding
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise MalformedResponse(provider, "the image is a decompression bomb: refused") from None
-    except (OSError, SyntaxError, ValueError):
-        raise MalformedResponse(
-            provider, "the result is not a readable image: retry; if it persists, report it to the provider"
-        ) from None
-    return image
-
-
-def b64_payload(provider: str, text: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
-    """The bytes of an image sent inline as base64 (optionally a `data:image/...;base64,` URI)."""
-    payload = text.split(",", 1)[1] if text.startswith("data:") else text
-    if len(payload) * 3 // 4 > max_bytes:
-        raise MalformedResponse(provider, f"the image is larger than {max_bytes // 2**20} MB: refused")
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise MalformedResponse(provider, "the inline image is not valid base64: retry") from None
-
-
-def decode_b64_image(
-    provider: str, text: str, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = NO_PIXEL_LIMIT
-) -> Image.Image:
-    """An image sent inline as base64, checked like a downloaded one."""
-    return decode_image(provider, b64_payload(provider, text, max_bytes), max_bytes, max_pixels)
 
 
 @functools.cache
@@ -831,36 +653,6 @@ async def _file_chunks(provider: str, path: Path, size: int) -> AsyncIterator[by
             yield chunk
     if sent != size:
         raise ProviderError(provider, f"{path.name} changed while it was being uploaded: try again")
-
-
-ALLOW_PRIVATE_ENV = "ZIMAGE_ALLOW_PRIVATE_URLS"
-
-
-def private_urls_allowed() -> bool:
-    return os.environ.get(ALLOW_PRIVATE_ENV, "").strip() == "1"
-
-
-def _private_message(host: str, address: str) -> str:
-    return (
-        f"{host[:80]} is a private or local address ({address}): only public https URLs are "
-        f"fetched for visitors (set {ALLOW_PRIVATE_ENV}=1 on a trusted network)"
-    )
-
-
-async def refuse_private_address(provider: str, host: str, port: int | None = None) -> None:
-    """A URL a visitor gave must not reach this server's own network: a host that resolves to a
-    loopback, private, link-local or otherwise non-public address is refused before any request
-    (a cloud's metadata service at 169.254.169.254, a database on 10.0.0.5). A host that doesn't
-    resolve here fails on its own. `ZIMAGE_ALLOW_PRIVATE_URLS=1` allows them (a trusted LAN)."""
-    if private_urls_allowed():
-        return
-    try:
-        found = await asyncio.get_running_loop().getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return
-    for *_, address in found:
-        if not is_public(str(address[0])):
-            raise ProviderError(provider, _private_message(host, str(address[0]).split("%")[0]))
 
 
 def _scheme(url: str) -> str:

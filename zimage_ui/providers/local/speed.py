@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from zimage_ui.providers.prompt_cache import PromptCache, TextEncoderShuttle
+from zimage_ui.providers.local.prompt_cache import PromptCache, TextEncoderShuttle
 
 __all__ = [
     "Installed",

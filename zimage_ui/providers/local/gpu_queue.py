@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from zimage_ui.providers.base import CancelToken
+from zimage_ui.cancel import CancelToken
 
 PlaceFn = Callable[[int], None]  # told 1 for "next in line", 2 for "one ahead", ...
 

@@ -38,6 +38,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from zimage_ui.errors import Cancelled, JobFailed, ProviderError, ProviderUnavailable
+from zimage_ui.net.answers import Unexpected, dig, dig_text
+from zimage_ui.net.http import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
     Availability,
@@ -48,7 +50,7 @@ from zimage_ui.providers.base import (
     ProgressFn,
     SentValues,
 )
-from zimage_ui.providers.hosted_base import (
+from zimage_ui.providers.hosted.base import (
     JobDone,
     SelfHostedProvider,
     gather_all,
@@ -56,7 +58,6 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpSession, Unexpected, dig, dig_text
 
 LABEL = "ComfyUI"
 URL_VAR = "ZIMAGE_COMFYUI_URL"

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from zimage_ui.errors import InvalidParams
+from zimage_ui.net.answers import Unexpected, dig, dig_text
+from zimage_ui.net.http import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import Capabilities, PreparedRequest, ProgressFn, SentValues
-from zimage_ui.providers.hosted_base import (
+from zimage_ui.providers.hosted.base import (
     HostedProvider,
     JobDone,
     JobState,
@@ -19,7 +21,6 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpSession, Unexpected, dig, dig_text
 
 LABEL = "EvoLink"
 MODEL = "z-image-turbo"

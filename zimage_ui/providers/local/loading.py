@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from zimage_ui.errors import ProviderUnavailable
-from zimage_ui.providers import zerogpu
-from zimage_ui.providers.devices import DeviceChoice
-from zimage_ui.providers.speed import (
+from zimage_ui.providers.local import zerogpu
+from zimage_ui.providers.local.devices import DeviceChoice
+from zimage_ui.providers.local.speed import (
     SpeedSettings,
     apply_speed_settings,
     describe,

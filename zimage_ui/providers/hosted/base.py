@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
+from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import (
     Cancelled,
     InvalidParams,
@@ -25,11 +26,13 @@ from zimage_ui.errors import (
     ProviderError,
     ProviderUnavailable,
 )
+from zimage_ui.net.answers import DEFAULT_ERROR_PATHS, ErrorPath, Unexpected, dig, redacted_detail
+from zimage_ui.net.http import HttpEngine, HttpSession
+from zimage_ui.net.images import PIXEL_HEADROOM
 from zimage_ui.params import MAX_LOCAL_SEED, TURBO_SHIFT, TURBO_STEPS, GenerationParams
 from zimage_ui.providers.base import (
     REDACTED,
     Availability,
-    CancelToken,
     Capabilities,
     Cost,
     KeyRing,
@@ -41,16 +44,6 @@ from zimage_ui.providers.base import (
     SentValues,
     ignore_progress,
     refuse_inputs,
-)
-from zimage_ui.providers.http import (
-    DEFAULT_ERROR_PATHS,
-    PIXEL_HEADROOM,
-    ErrorPath,
-    HttpEngine,
-    HttpSession,
-    Unexpected,
-    dig,
-    redacted_detail,
 )
 from zimage_ui.redaction import header_secrets, key_problem, redact, safe_url, url_secrets
 

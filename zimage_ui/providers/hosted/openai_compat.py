@@ -37,6 +37,7 @@ from urllib.parse import urljoin, urlsplit
 
 from PIL import Image
 
+from zimage_ui.net.http import HttpEngine, HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
     Capabilities,
@@ -44,7 +45,7 @@ from zimage_ui.providers.base import (
     ProgressFn,
     SentValues,
 )
-from zimage_ui.providers.hosted_base import (
+from zimage_ui.providers.hosted.base import (
     JobDone,
     SelfHostedProvider,
     gather_all,
@@ -53,7 +54,6 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpEngine, HttpSession
 
 DEFAULT_MODEL = "Tongyi-MAI/Z-Image-Turbo"
 ENV_PREFIX = "ZIMAGE_OPENAI"

@@ -6,9 +6,10 @@ from typing import Any
 
 from PIL import Image
 
+from zimage_ui.net.http import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import Capabilities, Cost, PreparedRequest, ProgressFn, SentValues
-from zimage_ui.providers.hosted_base import (
+from zimage_ui.providers.hosted.base import (
     HostedProvider,
     JobDone,
     fit_size,
@@ -20,7 +21,6 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpSession
 
 LABEL = "AIML API"
 MODEL = "alibaba/z-image-turbo"

@@ -11,6 +11,8 @@ from PIL import Image
 
 from zimage_ui.errors import InvalidParams, JobFailed
 from zimage_ui.image_inputs import MAX_INPUT_BYTES, decode_input, fetch_remote, read_input_file
+from zimage_ui.net.answers import Unexpected, dig, dig_text
+from zimage_ui.net.http import HttpSession
 from zimage_ui.params import CONTROL_KINDS, GenerationParams, ImageInputs
 from zimage_ui.providers.base import (
     Capabilities,
@@ -22,7 +24,7 @@ from zimage_ui.providers.base import (
     is_url,
     refuse_inputs,
 )
-from zimage_ui.providers.hosted_base import (
+from zimage_ui.providers.hosted.base import (
     HostedProvider,
     JobDone,
     JobState,
@@ -33,7 +35,6 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpSession, Unexpected, dig, dig_text
 
 LABEL = "Scenario"
 CAPABILITIES = Capabilities(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from zimage_ui.net.answers import Unexpected, dig, dig_text
+from zimage_ui.net.http import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
     Capabilities,
@@ -13,7 +15,7 @@ from zimage_ui.providers.base import (
     SentValues,
     refuse_inputs,
 )
-from zimage_ui.providers.hosted_base import (
+from zimage_ui.providers.hosted.base import (
     HostedProvider,
     JobDone,
     JobState,
@@ -22,7 +24,6 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpSession, Unexpected, dig, dig_text
 
 LABEL = "RunPod"
 SIZES = (

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from zimage_ui.errors import InvalidParams
-from zimage_ui.image_inputs import MAX_LORA_BYTES
+from zimage_ui.lora_downloads import MAX_LORA_BYTES
+from zimage_ui.net.answers import Unexpected, api_message, dig, dig_text
+from zimage_ui.net.http import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
     Capabilities,
@@ -17,7 +19,7 @@ from zimage_ui.providers.base import (
     SentValues,
     refuse_inputs,
 )
-from zimage_ui.providers.hosted_base import (
+from zimage_ui.providers.hosted.base import (
     HostedProvider,
     JobDone,
     JobState,
@@ -30,7 +32,6 @@ from zimage_ui.providers.hosted_base import (
     steps_sent,
     unsupported_notes,
 )
-from zimage_ui.providers.http import HttpSession, Unexpected, api_message, dig, dig_text
 
 LABEL = "inference.sh"
 APP = "infsh/z-image-turbo"
