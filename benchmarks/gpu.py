@@ -2,7 +2,7 @@
 
 Each row builds a fresh pipeline, makes it ready as the app does (`loading.configure`: the
 speed settings of that row, then the warm-up), and times images through the provider's own
-generation path (`diffusers_local._run_pipeline`: prompt embeddings, steps with previews, the
+generation path (`generation.run_pipeline`: prompt embeddings, steps with previews, the
 VAE decode), then PNG encoding with provenance (`metadata.png_bytes`). Medians of `--repeats`
 runs after one warm-up run, split into text encoding, denoising, VAE decode and PNG, with peak
 memory. Every run encodes its prompt, except the "prompt cache" row (a re-roll of one prompt).
@@ -35,7 +35,7 @@ from benchmarks._machine import machine
 from zimage_ui.cancel import CancelToken
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import Progress, SentValues
-from zimage_ui.providers.local import diffusers_local, loading
+from zimage_ui.providers.local import generation, loading
 from zimage_ui.providers.local.devices import DeviceChoice
 from zimage_ui.providers.local.prompt_cache import PromptCache
 from zimage_ui.providers.local.speed import speed_settings
@@ -194,8 +194,8 @@ def time_row(pipeline: Any, option: Option, params: GenerationParams, device: st
 
     phases = Phases()
     timed = TimedPrompts(device, option.cached_prompt)
-    saved = diffusers_local.PROMPTS
-    diffusers_local.PROMPTS = timed  # type: ignore[assignment]
+    saved = generation.PROMPTS
+    generation.PROMPTS = timed  # type: ignore[assignment]
     try:
         for run in range(repeats + 1):  # the first run warms up
             marks: dict[str, float] = {}
@@ -206,7 +206,7 @@ def time_row(pipeline: Any, option: Option, params: GenerationParams, device: st
                     marks["decoding"] = time.perf_counter()
 
             started = time.perf_counter()
-            images = diffusers_local._run_pipeline("diffusers", pipeline, params, report, CancelToken())
+            images = generation.run_pipeline("diffusers", pipeline, params, report, CancelToken())
             sync(device)
             ended = time.perf_counter()
             assert params.seed is not None
@@ -221,7 +221,7 @@ def time_row(pipeline: Any, option: Option, params: GenerationParams, device: st
             phases.decode.append(ended - marks["decoding"])
             phases.png.append(png_s)
     finally:
-        diffusers_local.PROMPTS = saved
+        generation.PROMPTS = saved
     return phases
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.emulators import Emulator
 from zimage_ui.errors import InvalidParams, JobFailed, MalformedResponse, ProviderError
-from zimage_ui.net import http as http_module
+from zimage_ui.net import session as http_module
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing

@@ -25,9 +25,10 @@ from zimage_ui.errors import (
     RateLimited,
 )
 from zimage_ui.net.answers import api_message
-from zimage_ui.net.http import HttpEngine, poll_interval_s, timeout_s
+from zimage_ui.net.http import HttpEngine
 from zimage_ui.net.images import decode_b64_image
 from zimage_ui.net.retry import RetryPolicy, backoff_s, parse_retry_after
+from zimage_ui.net.session import poll_interval_s, timeout_s
 
 API = "http://provider.test/v1"
 KEY = "sk-secret-value-123"

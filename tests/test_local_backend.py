@@ -23,7 +23,7 @@ from tests.test_cli import cli
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import KeyRing
-from zimage_ui.providers.local import devices, diffusers_local, loading
+from zimage_ui.providers.local import devices, diffusers_local, generation, loading
 from zimage_ui.providers.local.devices import DeviceChoice, choose_device
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,7 +241,7 @@ def test_prompt_embeddings_give_the_pixels_of_the_prompt(guidance, negative):
     params = GenerationParams(
         prompt="a red fox", negative_prompt=negative, guidance_scale=guidance, width=256, height=256, seed=3
     )
-    prompt_embeds, negative_embeds = diffusers_local._encode(pipeline, params)
+    prompt_embeds, negative_embeds = generation.encode_prompts(pipeline, params)
     assert isinstance(prompt_embeds, list) and len(prompt_embeds) == 1
     assert len(negative_embeds) == (1 if guidance else 0)
     common = {"height": 256, "width": 256, "num_inference_steps": 2, "guidance_scale": guidance}

@@ -11,7 +11,7 @@ import torch
 from zimage_ui.cancel import CancelToken
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import KeyRing, Progress
-from zimage_ui.providers.local import diffusers_local
+from zimage_ui.providers.local import diffusers_local, generation
 from zimage_ui.providers.local.preview import (
     FLUX_LATENT_RGB_BIAS,
     FLUX_LATENT_RGB_FACTORS,
@@ -126,13 +126,13 @@ async def _run(params: GenerationParams) -> tuple[list[Progress], np.ndarray]:
 
 
 def _expected_preview_steps(steps: int, images: int = 1) -> list[int]:
-    every = diffusers_local.PREVIEW_EVERY
+    every = generation.PREVIEW_EVERY
     per_image = [step for step in range(1, steps + 1) if step % every == 0 or step == steps]
     return [image * steps + step for image in range(images) for step in per_image]
 
 
 async def test_step_updates_carry_previews_at_the_cadence_then_say_decoding():
-    assert diffusers_local.PREVIEW_EVERY == 2
+    assert generation.PREVIEW_EVERY == 2
     updates, _ = await _run(_params())
     with_preview = [u for u in updates if u.preview is not None]
     assert [u.step for u in with_preview] == _expected_preview_steps(4) == [2, 4]
@@ -147,10 +147,10 @@ async def test_step_updates_carry_previews_at_the_cadence_then_say_decoding():
 
 
 async def test_the_cadence_is_the_constant(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(diffusers_local, "PREVIEW_EVERY", 1)
+    monkeypatch.setattr(generation, "PREVIEW_EVERY", 1)
     updates, _ = await _run(_params(num_inference_steps=3))
     assert [u.step for u in updates if u.preview is not None] == [1, 2, 3]
-    monkeypatch.setattr(diffusers_local, "PREVIEW_EVERY", 2)
+    monkeypatch.setattr(generation, "PREVIEW_EVERY", 2)
     updates, _ = await _run(_params(num_inference_steps=3))
     assert [u.step for u in updates if u.preview is not None] == [2, 3]  # the last step always
 
@@ -166,11 +166,11 @@ async def test_each_image_of_a_batch_has_its_previews_and_its_decoding_phase():
 
 async def test_previews_do_not_change_the_pixels(monkeypatch: pytest.MonkeyPatch):
     _, with_previews = await _run(_params())
-    monkeypatch.setattr(diffusers_local, "PREVIEW_EVERY", 0)
+    monkeypatch.setattr(generation, "PREVIEW_EVERY", 0)
     updates, without = await _run(_params())
     assert not any(u.preview for u in updates)
     assert np.array_equal(with_previews, without)
-    monkeypatch.setattr(diffusers_local, "PREVIEW_EVERY", 1)
+    monkeypatch.setattr(generation, "PREVIEW_EVERY", 1)
     _, every_step = await _run(_params())
     assert np.array_equal(with_previews, every_step)
 
@@ -222,7 +222,7 @@ async def test_a_failing_preview_costs_only_the_preview(monkeypatch, caplog):
         raise RuntimeError("projection exploded")
 
     monkeypatch.setattr(preview, "latent_to_rgb", broken)
-    with caplog.at_level(logging.DEBUG, logger="zimage_ui.providers.local.diffusers_local"):
+    with caplog.at_level(logging.DEBUG, logger="zimage_ui.providers.local.generation"):
         updates, pixels = await _run(_params())
     assert not any(u.preview for u in updates)
     assert [u.step for u in updates if u.step] == [1, 2, 3, 4]
@@ -248,7 +248,7 @@ def test_a_stop_at_the_last_step_announces_no_decoding():
 
     pipeline = diffusers_local._TINY_SLOT.get()
     with pytest.raises(Cancelled):
-        diffusers_local._call_pipeline(TINY, pipeline, prepared, report, token)
+        generation.call_pipeline(TINY, pipeline, prepared, report, token)
     assert updates[-1].message == "step 3/3"
     assert not any("decoding" in u.message for u in updates)
 

@@ -11,19 +11,21 @@ import numpy as np
 import pytest
 import torch
 
-from zimage_ui.providers.local import speed
+from zimage_ui.providers.local import speed, speed_apply
 from zimage_ui.providers.local.speed import (
     DEFAULT_TILING_ABOVE,
     Installed,
     PromptCache,
     SpeedSettings,
     TextEncoderShuttle,
-    apply_speed_settings,
     default_attention_backend,
     describe,
+    speed_settings,
+)
+from zimage_ui.providers.local.speed_apply import (
+    apply_speed_settings,
     effective_settings,
     mask_safe_attention,
-    speed_settings,
     vae_tiling_for,
     warm_up,
 )
@@ -239,7 +241,7 @@ def test_backend_tables_match_diffusers():
         source = inspect.getsource(
             dispatch._AttentionBackendRegistry._backends[dispatch.AttentionBackendName(name)]
         )
-        assert ("`attn_mask` is not supported" in source) == (name in speed._REJECTS_MASK), name
+        assert ("`attn_mask` is not supported" in source) == (name in speed.REJECTS_MASK), name
 
 
 # ---- applying them on the tiny pipeline ------------------------------------------------------
@@ -361,7 +363,7 @@ def test_compiled_blocks_do_not_recompile_for_new_prompts_or_sizes(monkeypatch, 
 def test_a_failed_warm_up_leaves_the_pipeline_uncompiled_and_working(baseline):
     pipeline = build_tiny_pipeline()
     pipeline.transformer.compile_repeated_blocks(fullgraph=False, dynamic=True)
-    speed._APPLIED[pipeline] = speed._Applied(SpeedSettings(compile=True), True)
+    speed_apply._APPLIED[pipeline] = speed_apply._Applied(SpeedSettings(compile=True), True)
     notes = warm_up(pipeline, SpeedSettings(compile=True), [(250, 250)])  # not a multiple of 16: raises
     assert len(notes) == 1 and notes[0].startswith("torch.compile failed at warm-up (ValueError")
     assert effective_settings(pipeline).compile is False

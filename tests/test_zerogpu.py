@@ -169,7 +169,7 @@ async def test_a_failure_in_the_worker_keeps_its_message(zero_gpu, monkeypatch: 
     def out_of_memory(provider_id, *_args):
         raise JobFailed(provider_id, "the device ran out of memory: try a smaller size or fewer images")
 
-    monkeypatch.setattr(diffusers_local, "_run_pipeline", out_of_memory)  # the fork inherits it
+    monkeypatch.setattr(diffusers_local, "run_pipeline", out_of_memory)  # the fork inherits it
     outcome = await generate_one("diffusers", _params())
     assert outcome.error == "diffusers: the device ran out of memory: try a smaller size or fewer images"
 
@@ -178,13 +178,13 @@ async def test_a_bug_in_the_worker_is_an_unexpected_error_with_its_type(zero_gpu
     def broken(*_args):
         raise ValueError("boom")
 
-    monkeypatch.setattr(diffusers_local, "_run_pipeline", broken)
+    monkeypatch.setattr(diffusers_local, "run_pipeline", broken)
     outcome = await generate_one("diffusers", _params())
     assert "unexpected error" in outcome.error and "ValueError: boom" in outcome.error
 
 
 async def test_a_worker_that_dies_is_a_zerogpu_failure(zero_gpu, monkeypatch):
-    monkeypatch.setattr(diffusers_local, "_run_pipeline", lambda *_args: os._exit(3))
+    monkeypatch.setattr(diffusers_local, "run_pipeline", lambda *_args: os._exit(3))
     outcome = await generate_one("diffusers", _params())
     assert outcome.error == "diffusers: ZeroGPU: GPU task aborted"
 

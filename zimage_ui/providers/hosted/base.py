@@ -27,8 +27,9 @@ from zimage_ui.errors import (
     ProviderUnavailable,
 )
 from zimage_ui.net.answers import DEFAULT_ERROR_PATHS, ErrorPath, Unexpected, dig, redacted_detail
-from zimage_ui.net.http import HttpEngine, HttpSession
+from zimage_ui.net.http import HttpEngine
 from zimage_ui.net.images import PIXEL_HEADROOM
+from zimage_ui.net.session import HttpSession
 from zimage_ui.params import MAX_LOCAL_SEED, TURBO_SHIFT, TURBO_STEPS, GenerationParams
 from zimage_ui.providers.base import (
     REDACTED,

@@ -39,7 +39,7 @@ from urllib.parse import urlencode, urlsplit
 
 from zimage_ui.errors import Cancelled, JobFailed, ProviderError, ProviderUnavailable
 from zimage_ui.net.answers import Unexpected, dig, dig_text
-from zimage_ui.net.http import HttpSession
+from zimage_ui.net.session import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
     Availability,

@@ -6,7 +6,7 @@ from typing import Any
 
 from zimage_ui.errors import InvalidParams
 from zimage_ui.net.answers import Unexpected, dig, dig_text
-from zimage_ui.net.http import HttpSession
+from zimage_ui.net.session import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import Capabilities, PreparedRequest, ProgressFn, SentValues
 from zimage_ui.providers.hosted.base import (

@@ -74,8 +74,8 @@ from zimage_ui.errors import (
 from zimage_ui.net.answers import MAX_DETAIL_CHARS
 from zimage_ui.net.decoding import BodyTooSlow, EncodingRefused
 from zimage_ui.net.guard import origin
-from zimage_ui.net.http import HttpSession, timeout_s
 from zimage_ui.net.images import PIXEL_HEADROOM
+from zimage_ui.net.session import HttpSession, timeout_s
 from zimage_ui.net.transport2 import AsyncBounded, Bounded
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (

@@ -9,7 +9,7 @@ from typing import Any
 from zimage_ui.errors import InvalidParams
 from zimage_ui.lora_downloads import MAX_LORA_BYTES
 from zimage_ui.net.answers import Unexpected, api_message, dig, dig_text
-from zimage_ui.net.http import HttpSession
+from zimage_ui.net.session import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
     Capabilities,

@@ -37,7 +37,8 @@ from urllib.parse import urljoin, urlsplit
 
 from PIL import Image
 
-from zimage_ui.net.http import HttpEngine, HttpSession
+from zimage_ui.net.http import HttpEngine
+from zimage_ui.net.session import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
     Capabilities,

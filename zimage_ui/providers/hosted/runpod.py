@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from zimage_ui.net.answers import Unexpected, dig, dig_text
-from zimage_ui.net.http import HttpSession
+from zimage_ui.net.session import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
     Capabilities,

@@ -12,7 +12,7 @@ from PIL import Image
 from zimage_ui.errors import InvalidParams, JobFailed
 from zimage_ui.image_inputs import MAX_INPUT_BYTES, decode_input, fetch_remote, read_input_file
 from zimage_ui.net.answers import Unexpected, dig, dig_text
-from zimage_ui.net.http import HttpSession
+from zimage_ui.net.session import HttpSession
 from zimage_ui.params import CONTROL_KINDS, GenerationParams, ImageInputs
 from zimage_ui.providers.base import (
     Capabilities,

@@ -3,22 +3,22 @@
 torch and diffusers are imported lazily, inside the functions that need them,
 so a hosted-only instance starts fast.
 
-Where things are:
-- the device and dtype: `device_choice()` (`providers.devices`: ZIMAGE_DEVICE, never fp16);
-- loading: `providers.loading` (straight onto the device, with the speed and memory settings of
-  `providers.speed`, checked once: each fallback is a note shown with every run);
-- a generation: `_run_pipeline`, whose prompt embeddings come from one place, `_encode(pipeline,
-  params)`, through the prompt cache (`providers.prompt_cache`); on a ZeroGPU Space it runs in
-  ZeroGPU's forked worker (`_gpu_generation`, decorated with `spaces.GPU` at import;
-  `providers.zerogpu` says how that boundary really behaves);
+Where things are (all in `providers.local`):
+- the device and dtype: `device_choice()` (`devices`: ZIMAGE_DEVICE, never fp16);
+- loading: `loading` (straight onto the device, with the speed and memory settings of `speed`,
+  checked once: each fallback is a note shown with every run);
+- a generation: `generation.run_pipeline`, whose prompt embeddings come from one place,
+  `generation.encode_prompts`, through the prompt cache (`prompt_cache`); on a ZeroGPU Space it
+  runs in ZeroGPU's forked worker (`_gpu_generation` here, decorated with `spaces.GPU` at import;
+  `zerogpu` says how that boundary really behaves);
 - image inputs: `run` reads the input image, mask, control image and LoRA files
-  (`zimage_ui.image_inputs`) before waiting for the device; `_run_pipeline` then calls the
+  (`zimage_ui.image_inputs`) before waiting for the device; `run_pipeline` then calls the
   image-to-image, inpainting or ControlNet pipeline made from the loaded one and activates exactly
-  the run's LoRAs (`providers.pipeline_variants`);
-- ControlNet: `_CONTROLNETS` makes each local model's `ZImageControlNetModel`, once, on its first
-  control run with the device held: the tiny one in-process, the real one from `ZIMAGE_CONTROLNET`
-  (`providers.controlnet`, never a hub config). Without it the `diffusers` provider takes no
-  control image, and says how to set one up.
+  the run's LoRAs (`pipeline_variants`);
+- ControlNet: `generation.CONTROLNETS` makes each local model's `ZImageControlNetModel`, once, on
+  its first control run with the device held: the tiny one in-process, the real one from
+  `ZIMAGE_CONTROLNET` (`controlnet`, never a hub config). Without it the `diffusers` provider
+  takes no control image, and says how to set one up.
 """
 
 from __future__ import annotations
@@ -33,16 +33,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import Cancelled, JobFailed, ProviderError
 from zimage_ui.image_inputs import LoadedInputs, fetch_remote, load_inputs
 from zimage_ui.lora_downloads import TOKEN_ENV as HF_TOKEN_ENV
 from zimage_ui.lora_downloads import download_loras, refuse_provider_ids
-from zimage_ui.params import CONTROL_KINDS, MAX_LOCAL_SEED, GenerationParams, image_seed
+from zimage_ui.params import CONTROL_KINDS, MAX_LOCAL_SEED, GenerationParams
 from zimage_ui.providers.base import (
     Availability,
     Capabilities,
@@ -57,26 +55,26 @@ from zimage_ui.providers.base import (
 )
 from zimage_ui.providers.local import controlnet, loading, zerogpu
 from zimage_ui.providers.local.devices import DEVICE_ENV, DeviceChoice, choose_device
+from zimage_ui.providers.local.generation import (
+    StopFlag,
+    call_pipeline,
+    configured_controlnet,
+    control_of,
+    image_seeds,
+    pipeline_kwargs,
+    run_pipeline,
+)
 from zimage_ui.providers.local.gpu_queue import GpuQueue, ordinal
 from zimage_ui.providers.local.loading import DEFAULT_MODEL_ID as DEFAULT_MODEL_ID
 from zimage_ui.providers.local.loading import checkpoint_gib as checkpoint_gib
 from zimage_ui.providers.local.loading import loaded_gib, model_id
 from zimage_ui.providers.local.loading import total_ram_gib as _total_ram_gib
 from zimage_ui.providers.local.pipeline_variants import (
-    MASK_BLUR_PX,
-    apply_loras,
     controlnet_pipeline,
-    paste_outside_mask,
-    pipeline_for,
 )
-from zimage_ui.providers.local.prompt_cache import PromptCache
 from zimage_ui.providers.local.speed import (
     describe,
-    effective_settings,
-    mask_safe_attention,
-    prompt_cache_size,
     speed_settings,
-    vae_tiling_for,
 )
 
 if TYPE_CHECKING:
@@ -85,11 +83,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RAM_HEADROOM = 1.3  # loading and activations on top of the weights
-
-# A latent preview (`Progress.preview`) after every PREVIEW_EVERY-th step of each image and
-# after its last step; 0 turns previews off. Each costs about a millisecond of CPU at 1024x1024
-# (see `providers.preview`), small beside a step of the real model even on an H200.
-PREVIEW_EVERY = 2
 
 LOCAL_CAPABILITIES = Capabilities(
     size_rule="multiples of 16, 256..2048",
@@ -108,13 +101,6 @@ LOCAL_CAPABILITIES = Capabilities(
 TINY_DEVICE = DeviceChoice("cpu", "float32")  # the tiny model is built there and stays there
 # With a ControlNet: ZImageControlNetPipeline, from the loaded pipeline and the ControlNet model.
 CONTROL_CAPABILITIES = replace(LOCAL_CAPABILITIES, control_input=True, control_kinds=CONTROL_KINDS)
-
-
-class StopFlag(Protocol):
-    """What a generation looks at between steps: a CancelToken, or several at once."""
-
-    @property
-    def cancelled(self) -> bool: ...
 
 
 @functools.cache
@@ -187,75 +173,6 @@ def _load_checkpoint(notes: list[str] | None = None) -> ZImagePipeline:
     return loading.load_checkpoint(device_choice(), [] if notes is None else notes)
 
 
-# ---- one request ---------------------------------------------------------------------------
-
-
-def _seeds(params: GenerationParams) -> list[int]:
-    """One seed per image (seed, seed + 1, ...), so each image can be made again alone."""
-    assert params.seed is not None
-    return [image_seed(params.seed, index) for index in range(params.num_images)]
-
-
-def _pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
-    """The exact keyword arguments of each pipeline call (Turbo's values always explicit).
-
-    A batch is one call per image, each with its own seed: a batched call gives slightly
-    different pixels than the same seed alone, and every image must be reproducible alone.
-    The prompt (and negative prompt) reach the pipeline as embeddings from `_encode`.
-    """
-    seeds = _seeds(params)
-    kwargs: dict[str, Any] = {
-        "prompt": params.prompt,
-        "height": params.height,
-        "width": params.width,
-        "num_inference_steps": params.num_inference_steps,
-        "guidance_scale": params.guidance_scale,
-        "num_images_per_prompt": 1,
-        "generator": (
-            f"torch.Generator('cpu').manual_seed({seeds[0]})"
-            if len(seeds) == 1
-            else f"torch.Generator('cpu').manual_seed(seed), one call for each seed in {seeds}"
-        ),
-        "scheduler": f"FlowMatchEulerDiscreteScheduler(shift={params.shift})",
-    }
-    if params.guidance_scale > 0 and params.negative_prompt.strip():
-        kwargs["negative_prompt"] = params.negative_prompt
-    if params.image is not None:
-        kind = "ZImageInpaintPipeline" if params.mask is not None else "ZImageImg2ImgPipeline"
-        kwargs["pipeline"] = f"{kind}.from_pipe(the loaded pipeline)"
-        kwargs["image"] = f"the input image {params.image!r}, resized to {params.size}"
-        if params.mask is not None:
-            kwargs["mask_image"] = (
-                f"the mask {params.mask!r}; outside it the input's own pixels are pasted back after "
-                f"decoding (edge blurred {MASK_BLUR_PX} px, as A1111 does)"
-            )
-        kwargs["strength"] = params.strength
-    if params.control_image is not None:
-        kwargs["pipeline"] = "ZImageControlNetPipeline.from_pipe(the loaded pipeline, controlnet=...)"
-        kwargs["control_image"] = f"the control image {params.control_image!r}, resized to {params.size}"
-        kwargs["control_kind"] = params.control_kind
-        kwargs["controlnet_conditioning_scale"] = params.control_scale
-    if params.loras:
-        kwargs["loras"] = [f"{lora.ref} x {lora.scale:g}" for lora in params.loras]
-    return kwargs
-
-
-# Keys of `_pipeline_kwargs` that are shown, not passed as they are: `_run_pipeline` passes the
-# real generator, scheduler, prompt embeddings, images and LoRAs instead.
-_SHOWN_ONLY = {
-    "generator",
-    "scheduler",
-    "prompt",
-    "negative_prompt",
-    "pipeline",
-    "image",
-    "mask_image",
-    "control_image",
-    "control_kind",
-    "loras",
-}
-
-
 class _AnyStop:
     """Stopped when any of its tokens is (the user's Stop, or the awaiting task cancelled)."""
 
@@ -306,7 +223,7 @@ class _LocalPipelineProvider(Provider):
             notes.append(
                 f"strength {params.strength:g}: {params.steps_run} of {params.num_inference_steps} steps run"
             )
-        body = _pipeline_kwargs(params)
+        body = pipeline_kwargs(params)
         return PreparedRequest(
             provider=self.id,
             params=params,
@@ -318,7 +235,7 @@ class _LocalPipelineProvider(Provider):
                 shift=params.shift,
                 negative_sent="negative_prompt" in body,
                 strength=params.strength,
-                control=_control(params),
+                control=control_of(params),
                 control_model=self._controlnet_name() if params.control_image is not None else "",
             ),
             method="CALL",
@@ -374,7 +291,7 @@ class _LocalPipelineProvider(Provider):
             provider=self.id,
             images=images,
             seed=prepared.sent.seed,
-            seeds=_seeds(prepared.params),
+            seeds=image_seeds(prepared.params),
             sent=sent,
             elapsed_s=time.perf_counter() - started,
             # What loading could not do as asked (a bad setting's fallback) is known once the model
@@ -419,7 +336,7 @@ class _LocalPipelineProvider(Provider):
         pipeline = self._slot.get()  # in this process: on ZeroGPU the worker is forked with it
         task = _ZERO_GPU_TASK if self.on_gpu else None
         if task is None:
-            return _call_pipeline(self.id, pipeline, prepared, report, stop, inputs)
+            return call_pipeline(self.id, pipeline, prepared, report, stop, inputs)
         return self._generate_in_worker(task, prepared, report, stop, inputs)
 
     def _generate_in_worker(
@@ -531,7 +448,7 @@ class DiffusersProvider(_LocalPipelineProvider):
     def preload_controlnet(self) -> None:
         """Load the ControlNet now, not on the first control run (a failure: that run reports it)."""
         try:
-            controlnet_pipeline(self._slot.get(), functools.partial(_configured_controlnet, self.id))
+            controlnet_pipeline(self._slot.get(), functools.partial(configured_controlnet, self.id))
         except Exception:
             log.warning("loading the ControlNet failed; the first control run will retry", exc_info=True)
 
@@ -556,204 +473,6 @@ class DiffusersProvider(_LocalPipelineProvider):
         return Availability(True, f"runs on the {choice.label}: slowly for the full-size model{note}")
 
 
-def _wants_preview(step: int, steps: int) -> bool:
-    """Does step `step` (1-based) of one image's `steps` carry a preview? PREVIEW_EVERY 0: never."""
-    return PREVIEW_EVERY > 0 and 1 <= step <= steps and (step % PREVIEW_EVERY == 0 or step == steps)
-
-
-class _StepPreviews:
-    """One image's previews, made in the pipeline's step callback; a failure only costs the preview.
-
-    The callback's `latents` are the noisy sample after the step, in the pipeline's own space
-    (float32, unpacked: batch x 16 x height/8 x width/8): projected as they are, they are mostly
-    noise until the last steps (sigma is still 0.9 after step 2 of Turbo's 8, 0.5 after step 6).
-    So the preview is of the denoised estimate x0, worked out from this step's latents and a copy
-    of the previous step's (kept only before a preview step); where there is no previous copy
-    (a preview after step 1), the latents themselves. After the last step (sigma 0) they are x0.
-    """
-
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
-        self._previous: Any = None  # our own copy of the step before's latents, on their device
-        self._sigmas: list[float] | None = None
-
-    def after_step(self, pipe: Any, index: int, latents: Any) -> Image.Image | None:
-        step = index + 1
-        try:
-            preview = self._make(pipe, index, latents) if _wants_preview(step, self.steps) else None
-            wanted_next = _wants_preview(step + 1, self.steps) and step + 1 < self.steps
-            self._previous = latents[:1].detach().clone() if wanted_next else None
-            return preview
-        except Exception:  # a preview must never break a run
-            log.debug("no preview for step %d", step, exc_info=True)
-            self._previous = None
-            return None
-
-    def _make(self, pipe: Any, index: int, latents: Any) -> Image.Image:
-        from zimage_ui.providers.local.preview import estimate_clean_latents, latent_to_rgb
-
-        current = latents[:1].detach()
-        scheduler = pipe.scheduler
-        position = scheduler.step_index if scheduler.step_index is not None else index + 1
-        if self._sigmas is None:
-            self._sigmas = [float(sigma) for sigma in scheduler.sigmas.tolist()]
-        estimate = current
-        deterministic = not scheduler.config.get("stochastic_sampling", False)
-        if self._previous is not None and deterministic and 1 <= position < len(self._sigmas):
-            sigma_before, sigma_now = self._sigmas[position - 1], self._sigmas[position]
-            estimate = estimate_clean_latents(self._previous, current, sigma_before, sigma_now)
-        # Projected where the latents are (the GPU, for the real model), so only the small 8-bit
-        # RGB result crosses to the CPU: the image shares no memory with the pipeline's tensors.
-        return latent_to_rgb(estimate)
-
-
-def _decoding_message(index: int, count: int) -> str:
-    return f"decoding image {index + 1}/{count} (VAE)" if count > 1 else "decoding the image (VAE)"
-
-
-def _encode(pipeline: Any, params: GenerationParams) -> tuple[list[Any], list[Any]]:
-    """The one place prompt embeddings are made: (prompt_embeds, negative_prompt_embeds), as
-    `ZImagePipeline.encode_prompt` returns them: lists of one tensor (tokens x the text encoder's
-    hidden size, on the pipeline's device), the negative one empty without guidance.
-
-    They come from the prompt cache (`ZIMAGE_PROMPT_CACHE`, keyed by model, prompt, negative
-    prompt and guidance), so a Compare, a Sweep or a re-roll of one prompt runs the text encoder
-    once. The pipeline gets these instead of the prompt: the same pixels (tested).
-    """
-    guided = params.guidance_scale > 0
-    negative = params.negative_prompt if guided and params.negative_prompt.strip() else None
-    return PROMPTS.encode(pipeline, params.prompt, negative, guided)
-
-
-def _call_pipeline(
-    provider_id: str,
-    pipeline: Any,  # a ZImagePipeline: its components are registered at run time, unseen by type checkers
-    prepared: PreparedRequest,
-    report: ProgressFn,
-    cancel: StopFlag,
-    inputs: LoadedInputs | None = None,
-) -> list:
-    return _run_pipeline(provider_id, pipeline, prepared.params, report, cancel, inputs)
-
-
-def _run_pipeline(
-    provider_id: str,
-    pipeline: Any,
-    params: GenerationParams,
-    report: ProgressFn,
-    cancel: StopFlag,
-    inputs: LoadedInputs | None = None,
-) -> list:
-    """Every image of one request: step progress with previews, "decoding", Stop between steps.
-
-    With an input image the image-to-image (or, with a mask, inpainting) pipeline made from this
-    one runs; its strength cuts the steps really run (`params.steps_run`), which the progress
-    counts. The prompt embeddings come from the loaded pipeline's text encoder either way.
-    """
-    import torch
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    inputs = inputs or LoadedInputs()
-    unread = (params.image is not None and inputs.image is None) or (params.loras and not inputs.loras)
-    if unread or (params.control_image is not None and inputs.control is None):
-        inputs = load_inputs(params)  # a caller that did not read them: local files only
-    steps, seeds = params.steps_run, _seeds(params)
-    total = steps * len(seeds)
-    pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-        pipeline.scheduler.config, shift=params.shift, use_dynamic_shifting=False
-    )
-    kwargs = {k: v for k, v in _pipeline_kwargs(params).items() if k not in _SHOWN_ONLY}
-    if inputs.image is not None:
-        kwargs["image"] = inputs.image
-        if inputs.mask is not None:
-            kwargs["mask_image"] = inputs.mask
-    if inputs.control is not None:
-        kwargs["control_image"] = inputs.control
-    images = []
-    report(Progress(0.0, f"step 0/{total}", 0, total))
-    try:
-        apply_loras(provider_id, pipeline, inputs.loras)
-        call = pipeline_for(
-            pipeline,
-            params,
-            functools.partial(_CONTROLNETS.get(provider_id, _configured_controlnet), provider_id),
-        )
-        prompt_embeds, negative_embeds = _encode(pipeline, params)
-        settings = effective_settings(pipeline)  # None for the tiny model: no speed options
-        if settings is not None:
-            vae_tiling_for(pipeline, params.width, params.height, settings)
-        for index, seed in enumerate(seeds):
-            done_before = index * steps
-            previews = _StepPreviews(steps)
-
-            def on_step_end(
-                pipe: Any,
-                step: int,
-                _timestep: Any,
-                tensors: dict[str, Any],
-                done_before: int = done_before,
-                index: int = index,
-                previews: _StepPreviews = previews,
-            ) -> dict[str, Any]:
-                if cancel.cancelled:
-                    pipe._interrupt = True  # the pipeline skips the remaining steps
-                done = done_before + step + 1
-                preview = (
-                    None if cancel.cancelled else previews.after_step(pipe, step, tensors.get("latents"))
-                )
-                report(Progress(done / total, f"step {done}/{total}", done, total, preview=preview))
-                if step + 1 == steps and not cancel.cancelled:  # the VAE decode comes next: say so
-                    report(Progress(done / total, _decoding_message(index, len(seeds))))
-                return tensors
-
-            with mask_safe_attention(pipeline, prompt_embeds, negative_embeds) as switched:
-                if switched and index == 0:
-                    report(Progress(0.0, switched))
-                output = call(
-                    **kwargs,
-                    prompt_embeds=prompt_embeds,
-                    negative_prompt_embeds=negative_embeds,
-                    generator=torch.Generator("cpu").manual_seed(seed),
-                    callback_on_step_end=on_step_end,
-                    callback_on_step_end_tensor_inputs=["latents"],
-                )
-            if cancel.cancelled:
-                raise Cancelled(provider_id, "stopped")
-            if inputs.image is not None and inputs.mask is not None:
-                output.images = [paste_outside_mask(i, inputs.image, inputs.mask) for i in output.images]
-            images.extend(output.images)
-    except torch.OutOfMemoryError:
-        raise JobFailed(
-            provider_id, "the device ran out of memory: try a smaller size or fewer images"
-        ) from None
-    return images
-
-
-def _control(params: GenerationParams) -> tuple[str, float] | None:
-    """(kind, scale) of the control image sent, for SentValues; None without one."""
-    if params.control_kind is None or params.control_scale is None:
-        return None
-    return (params.control_kind, params.control_scale)
-
-
-def _tiny_controlnet(provider_id: str, pipeline: Any) -> Any:
-    from zimage_ui.providers.local.tiny_model import build_tiny_controlnet
-
-    return build_tiny_controlnet(pipeline.transformer)
-
-
-def _configured_controlnet(provider_id: str, pipeline: Any) -> Any:
-    return controlnet.load_controlnet(provider_id, controlnet.configured(), pipeline.transformer)
-
-
-# Each local model's ControlNet factory: called once per loaded pipeline, on its first control run,
-# with the device held (the GPU queue), and kept with the pipeline (`pipeline_variants`).
-_CONTROLNETS: dict[str, Callable[[str, Any], Any]] = {
-    "diffusers-tiny": _tiny_controlnet,
-    "diffusers": _configured_controlnet,
-}
-
-
 # ---- ZeroGPU: the function its forked worker runs ------------------------------------------
 
 
@@ -767,16 +486,12 @@ def _gpu_generation(
     worker was forked from it. Closing this generator (ZeroGPU does, on the caller's Stop) stops
     the pipeline at its next step.
     """
-    from zimage_ui.providers import get_provider
-
     try:
         params = GenerationParams.model_validate(request)
-        provider = get_provider(provider_id)
-        assert isinstance(provider, _LocalPipelineProvider)
-        pipeline = provider._slot.get()
+        pipeline = _SLOTS[provider_id].get()
 
         def work(report: ProgressFn, stop: CancelToken) -> list:
-            return _run_pipeline(provider_id, pipeline, params, report, stop, inputs)
+            return run_pipeline(provider_id, pipeline, params, report, stop, inputs)
 
         images = yield from zerogpu.relay(work)
     except Cancelled as exc:
@@ -805,6 +520,6 @@ def _decorate_for_zero_gpu() -> Callable[..., Iterator[zerogpu.Event]] | None:
 
 # Decorated once, at import: ZeroGPU registers `spaces.GPU` functions when the app starts.
 _ZERO_GPU_TASK = _decorate_for_zero_gpu()
-PROMPTS = PromptCache(prompt_cache_size())  # both local models' prompt embeddings (keyed by model)
 _TINY_SLOT = _PipelineSlot(_build_tiny)
 _CHECKPOINT_SLOT = _PipelineSlot(_load_checkpoint)
+_SLOTS = {"diffusers-tiny": _TINY_SLOT, "diffusers": _CHECKPOINT_SLOT}  # the worker finds its pipeline

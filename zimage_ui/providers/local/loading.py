@@ -20,14 +20,8 @@ from typing import Any
 from zimage_ui.errors import ProviderUnavailable
 from zimage_ui.providers.local import zerogpu
 from zimage_ui.providers.local.devices import DeviceChoice
-from zimage_ui.providers.local.speed import (
-    SpeedSettings,
-    apply_speed_settings,
-    describe,
-    effective_settings,
-    speed_settings,
-    warm_up,
-)
+from zimage_ui.providers.local.speed import SpeedSettings, describe, speed_settings
+from zimage_ui.providers.local.speed_apply import apply_speed_settings, effective_settings, warm_up
 
 log = logging.getLogger(__name__)
 
