@@ -7,8 +7,8 @@ GRADIO_SERVER_NAME / GRADIO_SERVER_PORT variables, then 127.0.0.1:7860.
 from __future__ import annotations
 
 import argparse
-import os
 
+from zimage_ui import env
 from zimage_ui.providers import default_provider_id, get_provider
 from zimage_ui.runs import max_active_runs
 from zimage_ui.ui import build_demo
@@ -18,8 +18,8 @@ MAX_UPLOAD = "50mb"  # PNG info reads images up to 50 MB; presets are far smalle
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve the Z-Image-Turbo playground.")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME"))
+    parser.add_argument("--port", type=int, default=env.get("GRADIO_SERVER_PORT"))
     parser.add_argument(
         "--mcp",
         action="store_true",

@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     providers = command("providers", "list providers and whether they are usable here", "providers --json")
     providers.add_argument("--json", action="store_true", help="one JSON object per provider per line")
+    variables = command(
+        "env", "list the environment variables the app reads: set or default (secrets masked)", "env --json"
+    )
+    variables.add_argument("--json", action="store_true", help="one JSON object per variable per line")
     return parser
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import json
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 from PIL import Image
 
+from zimage_ui import env
 from zimage_ui.cli_output import (
     PARAM_FLAGS,
     ProgressLines,
@@ -350,6 +352,17 @@ def run_providers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_env(args: argparse.Namespace) -> int:
+    """Every environment variable the app reads: set or default, its value (secrets masked), help."""
+    for row in env.rows():
+        if args.json:
+            print(json.dumps(dataclasses.asdict(row)))
+        else:
+            shown = row.value if len(row.value) <= 40 else row.value[:37] + "..."
+            print(f"{row.name:30} {row.source:10} {shown or '-':42} {row.help}")
+    return EXIT_OK
+
+
 PRESET_COMMANDS = {"show": run_preset_show}
 COMMANDS = {
     "generate": run_generate,
@@ -357,5 +370,6 @@ COMMANDS = {
     "sweep": run_sweep_command,
     "info": run_info,
     "providers": run_providers,
+    "env": run_env,
     "preset": lambda args: PRESET_COMMANDS[args.preset_command](args),
 }

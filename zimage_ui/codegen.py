@@ -9,7 +9,6 @@ request; for them the Python is the equivalent `diffusers.ZImagePipeline` call.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from zimage_ui import env
 from zimage_ui.keyguard import known_secrets, scrub
 from zimage_ui.params import image_seed, shareable_ref
 from zimage_ui.providers import PROVIDERS
@@ -238,7 +238,7 @@ def _input_code(prepared: PreparedRequest) -> _Inputs:
             code.setup.append("controlnet = build_tiny_controlnet(pipe.transformer)")
         else:
             code.imports.append("from diffusers import ZImageControlNetModel")
-            weights = os.environ.get(CONTROLNET_ENV, "").strip() or UNION_FILE
+            weights = env.raw(CONTROLNET_ENV) or UNION_FILE
             code.setup.append(
                 f"controlnet = ZImageControlNetModel.from_single_file({weights!r}, "
                 "torch_dtype=torch.bfloat16)  # a folder or hub repo: from_pretrained"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from zimage_ui import env
 from zimage_ui.keyguard import Secrets, known_secrets, scrub
 from zimage_ui.params import GenerationParams
 from zimage_ui.redaction import url_secrets
@@ -223,5 +223,5 @@ def _scrubbed(text: str | None, known: Secrets) -> str | None:
 
 def history_from_env() -> HistoryStore | None:
     """The store at `ZIMAGE_HISTORY_DB`, or None when history is session-only."""
-    path = os.environ.get("ZIMAGE_HISTORY_DB", "").strip()
+    path = env.raw("ZIMAGE_HISTORY_DB")
     return HistoryStore(path) if path else None

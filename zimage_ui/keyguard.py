@@ -7,11 +7,11 @@ field name, by shape (a URL) and by value (any key currently set for a provider)
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from zimage_ui import env
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.redaction import redact, url_secrets
 
@@ -37,10 +37,7 @@ def key_env_names() -> list[str]:
 
 def base_url_env_names() -> list[str]:
     """Every `ZIMAGE_<ID>_BASE_URL` a registered provider reads (it may hold credentials)."""
-    return [
-        getattr(provider, "base_url_var", f"ZIMAGE_{provider_id.upper()}_BASE_URL")
-        for provider_id, provider in PROVIDERS.items()
-    ]
+    return [name for provider in PROVIDERS.values() if (name := getattr(provider, "base_url_var", ""))]
 
 
 def known_secrets(extra: Iterable[str] = ()) -> Secrets:
@@ -48,12 +45,12 @@ def known_secrets(extra: Iterable[str] = ()) -> Secrets:
     found = [
         (f"the key set in {name}", value)
         for name in key_env_names()
-        if len(value := os.environ.get(name, "").strip()) >= MIN_SECRET_CHARS
+        if len(value := env.raw(name)) >= MIN_SECRET_CHARS
     ]
     found += [
         (f"a credential in {name}", value)
         for name in base_url_env_names()
-        for value in url_secrets(os.environ.get(name, "").strip())
+        for value in url_secrets(env.raw(name))
     ]
     found += [("a key entered on the page", v.strip()) for v in extra if len(v.strip()) >= MIN_SECRET_CHARS]
     return found

@@ -19,12 +19,12 @@ the local model.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
+from zimage_ui import env
 from zimage_ui.errors import Cancelled, InvalidParams, ProviderError
 from zimage_ui.params import LoraRef
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 CACHE_ENV = "ZIMAGE_LORA_CACHE"
 CACHE_GB_ENV = "ZIMAGE_LORA_CACHE_GB"
-DEFAULT_CACHE_GB = 20.0
 TOKEN_ENV = "HF_TOKEN"
 DEFAULT_HUB = "https://huggingface.co"
 PREFERRED_FILE = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
@@ -47,7 +46,7 @@ Report = Callable[[str], None]
 
 def cache_dir() -> Path:
     """Where downloaded LoRAs are kept: `ZIMAGE_LORA_CACHE`, else `<user cache>/zimage-ui/loras`."""
-    configured = os.environ.get(CACHE_ENV, "").strip()
+    configured = env.raw(CACHE_ENV)
     if configured:
         return Path(configured).expanduser()
     from platformdirs import user_cache_dir
@@ -57,7 +56,7 @@ def cache_dir() -> Path:
 
 def hub_endpoint() -> str:
     """The hub's base URL: `HF_ENDPOINT` (a mirror, or a test server), else huggingface.co."""
-    return (os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_HUB).rstrip("/")
+    return (env.raw("HF_ENDPOINT") or DEFAULT_HUB).rstrip("/")
 
 
 def remote(lora: LoraRef) -> bool:
@@ -227,10 +226,7 @@ async def download_loras(
 def cache_limit_bytes() -> int:
     """The most the LoRA cache holds: `ZIMAGE_LORA_CACHE_GB` (default 20), so visitors' downloads
     can't fill the server's disk; an unreadable value is the default."""
-    try:
-        gigabytes = float(os.environ.get(CACHE_GB_ENV, "").strip() or DEFAULT_CACHE_GB)
-    except ValueError:
-        gigabytes = DEFAULT_CACHE_GB
+    gigabytes = float(env.get(CACHE_GB_ENV))
     return int(max(gigabytes, 0.0) * 2**30)
 
 

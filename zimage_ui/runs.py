@@ -27,42 +27,31 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import ServerBusy
 from zimage_ui.files import write_atomic
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_TTL_S = 7200.0
-DEFAULT_MAX_ACTIVE_RUNS = 64
-DEFAULT_SESSION_HOSTED_LIMIT = 6  # a full comparison of hosted sides runs at once
 PRUNE_EVERY_S = 60.0
-
-
-def _env_number(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, "").strip() or default)
-    except ValueError:
-        log.warning("%s is not a number; using %g", name, default)
-        return default
-    return value if value > 0 else default
 
 
 def cache_ttl_s() -> float:
     """How long generated files are kept (Gradio's cache and the run folders)."""
-    return _env_number("ZIMAGE_CACHE_TTL_S", DEFAULT_CACHE_TTL_S)
+    return float(env.get("ZIMAGE_CACHE_TTL_S"))
 
 
 def max_active_runs() -> int:
-    return int(_env_number("ZIMAGE_MAX_ACTIVE_RUNS", DEFAULT_MAX_ACTIVE_RUNS))
+    return int(env.get("ZIMAGE_MAX_ACTIVE_RUNS"))
 
 
 def session_hosted_limit() -> int:
-    return int(_env_number("ZIMAGE_SESSION_HOSTED_LIMIT", DEFAULT_SESSION_HOSTED_LIMIT))
+    return int(env.get("ZIMAGE_SESSION_HOSTED_LIMIT"))
 
 
 def team_output_dir() -> Path | None:
-    configured = os.environ.get("ZIMAGE_OUTPUT_DIR", "").strip()
+    configured = env.raw("ZIMAGE_OUTPUT_DIR")
     return Path(configured) if configured else None
 
 

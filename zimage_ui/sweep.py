@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.compare import INPUT_OVERRIDES, set_input_override
 from zimage_ui.errors import InvalidParams
@@ -41,7 +41,7 @@ AXIS_LABELS: dict[str, str] = {
     "prompt_sr": "Prompt S/R",
 }
 GRID_KEY = "zimage-grid"
-DEFAULT_MAX_CELLS = 36
+DEFAULT_MAX_CELLS: int = env.Environment.model_fields["ZIMAGE_SWEEP_MAX_CELLS"].default
 CONCURRENT_CELLS = 4  # hosted cells at once; local cells share the one device anyway
 MAX_AXIS_TEXT = 4000  # characters of one axis's values
 GRID_CELL_MAX = 384  # a grid cell's longest side in pixels: the full-size cells are separate files
@@ -50,7 +50,7 @@ _RANGE = re.compile(r"^\s*(-?[\d.]+)\s*-\s*(-?[\d.]+)\s*(?:\(\s*\+\s*([\d.]+)\s*
 
 
 def max_cells() -> int:
-    return int(os.environ.get("ZIMAGE_SWEEP_MAX_CELLS", DEFAULT_MAX_CELLS))
+    return int(env.get("ZIMAGE_SWEEP_MAX_CELLS"))
 
 
 class Axis(BaseModel):

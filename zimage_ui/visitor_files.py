@@ -10,11 +10,11 @@ refused before anything is opened. Nothing here imports Gradio.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from zimage_ui import env
 from zimage_ui.errors import InvalidParams
 from zimage_ui.params import ImageInputs
 
@@ -23,7 +23,7 @@ NOT_AN_UPLOAD = "is not a file uploaded to this page: upload it, or give an http
 
 def upload_folder() -> Path:
     """Gradio's upload folder, resolved (the same rule as `gradio.utils.get_upload_folder`)."""
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    return Path(env.raw("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
 
 
 def is_upload(ref: str, folders: Iterable[Path] | None = None) -> bool:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
+
+from zimage_ui import env
 
 Verdict = Literal["left", "right", "tie", "both_bad"]
 VERDICT_LABELS: dict[str, str] = {
@@ -22,7 +23,7 @@ _WRITE_LOCK = threading.Lock()
 
 
 def votes_path() -> Path:
-    configured = os.environ.get("ZIMAGE_VOTES_PATH")
+    configured = env.raw("ZIMAGE_VOTES_PATH")
     if configured:
         return Path(configured)
     from platformdirs import user_data_dir

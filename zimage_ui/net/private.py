@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 
+from zimage_ui import env
 from zimage_ui.errors import (
     ProviderError,
 )
@@ -16,7 +16,7 @@ ALLOW_PRIVATE_ENV = "ZIMAGE_ALLOW_PRIVATE_URLS"
 
 
 def private_urls_allowed() -> bool:
-    return os.environ.get(ALLOW_PRIVATE_ENV, "").strip() == "1"
+    return env.raw(ALLOW_PRIVATE_ENV) == "1"
 
 
 def _private_message(host: str, address: str) -> str:

@@ -18,6 +18,7 @@ import httpx
 from PIL import Image
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import (
     AuthError,
@@ -47,30 +48,20 @@ _WS_LOG.setLevel(logging.INFO)  # its DEBUG lines would list the handshake's hea
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT_S = 300.0
-DEFAULT_POLL_INTERVAL_S = 1.0
 UPLOAD_CHUNK_BYTES = 2**20  # a file is uploaded 1 MB at a time, never read whole
 UPLOAD_ANSWER_BYTES = 2**16  # what an upload host answers to a PUT: an ETag, a short XML
 CANCEL_CALL_TIMEOUT_S = 2.0  # at most this slice of the deadline is kept for a cancel call
 USER_AGENT = "zimage-ui"
 
 
-def _env_seconds(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, "").strip() or default)
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
 def timeout_s() -> float:
     """Overall deadline of one run, from `ZIMAGE_TIMEOUT_S` (read at call time)."""
-    return _env_seconds("ZIMAGE_TIMEOUT_S", DEFAULT_TIMEOUT_S)
+    return float(env.get("ZIMAGE_TIMEOUT_S"))
 
 
 def poll_interval_s() -> float:
     """Pause between status checks, from `ZIMAGE_POLL_INTERVAL_S` (read at call time)."""
-    return _env_seconds("ZIMAGE_POLL_INTERVAL_S", DEFAULT_POLL_INTERVAL_S)
+    return float(env.get("ZIMAGE_POLL_INTERVAL_S"))
 
 
 class HttpSession:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import abc
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
+from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import InvalidParams
 from zimage_ui.params import MAX_SEED, TURBO_STEPS, GenerationParams
@@ -222,9 +222,9 @@ def server_keys_shared() -> bool:
     public Space never spends its owner's credits unless the owner says `all`. Anything else
     than `all` or `none` counts as `none`.
     """
-    setting = os.environ.get(SERVER_KEYS_ENV, "").strip().lower()
+    setting = env.raw(SERVER_KEYS_ENV).lower()
     if not setting:
-        return not os.environ.get("SPACE_ID")
+        return not env.is_set("SPACE_ID")
     return setting == "all"
 
 
@@ -241,7 +241,7 @@ class KeyRing:
         return cls(overrides, use_env=server_keys_shared())
 
     def get(self, name: str) -> str | None:
-        value = self._overrides.get(name) or (os.environ.get(name) if self.use_env else None)
+        value = self._overrides.get(name) or (env.raw(name) if self.use_env else None)
         return value.strip() if value and value.strip() else None
 
     def missing(self, names: tuple[str, ...]) -> list[str]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import secrets as token_source
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
+from zimage_ui import env
 from zimage_ui.files import write_atomic
 from zimage_ui.preset_sharing import (
     list_team_presets,
@@ -23,13 +23,11 @@ from zimage_ui.runs import scratch_folder
 from zimage_ui.ui.common import PRIVATE, problem_text
 from zimage_ui.ui.form import UNCHANGED, Form, Updates, Values
 
-STORAGE_KEY_DEFAULT = "zimage-ui-presets"
-
 
 def browser_secret() -> str:
     """From ZIMAGE_BROWSER_SECRET, else one made once and kept in the user data folder, so
     presets saved in the browser survive a restart of the app."""
-    configured = os.environ.get("ZIMAGE_BROWSER_SECRET", "").strip()
+    configured = env.get("ZIMAGE_BROWSER_SECRET").get_secret_value()
     if configured:
         return configured
     from platformdirs import user_data_dir
@@ -48,7 +46,7 @@ def browser_secret() -> str:
 
 
 def team_folder() -> Path | None:
-    configured = os.environ.get("ZIMAGE_PRESETS_DIR", "").strip()
+    configured = env.raw("ZIMAGE_PRESETS_DIR")
     return Path(configured) if configured else None
 
 
@@ -270,7 +268,7 @@ def build_presets_panel() -> PresetsPanel:
         status = gr.Markdown(elem_id="preset-status")
     store = gr.BrowserState(
         {},
-        storage_key=os.environ.get("ZIMAGE_BROWSER_STORAGE_KEY", STORAGE_KEY_DEFAULT),
+        storage_key=env.get("ZIMAGE_BROWSER_STORAGE_KEY"),
         secret=browser_secret(),
     )
     return PresetsPanel(

@@ -6,7 +6,6 @@ import abc
 import asyncio
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
+from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import (
     Cancelled,
@@ -304,7 +304,7 @@ class HostedProvider(Provider):
 
     def base_url(self) -> str:
         """The API root, overridable by `ZIMAGE_<ID>_BASE_URL` (read at every call)."""
-        return (os.environ.get(self.base_url_var, "").strip() or self.default_base_url).rstrip("/")
+        return (env.raw(self.base_url_var) or self.default_base_url).rstrip("/")
 
     def base_of(self, prepared: PreparedRequest) -> str:
         """The API root the prepared request was built for, so every call goes to the same place."""
@@ -465,5 +465,5 @@ class SelfHostedProvider(HostedProvider):
         return {"Authorization": f"Bearer {values[0]}"} if values[0] else {}
 
     def display_headers(self) -> dict[str, str]:
-        auth = {"Authorization": f"Bearer {REDACTED}"} if os.environ.get(self.key_names[0]) else {}
+        auth = {"Authorization": f"Bearer {REDACTED}"} if env.is_set(self.key_names[0]) else {}
         return {**auth, "Content-Type": "application/json"}

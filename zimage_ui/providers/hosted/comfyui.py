@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from zimage_ui import env
 from zimage_ui.errors import Cancelled, JobFailed, ProviderError, ProviderUnavailable
 from zimage_ui.net.answers import Unexpected, dig, dig_text
 from zimage_ui.net.session import HttpSession
@@ -318,7 +318,7 @@ class ComfyUIProvider(SelfHostedProvider):
 
     def workflow(self) -> dict[str, Any]:
         try:
-            return read_workflow(os.environ.get(WORKFLOW_VAR, "").strip())
+            return read_workflow(env.raw(WORKFLOW_VAR))
         except WorkflowError as exc:
             raise ProviderUnavailable(self.id, str(exc)) from None
 
@@ -336,7 +336,7 @@ class ComfyUIProvider(SelfHostedProvider):
         if not status.usable:
             return status
         try:
-            read_workflow(os.environ.get(WORKFLOW_VAR, "").strip())
+            read_workflow(env.raw(WORKFLOW_VAR))
         except WorkflowError as exc:
             return Availability(False, str(exc))
         return status

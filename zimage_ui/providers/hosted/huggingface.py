@@ -48,7 +48,6 @@ import asyncio
 import contextlib
 import contextvars
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +58,7 @@ from typing import Any
 import httpx2
 from PIL import Image, UnidentifiedImageError
 
+from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import (
     AuthError,
@@ -132,11 +132,11 @@ NOTES = {
 
 
 def hf_provider() -> str:
-    return os.environ.get(PROVIDER_VAR, "").strip() or "auto"
+    return env.raw(PROVIDER_VAR) or "auto"
 
 
 def hf_model() -> str:
-    return os.environ.get(MODEL_VAR, "").strip() or DEFAULT_MODEL
+    return env.raw(MODEL_VAR) or DEFAULT_MODEL
 
 
 def text_to_image_args(params: GenerationParams, model: str) -> tuple[dict[str, Any], SentValues, list[str]]:
@@ -206,8 +206,8 @@ def routes() -> dict[str, httpx2.URL]:
     """Host -> where its requests go: the router (`ZIMAGE_HUGGINGFACE_BASE_URL`), the Hub
     (`HF_ENDPOINT`, read here at every request, so it also applies after import)."""
     found: dict[str, httpx2.URL] = {}
-    router = os.environ.get("ZIMAGE_HUGGINGFACE_BASE_URL", "").strip()
-    hub = os.environ.get("HF_ENDPOINT", "").strip()
+    router = env.raw("ZIMAGE_HUGGINGFACE_BASE_URL")
+    hub = env.raw("HF_ENDPOINT")
     if router:
         found[ROUTER_HOST] = httpx2.URL(router)
     if hub:

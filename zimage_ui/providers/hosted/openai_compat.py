@@ -29,7 +29,6 @@ is refused with that reason rather than sent where it would fail or be dropped.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +36,7 @@ from urllib.parse import urljoin, urlsplit
 
 from PIL import Image
 
+from zimage_ui import env
 from zimage_ui.net.http import HttpEngine
 from zimage_ui.net.session import HttpSession
 from zimage_ui.params import GenerationParams
@@ -154,7 +154,7 @@ class OpenAICompatibleProvider(SelfHostedProvider):
         return f"{self.prefix}_MODEL"
 
     def model(self) -> str:
-        return os.environ.get(self.model_var, "").strip() or DEFAULT_MODEL
+        return env.raw(self.model_var) or DEFAULT_MODEL
 
     def map_params(self, params: GenerationParams) -> tuple[dict[str, Any], SentValues, list[str]]:
         return openai_body(params, self.model())
@@ -181,5 +181,5 @@ class OpenAICompatibleProvider(SelfHostedProvider):
 
 def configured_providers(environ: Mapping[str, str] | None = None) -> tuple[OpenAICompatibleProvider, ...]:
     """One provider per configured endpoint; `openai-compatible` itself always (it says how to set it)."""
-    names = endpoint_names(os.environ if environ is None else environ)
+    names = endpoint_names(env.snapshot() if environ is None else environ)
     return tuple(OpenAICompatibleProvider(name=name) for name in dict.fromkeys(["", *names]))

@@ -14,12 +14,12 @@ diffusers and torch are imported inside the functions.
 from __future__ import annotations
 
 import json
-import os
 import struct
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from zimage_ui import env
 from zimage_ui.errors import JobFailed
 
 CONTROLNET_ENV = "ZIMAGE_CONTROLNET"
@@ -67,7 +67,7 @@ _V21_KEY = "control_noise_refiner.0.before_proj.weight"
 
 def configured() -> str | None:
     """The ControlNet `ZIMAGE_CONTROLNET` names (a file, folder or hub repo), or None."""
-    return os.environ.get(CONTROLNET_ENV, "").strip() or None
+    return env.raw(CONTROLNET_ENV) or None
 
 
 def display_name(ref: str) -> str:
@@ -122,7 +122,7 @@ def load_controlnet(provider_id: str, ref: str | None, transformer: Any) -> Any:
     path = Path(ref).expanduser()
     try:
         if path.is_file():
-            override = os.environ.get(CONTROLNET_CONFIG_ENV, "").strip()
+            override = env.raw(CONTROLNET_CONFIG_ENV)
             with tempfile.TemporaryDirectory(prefix="zimage-controlnet-") as folder:
                 if override:
                     config = override

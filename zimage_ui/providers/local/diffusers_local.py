@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import Cancelled, JobFailed, ProviderError
 from zimage_ui.image_inputs import LoadedInputs, fetch_remote, load_inputs
@@ -124,7 +124,7 @@ def gpu_available() -> bool:
 
 def device_choice() -> DeviceChoice:
     """Where the `diffusers` provider runs and in which dtype (`ZIMAGE_DEVICE`, checked)."""
-    return choose_device(os.environ.get(DEVICE_ENV), cuda_present=cuda_available(), zero_gpu=on_zero_gpu())
+    return choose_device(env.raw(DEVICE_ENV) or None, cuda_present=cuda_available(), zero_gpu=on_zero_gpu())
 
 
 class _PipelineSlot:

@@ -17,6 +17,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from zimage_ui import env
 from zimage_ui.errors import ProviderUnavailable
 from zimage_ui.providers.local import zerogpu
 from zimage_ui.providers.local.devices import DeviceChoice
@@ -30,7 +31,7 @@ REAL_WEIGHTS_GIB = 20.5  # bf16: 6B transformer + 4B Qwen3 text encoder + VAE
 
 
 def model_id() -> str:
-    return os.environ.get("ZIMAGE_MODEL_ID", "").strip() or DEFAULT_MODEL_ID
+    return env.raw("ZIMAGE_MODEL_ID") or DEFAULT_MODEL_ID
 
 
 def checkpoint_gib() -> float:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from zimage_ui import env
 from zimage_ui.providers.local.prompt_cache import PromptCache, TextEncoderShuttle
 
 __all__ = [
@@ -324,22 +325,22 @@ def speed_settings(
     Returns the settings and the notes to show on the page and log: each setting that could
     not be used as given, what was used instead and why.
     """
-    env = os.environ if environ is None else environ
+    variables = env.snapshot() if environ is None else environ
     notes: list[str] = []
     if installed is None:
         installed = detect_installed(device, on_zero_gpu) if device_kind(device) == "cuda" else Installed()
-    backend = _attention(env, device, installed, notes)
-    fp8 = _fp8(env, device, notes)
-    compile_ = _compile(env, device, on_zero_gpu, fp8, notes)
+    backend = _attention(variables, device, installed, notes)
+    fp8 = _fp8(variables, device, notes)
+    compile_ = _compile(variables, device, on_zero_gpu, fp8, notes)
     settings = SpeedSettings(
         device=device,
         attention_backend=backend,
         compile=compile_,
-        memory=_memory(env, device, on_zero_gpu, installed, notes),
+        memory=_memory(variables, device, on_zero_gpu, installed, notes),
         fp8=fp8,
-        vae_tiling_above=_count(env, "ZIMAGE_VAE_TILING_ABOVE", DEFAULT_TILING_ABOVE, 2**40, notes),
-        prompt_cache=_count(env, "ZIMAGE_PROMPT_CACHE", DEFAULT_PROMPT_CACHE, MAX_PROMPT_CACHE, notes),
-        compile_cache=_compile_cache(env, notes) if compile_ else None,
+        vae_tiling_above=_count(variables, "ZIMAGE_VAE_TILING_ABOVE", DEFAULT_TILING_ABOVE, 2**40, notes),
+        prompt_cache=_count(variables, "ZIMAGE_PROMPT_CACHE", DEFAULT_PROMPT_CACHE, MAX_PROMPT_CACHE, notes),
+        compile_cache=_compile_cache(variables, notes) if compile_ else None,
         zero_gpu=on_zero_gpu,
     )
     for note in notes:
@@ -349,8 +350,8 @@ def speed_settings(
 
 def prompt_cache_size(environ: Mapping[str, str] | None = None) -> int:
     """ZIMAGE_PROMPT_CACHE: how many prompts' embeddings the local models keep (0: none)."""
-    env = os.environ if environ is None else environ
-    return _count(env, "ZIMAGE_PROMPT_CACHE", DEFAULT_PROMPT_CACHE, MAX_PROMPT_CACHE, [])
+    variables = env.snapshot() if environ is None else environ
+    return _count(variables, "ZIMAGE_PROMPT_CACHE", DEFAULT_PROMPT_CACHE, MAX_PROMPT_CACHE, [])
 
 
 def describe(settings: SpeedSettings) -> str:

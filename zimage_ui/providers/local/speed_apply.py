@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from zimage_ui import env
 from zimage_ui.providers.local.prompt_cache import PromptCache, TextEncoderShuttle
 from zimage_ui.providers.local.speed import REJECTS_MASK, SEQ_MULTI_OF, SpeedSettings, device_kind
 
@@ -163,9 +163,9 @@ def _apply_compile(pipeline: Any, settings: SpeedSettings, notes: list[str]) -> 
     limit that call runs eagerly instead of failing.
     """
     if settings.compile_cache:  # torch's persistent caches, as its compile-caching recipe configures them
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = settings.compile_cache
-        os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
-        os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+        env.set_value("TORCHINDUCTOR_CACHE_DIR", settings.compile_cache)
+        env.set_default("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+        env.set_default("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
     try:
         pipeline.transformer.compile_repeated_blocks(fullgraph=False, dynamic=True)
     except Exception as exc:

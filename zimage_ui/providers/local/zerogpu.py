@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
+from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.providers.base import ProgressFn
 
@@ -61,7 +61,7 @@ MAX_GPU_S = 120  # the most one call asks for: beyond a visitor tier's per-call 
 
 def on_zero_gpu() -> bool:
     """A Hugging Face ZeroGPU Space (`spaces` reads the same variable)."""
-    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in {"1", "t", "true"}
+    return env.raw("SPACES_ZERO_GPU").lower() in {"1", "t", "true"}
 
 
 def _spaces() -> Any:
@@ -164,7 +164,7 @@ def aoti_blocks(pipeline: Any, device: str) -> list[str]:
 
     `ZIMAGE_AOTI=0` turns it off.
     """
-    if os.environ.get("ZIMAGE_AOTI", "").strip() == "0":
+    if env.raw("ZIMAGE_AOTI") == "0":
         return []
     if device != "cuda":
         return [f"ZeroGPU AoTI blocks not loaded: the pipeline runs on {device}"]
