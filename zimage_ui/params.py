@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -18,25 +18,26 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
+    create_model,
     field_validator,
     model_serializer,
     model_validator,
 )
+from typing_extensions import Self
 
 from zimage_ui.errors import InvalidParams
 from zimage_ui.redaction import safe_url
+from zimage_ui.settings import MAX_LOCAL_SEED as MAX_LOCAL_SEED
+from zimage_ui.settings import MAX_SEED as MAX_SEED
+from zimage_ui.settings import MAX_SIDE as MAX_SIDE
+from zimage_ui.settings import MIN_SIDE as MIN_SIDE
+from zimage_ui.settings import SIDE_MULTIPLE as SIDE_MULTIPLE
+from zimage_ui.settings import TABLE, Setting, Table
+from zimage_ui.settings import TURBO_SHIFT as TURBO_SHIFT
+from zimage_ui.settings import TURBO_STEPS as TURBO_STEPS
 
-# Seeds: every hosted provider takes 0..MAX_SEED (Scenario and EvoLink document 2147483647 as their
-# top; the others document none, and it keeps a signed 32-bit field), so random seeds stay below it.
-# The local pipeline seeds a torch generator, which takes any 64-bit value; GenerationParams takes
-# up to MAX_LOCAL_SEED, the top of AUTOMATIC1111's range (it draws seeds up to 4294967294), so a
-# seed read from an A1111 image is kept: the local model uses it, a hosted provider refuses it.
-MAX_SEED = 2_147_483_647
-MAX_LOCAL_SEED = 4_294_967_295
 MAX_PROMPT_CHARS = 4000
-MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 256, 2048, 16
-TURBO_STEPS = 8
-TURBO_SHIFT = 3.0
 MODEL_NAME = "Z-Image-Turbo"
 
 
@@ -279,29 +280,19 @@ def steps_run(steps: int, strength: float | None) -> int:
     return steps - start
 
 
-class GenerationParams(BaseModel):
-    """Canonical parameters for one Z-Image-Turbo generation (Turbo defaults)."""
+class ParamsCore(BaseModel):
+    """What every GenerationParams has besides the settings' fields: the checks that span fields,
+    the image-input views and the seed helpers. The fields come from the settings table."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    prompt: str = Field(description="What to draw.")
-    negative_prompt: str = Field("", description="What to avoid; only used when guidance > 0.")
-    width: int = Field(1024, description="Image width in pixels, a multiple of 16 in 256..2048.")
-    height: int = Field(1024, description="Image height in pixels, a multiple of 16 in 256..2048.")
-    num_inference_steps: int = Field(TURBO_STEPS, description="Network passes, 1..50 (Turbo: 8).")
-    guidance_scale: float = Field(0.0, description="Classifier-free guidance, 0..20 (Turbo: 0).")
-    seed: int | None = Field(
-        None,
-        description=f"0..{MAX_SEED} (every provider), up to {MAX_LOCAL_SEED} locally, or None for random.",
-    )
-    shift: float = Field(TURBO_SHIFT, description="Flow-matching scheduler shift, 1..10 (Turbo: 3).")
-    num_images: int = Field(1, description="Images per request, 1..4.")
-    output_format: Literal["png", "jpeg", "webp"] = Field("png", description="Requested format.")
-    options: ProviderOptions = Field(default_factory=ProviderOptions)
-    inputs: ImageInputs | None = Field(
-        None,
-        description="Input image, mask, strength and LoRAs; none: text-to-image (left out of exports).",
-    )
+    _table: ClassVar[Table] = TABLE
+    if TYPE_CHECKING:  # fields of every table, used by the methods below
+        prompt: str
+        width: int
+        height: int
+        seed: int | None
+        num_inference_steps: int
+        inputs: ImageInputs | None
 
     @model_serializer(mode="wrap")
     def _omit_no_inputs(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
@@ -311,19 +302,44 @@ class GenerationParams(BaseModel):
             del data["inputs"]
         return data
 
-    @field_validator("inputs")
+    @field_validator("inputs", check_fields=False)
     @classmethod
     def _inputs(cls, value: ImageInputs | None) -> ImageInputs | None:
         return None if value is None or value.empty else value
 
-    @model_validator(mode="after")
-    def _some_step_runs(self) -> GenerationParams:
-        strength = self.strength
-        if strength is not None and steps_run(self.num_inference_steps, strength) < 1:
-            least = 1 / self.num_inference_steps
+    @field_validator("prompt", check_fields=False)
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the prompt is empty: describe the image you want")
+        if len(value) > MAX_PROMPT_CHARS:
             raise ValueError(
-                f"strength {strength:g} with {self.num_inference_steps} steps runs no step: "
-                f"use a strength of at least {least:.3g}, or more steps"
+                f"the prompt has {len(value)} characters; shorten it to {MAX_PROMPT_CHARS} or fewer"
+            )
+        return value
+
+    @field_validator("seed", mode="before", check_fields=False)
+    @classmethod
+    def _seed(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"the seed must be a whole number in 0..{MAX_SEED}, or empty for random")
+        try:
+            return int(value)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a whole number: use 0..{MAX_SEED}, or leave empty for random"
+            ) from None
+
+    @model_validator(mode="after")
+    def _some_step_runs(self) -> Self:
+        strength = self.strength
+        steps = self.num_inference_steps
+        if strength is not None and steps_run(steps, strength) < 1:
+            raise ValueError(
+                f"strength {strength:g} with {steps} steps runs no step: "
+                f"use a strength of at least {1 / steps:.3g}, or more steps"
             )
         return self
 
@@ -363,89 +379,102 @@ class GenerationParams(BaseModel):
         """Network passes per image really made (fewer than the steps with an input image)."""
         return steps_run(self.num_inference_steps, self.strength)
 
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the prompt is empty: describe the image you want")
-        if len(value) > MAX_PROMPT_CHARS:
-            raise ValueError(
-                f"the prompt has {len(value)} characters; shorten it to {MAX_PROMPT_CHARS} or fewer"
-            )
-        return value
-
-    @field_validator("width", "height")
-    @classmethod
-    def _side(cls, value: int) -> int:
-        if not MIN_SIDE <= value <= MAX_SIDE:
-            raise ValueError(f"{value} is outside {MIN_SIDE}..{MAX_SIDE} pixels")
-        if value % SIDE_MULTIPLE:
-            lower = value - value % SIDE_MULTIPLE
-            raise ValueError(
-                f"{value} is not a multiple of {SIDE_MULTIPLE}; use {lower} or {lower + SIDE_MULTIPLE}"
-            )
-        return value
-
-    @field_validator("num_inference_steps")
-    @classmethod
-    def _steps(cls, value: int) -> int:
-        if not 1 <= value <= 50:
-            raise ValueError(f"{value} steps is outside 1..50 (Turbo needs 8)")
-        return value
-
-    @field_validator("guidance_scale")
-    @classmethod
-    def _guidance(cls, value: float) -> float:
-        if not 0.0 <= value <= 20.0:
-            raise ValueError(f"guidance {value} is outside 0..20 (Turbo uses 0)")
-        return value
-
-    @field_validator("shift")
-    @classmethod
-    def _shift(cls, value: float) -> float:
-        if not 1.0 <= value <= 10.0:
-            raise ValueError(f"shift {value} is outside 1..10 (Turbo uses 3)")
-        return value
-
-    @field_validator("num_images")
-    @classmethod
-    def _num_images(cls, value: int) -> int:
-        if not 1 <= value <= 4:
-            raise ValueError(f"{value} images is outside 1..4")
-        return value
-
-    @field_validator("seed", mode="before")
-    @classmethod
-    def _seed(cls, value: object) -> object:
-        if value is None or value == "":
-            return None
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"the seed must be a whole number in 0..{MAX_SEED}, or empty for random")
-        try:
-            number = int(value)  # type: ignore[call-overload]
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{value!r} is not a whole number: use 0..{MAX_SEED}, or leave empty for random"
-            ) from None
-        if not 0 <= number <= MAX_LOCAL_SEED:
-            raise ValueError(f"{number} is outside 0..{MAX_LOCAL_SEED} (0..{MAX_SEED} for hosted providers)")
-        return number
-
     @property
     def size(self) -> str:
         return f"{self.width}x{self.height}"
 
-    def for_image(self, index: int) -> GenerationParams:
+    def for_image(self, index: int) -> Self:
         """Image `index` of this batch as a run of its own: its seed, one image."""
         assert self.seed is not None, "a batch's seeds come from a concrete seed"
         return self.model_copy(update={"seed": image_seed(self.seed, index), "num_images": 1})
 
-    def with_concrete_seed(self, rng: random.Random | None = None) -> GenerationParams:
-        """Return a copy whose seed is set: the app draws random seeds itself (1..MAX_SEED)."""
+    def with_concrete_seed(self, rng: random.Random | None = None) -> Self:
+        """Return a copy whose seed is set: the app draws random seeds itself (1..MAX_SEED).
+        The one place a seed becomes concrete: every run, page or API or CLI, passes here."""
         if self.seed is not None:
             return self
         draw = (rng or random.SystemRandom()).randint(1, MAX_SEED)
         return self.model_copy(update={"seed": draw})
+
+
+def _annotation(setting: Setting) -> Any:
+    if setting.name == "seed":
+        return int | None
+    return setting.kind
+
+
+def _checked(table: Table) -> Any:
+    """One validator for every ranged setting: its range, and its multiple (the sizes), from the table."""
+
+    def check(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+        setting = table[str(info.field_name)]
+        if value is None:
+            return value
+        problem = setting.problem(value)
+        if problem:
+            raise ValueError(problem)
+        if setting.multiple and value % setting.multiple:
+            lower = value - value % setting.multiple
+            raise ValueError(
+                f"{value} is not a multiple of {setting.multiple}; use {lower} or {lower + setting.multiple}"
+            )
+        return value
+
+    names = [setting.name for setting in table if setting.ranged]
+    return field_validator(*names)(check)
+
+
+def params_model(table: Table = TABLE) -> type[ParamsCore]:
+    """The params model of a settings table: a field per setting (type, default, help), each
+    range checked, then the output format, the provider options and the image inputs."""
+    fields: dict[str, Any] = {
+        setting.name: (
+            _annotation(setting),
+            Field(... if setting.required else setting.default, description=setting.help),
+        )
+        for setting in table
+    }
+    fields["output_format"] = (Literal["png", "jpeg", "webp"], Field("png", description="Requested format."))
+    fields["options"] = (ProviderOptions, Field(default_factory=ProviderOptions))
+    fields["inputs"] = (
+        ImageInputs | None,
+        Field(
+            None,
+            description="Input image, mask, strength and LoRAs; none: text-to-image (left out of exports).",
+        ),
+    )
+    model = create_model(
+        "GenerationParams",
+        __base__=ParamsCore,
+        __module__=__name__,
+        __doc__="Canonical parameters for one Z-Image-Turbo generation (Turbo defaults).",
+        __validators__={"_checked": _checked(table)},
+        **fields,
+    )
+    model._table = table
+    return model
+
+
+if TYPE_CHECKING:
+
+    class GenerationParams(ParamsCore):
+        """The type checker's view of `params_model()` (a test keeps it equal to the table)."""
+
+        prompt: str
+        negative_prompt: str = ""
+        width: int = 1024
+        height: int = 1024
+        seed: int | None = None
+        num_inference_steps: int = TURBO_STEPS
+        guidance_scale: float = 0.0
+        shift: float = TURBO_SHIFT
+        num_images: int = 1
+        output_format: Literal["png", "jpeg", "webp"] = "png"
+        options: ProviderOptions = ProviderOptions()
+        inputs: ImageInputs | None = None
+
+else:
+    GenerationParams = params_model()
 
 
 def image_seed(seed: int, index: int) -> int:
