@@ -47,12 +47,9 @@ from zimage_ui.params import (
     DEFAULT_STRENGTH,
     MAX_CONTROL_SCALE,
     MAX_LORAS,
-    MAX_SEED,
-    MAX_SIDE,
-    MIN_SIDE,
-    GenerationParams,
     LoraRef,
 )
+from zimage_ui.settings import TABLE, Setting, Table
 from zimage_ui.sweep import AXIS_LABELS, DEFAULT_MAX_CELLS
 
 PACKAGE = "zimage-ui"  # pyproject.toml's [project] name: its version is the one --version prints
@@ -95,11 +92,6 @@ class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpF
         if "default:" in help_text or action.default in (None, False, argparse.SUPPRESS):
             return help_text
         return super()._get_help_string(action)
-
-
-def _field_default(name: str) -> str:
-    value = GenerationParams.model_fields[name].default
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,53 +199,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_param_flags(parser: argparse.ArgumentParser, json_help: str) -> None:
-    """The shared settings; their defaults are GenerationParams' (Turbo's), a preset's over them."""
+def flag_help(setting: Setting) -> str:
+    """A setting's CLI help, from the table: what it is, its range, its default."""
+    text = setting.help[0].lower() + setting.help[1:].rstrip(".")
+    if setting.ranged and setting.name != "seed" and setting.range_text() not in text:
+        text += f", {setting.range_text()}"
+    if setting.required:
+        return f"{text} (required unless the preset has one)"
+    if setting.default is None:
+        return f"{text} (default: random; the seed used is printed)"
+    if setting.default == "":
+        return f"{text} (default: none)"
+    default = f"{setting.default:g}" if isinstance(setting.default, float) else str(setting.default)
+    turbo = ", Turbo's" if setting.turbo is not None else ""
+    return f"{text} (default: {default}{turbo})"
+
+
+def add_param_flags(parser: argparse.ArgumentParser, json_help: str, table: Table = TABLE) -> None:
+    """The shared settings, one flag per row of the settings table; their defaults are the table's
+    (Turbo's), a preset's over them."""
     settings = parser.add_argument_group(
         "settings", "A --preset's values replace these defaults; flags replace the preset's."
     )
     settings.add_argument("--preset", type=Path, metavar="FILE", help="start from a preset (JSON or YAML)")
-    settings.add_argument("--prompt", help="what to draw; quote it (required unless the preset has one)")
-    settings.add_argument(
-        "--negative-prompt", metavar="TEXT", help="what to avoid; only used when guidance > 0 (default: none)"
-    )
-    side = f"a multiple of 16 in {MIN_SIDE}..{MAX_SIDE}"
-    settings.add_argument(
-        "--width", type=int, metavar="PX", help=f"pixels, {side} (default: {_field_default('width')})"
-    )
-    settings.add_argument(
-        "--height", type=int, metavar="PX", help=f"pixels, {side} (default: {_field_default('height')})"
-    )
-    settings.add_argument(
-        "--steps",
-        type=int,
-        metavar="N",
-        help=f"network passes, 1..50 (default: {_field_default('num_inference_steps')}, Turbo's)",
-    )
-    settings.add_argument(
-        "--seed",
-        type=int,
-        metavar="N",
-        help=f"0..{MAX_SEED} for every provider (default: random; the seed used is printed)",
-    )
-    settings.add_argument(
-        "--shift",
-        type=float,
-        metavar="X",
-        help=f"flow-matching scheduler shift, 1..10 (default: {_field_default('shift')})",
-    )
-    settings.add_argument(
-        "--guidance",
-        type=float,
-        metavar="X",
-        help=f"classifier-free guidance, 0..20 (default: {_field_default('guidance_scale')}, Turbo's)",
-    )
-    settings.add_argument(
-        "--num-images",
-        type=int,
-        metavar="N",
-        help=f"images per provider, 1..4 (default: {_field_default('num_images')})",
-    )
+    for setting in table:
+        settings.add_argument(
+            setting.flag,
+            type=setting.kind,
+            metavar=setting.metavar,
+            help=flag_help(setting),
+        )
     output = parser.add_argument_group("output")
     output.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="folder for the PNGs (made if missing)"

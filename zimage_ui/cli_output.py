@@ -19,24 +19,15 @@ from zimage_ui.infotext import ReadBack
 from zimage_ui.params import TURBO_STEPS
 from zimage_ui.providers.base import Progress
 from zimage_ui.runner import Outcome
+from zimage_ui.settings import TABLE
 from zimage_ui.sweep import AXIS_LABELS, Axis, SweepSpec
 
 PROG = "python -m zimage_ui"
 BAR_WIDTH = 20
 
 # CLI flag -> canonical parameter name (flags read them; `again_command` writes them back)
-PARAM_FLAGS = {
-    "prompt": "prompt",
-    "negative_prompt": "negative_prompt",
-    "width": "width",
-    "height": "height",
-    "steps": "num_inference_steps",
-    "seed": "seed",
-    "shift": "shift",
-    "guidance": "guidance_scale",
-    "num_images": "num_images",
-}
-TURBO_TUNED = ("num_inference_steps", "guidance_scale")  # another model's values don't suit Turbo
+PARAM_FLAGS = TABLE.short_to_name()  # flag (argparse dest) -> canonical name
+TURBO_TUNED = TABLE.turbo_tuned()  # another model's values for these don't suit Turbo
 
 
 # -- progress --------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from zimage_ui.metadata import (
 )
 from zimage_ui.params import CONTROL_KINDS, MAX_SEED, MODEL_NAME, GenerationParams, ImageInputs
 from zimage_ui.providers import PROVIDERS
+from zimage_ui.settings import TABLE
 
 # The webui's own patterns: `Key: value` pairs (values may be JSON-quoted), and WxH sizes.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -107,25 +108,20 @@ def _problem(values: dict[str, Any]) -> str | None:
     return None
 
 
-# infotext key -> (canonical names, how to read each part of the value)
+# infotext key -> (canonical names, how to read each part of the value): the table's keys, and
+# Size, which A1111 writes as one `WxH` pair for two settings.
+SIZE_KEY = "Size"
 _MAPPED: dict[str, tuple[tuple[str, ...], type]] = {
-    "Steps": (("num_inference_steps",), int),
-    "Seed": (("seed",), int),
-    "Size": (("width", "height"), int),
-    "CFG scale": (("guidance_scale",), float),
-    "Shift": (("shift",), float),
+    **{key: ((setting.name,), setting.kind) for key, setting in TABLE.infotext_keys().items()},
+    SIZE_KEY: (("width", "height"), int),
 }
-
-
+# canonical name -> how the message that lists what was read names it
 _LABELS = {
-    "prompt": "prompt",
-    "negative_prompt": "negative prompt",
-    "num_inference_steps": "steps",
-    "seed": "seed",
+    **{setting.name: setting.label.lower() for setting in TABLE if setting.kind is str},
+    **{setting.name: (setting.infotext or setting.label).lower() for setting in TABLE if setting.infotext},
+    "guidance_scale": "CFG scale",
     "width": "size",
     "height": "size",
-    "guidance_scale": "CFG scale",
-    "shift": "shift",
 }
 
 
@@ -133,7 +129,7 @@ def _candidate(key: str, value: str) -> dict[str, Any]:
     """Canonical values for one mapped infotext pair; ValueError when it is not a number."""
     names, kind = _MAPPED[key]
     parts: tuple[str, ...] = (value,)
-    if key == "Size":
+    if key == SIZE_KEY:
         match = RE_IMAGESIZE.match(value.strip())
         if match is None:
             raise ValueError(value)

@@ -17,6 +17,7 @@ from PIL import Image, PngImagePlugin
 from zimage_ui.net.images import SOURCE_BYTES
 from zimage_ui.params import MODEL_NAME, GenerationParams, lora_source, shareable_ref
 from zimage_ui.providers.base import SentValues
+from zimage_ui.settings import TABLE, Table
 
 PARAMETERS_KEY = "parameters"
 ZIMAGE_KEY = "zimage"
@@ -56,7 +57,11 @@ def controlnet_unit(kind: str, scale: float, model: str = "") -> str:
     return f"Module: {kind}, Model: {name}, Weight: {scale:g}, Resize Mode: {CONTROLNET_RESIZE}"
 
 
-def infotext(params: GenerationParams, sent: SentValues, provider: str) -> str:
+# Keys written from what the provider really got (SentValues), not from the params asked for.
+WRITTEN_FROM_SENT = frozenset({"Steps", "CFG scale", "Seed", "Size", "Shift"})
+
+
+def infotext(params: GenerationParams, sent: SentValues, provider: str, table: Table = TABLE) -> str:
     """`prompt`, `Negative prompt: ...` where one was really used, then one `Key: value, ...` line.
 
     `Steps` is always a number (Civitai drops an image's metadata otherwise): where the provider
@@ -78,6 +83,10 @@ def infotext(params: GenerationParams, sent: SentValues, provider: str) -> str:
         fields["Denoising strength"] = sent.strength
     if sent.control is not None:
         fields[CONTROLNET_KEY] = controlnet_unit(*sent.control, sent.control_model)
+    for key, setting in table.infotext_keys().items():  # the table's others, where not the default
+        value = getattr(params, setting.name, setting.default)
+        if key not in WRITTEN_FROM_SENT and value != setting.default:
+            fields[key] = value
     hashes = [f"{name}: {digest}" for name, _scale, digest in sent.loras if digest]  # URL LoRAs: none
     if hashes:
         fields["Lora hashes"] = ", ".join(hashes)

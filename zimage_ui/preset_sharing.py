@@ -27,19 +27,16 @@ from zimage_ui.presets import (
     validate_preset,
 )
 from zimage_ui.providers import default_provider_id
+from zimage_ui.settings import TABLE
 
+# The settings' place in a link (the link format's order, kept as links are compared as text); a
+# setting added to the table comes after them.
+_LINK_ORDER = ("prompt", "provider", "seed", "steps", "width", "height", "shift", "guidance")
+_SETTING_NAMES = TABLE.short_to_name()
 # query name -> preset field, in link order (prompt and provider always; the rest when not default)
 QUERY_FIELDS = {
-    "prompt": "prompt",
-    "provider": "provider",
-    "seed": "seed",
-    "steps": "num_inference_steps",
-    "width": "width",
-    "height": "height",
-    "shift": "shift",
-    "guidance": "guidance_scale",
-    "negative_prompt": "negative_prompt",
-    "num_images": "num_images",
+    **{short: _SETTING_NAMES.get(short, short) for short in _LINK_ORDER},
+    **{short: name for short, name in _SETTING_NAMES.items() if short not in _LINK_ORDER},
     "format": "output_format",
     "prompt_expansion": "options.prompt_expansion",
     "safety_checker": "options.safety_checker",
@@ -62,10 +59,10 @@ class QueryPreset:
 
 
 _QUERY_NAMES = {target: query for query, target in QUERY_FIELDS.items()}
-_INT_TARGETS = {"seed", "num_inference_steps", "width", "height", "num_images"}
-_FLOAT_TARGETS = {"shift", "guidance_scale", "strength", "control_scale"}
+_INT_TARGETS = {setting.name for setting in TABLE if setting.kind is int}
+_FLOAT_TARGETS = {*(setting.name for setting in TABLE if setting.kind is float), "strength", "control_scale"}
 _BOOL_TEXT = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False}
-_TEXT_KEYS = {"prompt", "negative_prompt"}
+_TEXT_KEYS = {setting.short for setting in TABLE if setting.kind is str}
 
 
 def _query_text(value: Any) -> str:

@@ -85,7 +85,16 @@ def _number(value: float) -> str:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("prompt", "prompt", str, None, "What to draw, in plain words.", "Prompt", control="text"),
+    Setting(
+        "prompt",
+        "prompt",
+        str,
+        None,
+        "What to draw, in plain words.",
+        "Prompt",
+        control="text",
+        metavar="TEXT",
+    ),
     Setting(
         "negative_prompt",
         "negative_prompt",
@@ -101,7 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
         "width",
         int,
         1024,
-        f"Width in pixels, a multiple of {SIDE_MULTIPLE} from {MIN_SIDE} to {MAX_SIDE} "
+        f"Width in pixels, a multiple of {SIDE_MULTIPLE} in {MIN_SIDE}..{MAX_SIDE} "
         "(a provider snaps to its sizes).",
         "Width",
         MIN_SIDE,
@@ -118,7 +127,7 @@ SETTINGS: tuple[Setting, ...] = (
         "height",
         int,
         1024,
-        f"Height in pixels, a multiple of {SIDE_MULTIPLE} from {MIN_SIDE} to {MAX_SIDE}.",
+        f"Height in pixels, a multiple of {SIDE_MULTIPLE} in {MIN_SIDE}..{MAX_SIDE}.",
         "Height",
         MIN_SIDE,
         MAX_SIDE,

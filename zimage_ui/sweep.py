@@ -28,18 +28,18 @@ from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing, ignore_progress
 from zimage_ui.runner import Outcome, generate_one
+from zimage_ui.settings import TABLE
 from zimage_ui.sheets import render_grid
 
 AxisKind = Literal["seed", "steps", "shift", "strength", "lora_scale", "provider", "prompt_sr"]
 AXIS_LABELS: dict[str, str] = {
-    "seed": "Seed",
-    "steps": "Steps",
-    "shift": "Shift",
+    **{setting.short: setting.label for setting in TABLE if setting.sweep},
     "strength": "Strength",
     "lora_scale": "LoRA scale",
     "provider": "Provider",
     "prompt_sr": "Prompt S/R",
 }
+_FIELD = TABLE.sweep_fields()  # an axis that sets one setting: its short name -> canonical name
 GRID_KEY = "zimage-grid"
 DEFAULT_MAX_CELLS: int = env.Environment.model_fields["ZIMAGE_SWEEP_MAX_CELLS"].default
 CONCURRENT_CELLS = 4  # hosted cells at once; local cells share the one device anyway
@@ -145,9 +145,9 @@ def parse_axis(kind: AxisKind, text: str, prompt: str = "", limit: int | None = 
     try:
         if len(text) > MAX_AXIS_TEXT:
             raise ValueError(f"{len(text)} characters is too long; list at most {limit} values")
-        if kind in ("seed", "steps"):
+        if kind in _FIELD and TABLE[kind].kind is int:
             values: list[str | int | float] = list(_numbers(text, integer=True, limit=limit))
-        elif kind in ("shift", "strength", "lora_scale"):
+        elif kind in _FIELD or kind in INPUT_OVERRIDES:
             values = list(_numbers(text, integer=False, limit=limit))
         elif kind == "provider":
             values = list(_split(text))
@@ -202,9 +202,6 @@ def plan(spec: SweepSpec) -> list[list[Cell]]:
                 raise InvalidParams({f"{where}: {k}": v for k, v in exc.fields.items()}) from None
         rows.append(row)
     return rows
-
-
-_FIELD = {"seed": "seed", "steps": "num_inference_steps", "shift": "shift"}
 
 
 def _set(axis: Axis, value: str | int | float, provider: str, values: dict, prompt: str) -> str:

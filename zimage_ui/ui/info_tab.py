@@ -11,8 +11,8 @@ from typing import Any
 import gradio as gr
 
 from zimage_ui.infotext import read_png_settings
-from zimage_ui.params import TURBO_STEPS
 from zimage_ui.presets import preset_from_params
+from zimage_ui.settings import TABLE
 from zimage_ui.sweep import AXIS_LABELS, Axis, SweepSpec, read_grid_spec
 from zimage_ui.ui.common import PRIVATE
 from zimage_ui.ui.form import Form, Updates, Values
@@ -22,16 +22,13 @@ from zimage_ui.ui.sweep_tab import NO_AXIS, SweepTab
 MAX_IMAGE_BYTES = 50 * 2**20
 
 
+# Settings whose value from another model would not suit Turbo: (infotext key, form name, Turbo's value).
 TURBO_TUNED = {
-    "num_inference_steps": ("Steps", "steps", TURBO_STEPS),
-    "guidance_scale": ("CFG scale", "guidance", 0.0),
+    setting.name: (setting.infotext or setting.label, setting.short, setting.turbo)
+    for setting in TABLE
+    if setting.turbo is not None
 }
-# What the reader gives (canonical names) -> the form's setting names.
-FORM_NAMES = {
-    "prompt": "prompt", "negative_prompt": "negative_prompt", "width": "width", "height": "height",
-    "seed": "seed", "num_inference_steps": "steps", "guidance_scale": "guidance", "shift": "shift",
-    "num_images": "num_images",
-}  # fmt: skip
+FORM_NAMES = TABLE.name_to_short()  # what the reader gives (canonical names) -> the form's names
 
 
 def axis_text(axis: Axis) -> str:
