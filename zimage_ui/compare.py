@@ -16,15 +16,16 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import InvalidParams
-from zimage_ui.params import GenerationParams, parse_params
+from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome, generate_one
+from zimage_ui.settings import TABLE, Setting, Table
 from zimage_ui.sizes import parse_size
 
 if TYPE_CHECKING:
@@ -34,31 +35,31 @@ MIN_SIDES, MAX_SIDES = 2, 6
 
 SideProgress = Callable[[int, Progress], None]
 
-# A side's short names (spec, CLI, links, titles) -> Side field, in the order they are written.
-SIDE_KEYS = {
-    "steps": "num_inference_steps",
-    "shift": "shift",
-    "width": "width",
-    "height": "height",
-    "strength": "strength",
-    "lora_scale": "lora_scale",
-    "label": "label",
-}
 # Overrides of the shared image inputs rather than of a top-level parameter.
 INPUT_OVERRIDES = ("strength", "lora_scale")
 SIZE_KEY = "size"  # size=WxH sets width and height
-_SHORT_NAMES = {field: short for short, field in SIDE_KEYS.items()}
-_EXAMPLES = {
-    "steps": "steps=4",
-    "shift": "shift=3",
-    "width": "width=512",
-    "height": "height=512",
-    "strength": "strength=0.4",
-    "lora_scale": "lora_scale=0.8",
-    "label": "label=fast",
-    SIZE_KEY: "size=512x512",
-}
-ALLOWED_KEYS = "steps, shift, size, width, height, strength, lora_scale or label"
+
+
+def side_settings(table: Table = TABLE) -> list[Setting]:
+    """The settings a side may override, in the order they are written: the sizes last."""
+    return sorted((setting for setting in table if setting.side), key=lambda s: s.multiple is not None)
+
+
+def side_keys(table: Table = TABLE) -> dict[str, str]:
+    """A side's short names (spec, CLI, links, titles) -> Side field, in the order they are written."""
+    settings = {setting.short: setting.name for setting in side_settings(table)}
+    return {**settings, **{name: name for name in INPUT_OVERRIDES}, "label": "label"}
+
+
+def allowed_keys(table: Table = TABLE) -> str:
+    settings = [setting.short for setting in side_settings(table)]
+    sized = [setting.short for setting in side_settings(table) if setting.multiple]
+    plain = [short for short in settings if short not in sized]
+    return ", ".join([*plain, SIZE_KEY, *sized, *INPUT_OVERRIDES]) + " or label"
+
+
+SIDE_KEYS = side_keys()
+ALLOWED_KEYS = allowed_keys()
 _WHOLE = re.compile(r"[+-]?\d{1,12}")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _PROVIDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -90,55 +91,51 @@ def _label(text: str) -> str:
     return text
 
 
-_READERS: dict[str, Callable[[str], Any]] = {
-    "steps": _whole,
-    "shift": _number,
-    "width": _whole,
-    "height": _whole,
-    "strength": _number,
-    "lora_scale": _number,
-    "label": _label,
-    SIZE_KEY: _size,
-}
+def _readers(table: Table) -> dict[str, Callable[[str], Any]]:
+    """How each override's text is read: the table's by their type, then the size, the input
+    overrides and the label."""
+    readers: dict[str, Callable[[str], Any]] = {
+        setting.short: _whole if setting.kind is int else _number for setting in side_settings(table)
+    }
+    return {**readers, "strength": _number, "lora_scale": _number, "label": _label, SIZE_KEY: _size}
 
 
-class Side(BaseModel):
-    """One column of a comparison: where, and what differs from the shared settings."""
+def _examples(table: Table) -> dict[str, str]:
+    examples = {setting.short: f"{setting.short}={setting.example}" for setting in side_settings(table)}
+    return {
+        **examples,
+        "strength": "strength=0.4",
+        "lora_scale": "lora_scale=0.8",
+        "label": "label=fast",
+        SIZE_KEY: "size=512x512",
+    }
+
+
+class SideCore(BaseModel):
+    """One column of a comparison: where, and what differs from the shared settings. The fields
+    a side may override come from the settings table (`side_model`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    provider: str = Field(description="Provider id from the registry.")
-    num_inference_steps: int | None = Field(None, description="Steps for this side only.")
-    shift: float | None = Field(None, description="Shift for this side only.")
-    width: int | None = Field(None, description="Width for this side only.")
-    height: int | None = Field(None, description="Height for this side only.")
-    strength: float | None = Field(
-        None, description="Image-to-image strength for this side only, 0..1; needs an input image."
-    )
-    lora_scale: float | None = Field(
-        None, description="The scale of every LoRA (all of them) for this side only, -4..4; needs a LoRA."
-    )
-    label: str = Field("", description="Shown above the side; defaults to provider and overrides.")
+    _table: ClassVar[Table] = TABLE
+    if TYPE_CHECKING:  # fields of every side model
+        provider: str
+        strength: float | None
+        lora_scale: float | None
+        label: str
 
     def overrides(self) -> dict[str, int | float]:
-        values = {
-            "num_inference_steps": self.num_inference_steps,
-            "shift": self.shift,
-            "width": self.width,
-            "height": self.height,
-            "strength": self.strength,
-            "lora_scale": self.lora_scale,
-        }
+        names = [setting.name for setting in side_settings(self._table)] + list(INPUT_OVERRIDES)
+        values = {name: getattr(self, name) for name in names}
         return {name: value for name, value in values.items() if value is not None}
 
-    @field_validator("strength")
+    @field_validator("strength", check_fields=False)
     @classmethod
     def _strength(cls, value: float | None) -> float | None:
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"strength {value:g} is outside 0..1")
         return value
 
-    @field_validator("lora_scale")
+    @field_validator("lora_scale", check_fields=False)
     @classmethod
     def _lora_scale(cls, value: float | None) -> float | None:
         if value is not None and not -4.0 <= value <= 4.0:
@@ -149,7 +146,8 @@ class Side(BaseModel):
         """The label, else the provider and its overrides, e.g. `runpod (steps 4, shift 2.5)`."""
         if self.label:
             return self.label
-        extra = ", ".join(f"{_SHORT_NAMES[name]} {value:g}" for name, value in self.overrides().items())
+        short = _short_names_of(self._table)
+        extra = ", ".join(f"{short[name]} {value:g}" for name, value in self.overrides().items())
         return f"{self.provider} ({extra})" if extra else self.provider
 
     @classmethod
@@ -167,22 +165,23 @@ class Side(BaseModel):
         elif not _PROVIDER_ID.fullmatch(provider):
             problems["provider"] = f"{provider[:40]!r} is not a provider id, e.g. diffusers-tiny"
         values: dict[str, Any] = {"provider": provider}
+        readers, keys = _readers(cls._table), side_keys(cls._table)
         for key, raw in overrides.items():
-            if key not in _READERS:
-                problems[key[:40] or "''"] = f"unknown override; use {ALLOWED_KEYS}, e.g. steps=4"
+            if key not in readers:
+                problems[key[:40] or "''"] = f"unknown override; use {allowed_keys(cls._table)}, e.g. steps=4"
                 continue
             text = raw.strip()
             if not text:
                 continue
             try:
-                value = _READERS[key](text)
+                value = readers[key](text)
             except ValueError as exc:
-                problems[key] = f"{text[:40]!r} {exc}, e.g. {_EXAMPLES[key]}"
+                problems[key] = f"{text[:40]!r} {exc}, e.g. {_examples(cls._table)[key]}"
                 continue
             if key == SIZE_KEY:
                 values["width"], values["height"] = value
             else:
-                values[SIDE_KEYS[key]] = value
+                values[keys[key]] = value
         given = {key for key, raw in overrides.items() if raw.strip()}
         if SIZE_KEY in given and given & {"width", "height"}:
             problems[SIZE_KEY] = "give size or width and height, not both, e.g. size=512x512"
@@ -191,7 +190,7 @@ class Side(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise _short_names(InvalidParams.from_validation(exc), SIZE_KEY in given) from None
+            raise _short_names(InvalidParams.from_validation(exc), SIZE_KEY in given, cls._table) from None
 
     @classmethod
     def parse(cls, text: str) -> Self:
@@ -207,7 +206,9 @@ class Side(BaseModel):
             key, sep, value = item.partition("=")
             key = key.strip()
             if not sep:
-                problems[item[:40]] = f"not key=value; use {ALLOWED_KEYS}, e.g. steps=4,size=512x512"
+                problems[item[:40]] = (
+                    f"not key=value; use {allowed_keys(cls._table)}, e.g. steps=4,size=512x512"
+                )
             elif key in overrides:
                 problems[key[:40]] = "given twice; give it once"
             else:
@@ -229,7 +230,8 @@ class Side(BaseModel):
         """
         if not _PROVIDER_ID.fullmatch(self.provider):
             raise InvalidParams({"provider": f"{self.provider[:40]!r} is not a provider id"})
-        pairs = [(_SHORT_NAMES[name], _spec_text(value)) for name, value in self.overrides().items()]
+        short = _short_names_of(self._table)
+        pairs = [(short[name], _spec_text(value)) for name, value in self.overrides().items()]
         if include_label and self.label:
             if self.label != self.label.strip() or any(sep in self.label for sep in _SEPARATORS):
                 problem = f"{self.label[:40]!r} can't be written in a side: drop ',', ';' and outer spaces"
@@ -239,15 +241,65 @@ class Side(BaseModel):
         return f"{self.provider}:{overrides}" if overrides else self.provider
 
 
+def side_model(table: Table = TABLE) -> type[SideCore]:
+    """The Side model of a settings table: the provider, an optional override per setting a side
+    may override, the input overrides and the label."""
+    fields: dict[str, Any] = {"provider": (str, Field(description="Provider id from the registry."))}
+    for setting in side_settings(table):
+        kind = setting.kind
+        fields[setting.name] = (kind | None, Field(None, description=f"{setting.label} for this side only."))
+    fields["strength"] = (
+        float | None,
+        Field(None, description="Image-to-image strength for this side only, 0..1; needs an input image."),
+    )
+    fields["lora_scale"] = (
+        float | None,
+        Field(
+            None, description="The scale of every LoRA (all of them) for this side only, -4..4; needs a LoRA."
+        ),
+    )
+    fields["label"] = (
+        str,
+        Field("", description="Shown above the side; defaults to provider and overrides."),
+    )
+    model = create_model("Side", __base__=SideCore, __module__=__name__, __doc__=SideCore.__doc__, **fields)
+    model._table = table
+    return model
+
+
+if TYPE_CHECKING:
+
+    class Side(SideCore):
+        """The type checker's view of `side_model()` (a test keeps it equal to the table)."""
+
+        provider: str
+        num_inference_steps: int | None = None
+        shift: float | None = None
+        width: int | None = None
+        height: int | None = None
+        strength: float | None = None
+        lora_scale: float | None = None
+        label: str = ""
+
+else:
+    Side = side_model()
+
+
 def _spec_text(value: float) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _short_names(error: InvalidParams, sized: bool) -> InvalidParams:
+def _short_names_of(table: Table) -> dict[str, str]:
+    return {name: short for short, name in side_keys(table).items()}
+
+
+def _short_names(error: InvalidParams, sized: bool, table: Table) -> InvalidParams:
     """A Side validation error under the names the person typed (`steps`, `size`, ...)."""
     fields: dict[str, str] = {}
+    sizes = {setting.name for setting in side_settings(table) if setting.multiple}
+    short = _short_names_of(table)
     for name, problem in error.fields.items():
-        key = SIZE_KEY if sized and name in {"width", "height"} else _SHORT_NAMES.get(name, name)
+        key = SIZE_KEY if sized and name in sizes else short.get(name, name)
         fields[key] = f"{fields[key]}; {problem}" if key in fields else problem
     return InvalidParams(fields)
 
@@ -319,7 +371,10 @@ def params_for_side(base: GenerationParams, side: Side, *, strict: bool = False)
         for name in INPUT_OVERRIDES:
             if name in overrides:
                 set_input_override(values, name, overrides[name], strict=strict)
-        return parse_params(**values)
+        try:
+            return type(base).model_validate(values)  # the base's own model (its settings table)
+        except ValidationError as exc:
+            raise InvalidParams.from_validation(exc) from None
     except InvalidParams as exc:
         raise InvalidParams({f"{side.title()}: {k}": v for k, v in exc.fields.items()}) from None
 

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, params_for_side
+from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, params_for_side, side_settings
 from zimage_ui.errors import InvalidParams, PresetError
 from zimage_ui.keyguard import MAX_DEPTH, NO_KEYS, Secrets, is_url, keylike, known_secrets, scrub, smuggled
 from zimage_ui.params import GenerationParams, ImageInputs, ProviderOptions, parse_params
@@ -83,7 +83,7 @@ class PresetSide(Side):
     def _provider(cls, value: str) -> str:
         return _known_provider(value)
 
-    @field_validator("num_inference_steps", "shift", "width", "height")
+    @field_validator(*(setting.name for setting in side_settings()))
     @classmethod
     def _override(cls, value: Any, info: Any) -> Any:
         return value if value is None else _rule(info.field_name, value)
