@@ -210,7 +210,7 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         1,
         "Images per run, 1..4; image i uses seed + i, so each can be made again alone.",
-        "Images",
+        "Number of images",
         1,
         4,
         "{value} images is outside {low}..{high}",

@@ -14,7 +14,7 @@ import gradio as gr
 
 from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, params_for_sides, run_comparison
 from zimage_ui.errors import InvalidParams
-from zimage_ui.params import DEFAULT_STRENGTH, TURBO_SHIFT, TURBO_STEPS, GenerationParams
+from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome
 from zimage_ui.runs import Run
@@ -30,13 +30,13 @@ from zimage_ui.ui.common import (
     stop_handler,
     user_error,
 )
+from zimage_ui.ui.endpoints import ApiArg, settings_endpoint
 from zimage_ui.ui.form import (
     UNCHANGED,
     Form,
     SideControls,
     Updates,
     Values,
-    api_doc,
     api_inputs,
     api_params,
 )
@@ -465,37 +465,26 @@ def side_report(side: Side, outcome: Outcome, index: int) -> dict[str, Any]:
     }
 
 
-@api_doc(
+@settings_endpoint(
     "Compare 2 to 6 sides on one prompt and one seed, all at once: providers, or one provider "
     "at different settings. A failed side keeps its place in the report; the others still finish.",
-    before={
-        "sides": "The sides, separated by ';', each ID or ID:steps=4,shift=2.5,size=512x512,label=X "
-        "(a blank override keeps the shared setting), e.g. 'diffusers-tiny:steps=4; runpod'. "
-        "strength= (the input image's strength) and lora_scale= (every LoRA's scale) need an image "
-        "or LoRAs (below)."
-    },
+    before=[
+        ApiArg(
+            "sides",
+            str,
+            "The sides, separated by ';', each ID or ID:steps=4,shift=2.5,size=512x512,label=X "
+            "(a blank override keeps the shared setting), e.g. 'diffusers-tiny:steps=4; runpod'. "
+            "strength= (the input image's strength) and lora_scale= (every LoRA's scale) need an image "
+            "or LoRAs (below).",
+        )
+    ],
     returns="Each side's first image captioned with its title, and a report: the seed and, per "
     "side, its provider, size, steps, status and notes.",
 )
 async def compare(
-    sides: str,
-    prompt: str = "",
-    negative_prompt: str = "",
-    width: float = 1024,
-    height: float = 1024,
-    seed: str = "",
-    random_seed: bool = True,
-    steps: float = TURBO_STEPS,
-    guidance: float = 0.0,
-    shift: float = TURBO_SHIFT,
-    num_images: float = 1,
-    image: str | None = None,
-    image_url: str = "",
-    strength: float = DEFAULT_STRENGTH,
-    loras: str = "",
-    request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+    sides: str, request: gr.Request, **values: Any
 ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    params = api_params(locals()).with_concrete_seed()
+    params = api_params(values).with_concrete_seed()
     try:
         parsed = [Side.parse(text) for text in sides.split(";") if text.strip()]
     except InvalidParams as exc:

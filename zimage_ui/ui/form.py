@@ -16,11 +16,11 @@ import gradio as gr
 
 from zimage_ui.compare import Side, read_side_fields
 from zimage_ui.errors import InvalidParams, PresetError
-from zimage_ui.params import MAX_LOCAL_SEED, MAX_SEED, GenerationParams, ImageInputs, parse_params
+from zimage_ui.params import GenerationParams, ImageInputs, parse_params
 from zimage_ui.presets import Preset, preset_from_params
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.ui.common import shareable_params, user_error
-from zimage_ui.ui.inputs_panel import API_INPUT_DOCS, InputsPanel, api_image_inputs, upload_folder
+from zimage_ui.ui.inputs_panel import InputsPanel, api_image_inputs, upload_folder
 from zimage_ui.visitor_files import visitor_refs_allowed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,8 +81,8 @@ def read_params(values: Mapping[str, Any]) -> GenerationParams:
 
 
 def api_params(arguments: Mapping[str, Any]) -> GenerationParams:
-    """Params from an API function's own arguments (`locals()`): it names the settings as the
-    form does, so they are read by the same rules; the image inputs (`API_INPUT_DOCS`) by the
+    """Params from an API endpoint's arguments, by name (`ui.endpoints`): it names the settings as
+    the form does, so they are read by the same rules; the image inputs (`API_INPUT_DOCS`) by the
     page's rules too (uploads and https URLs only)."""
     params = read_params({name: arguments[name] for name in SETTING_NAMES})
     return with_visitor_inputs(
@@ -112,35 +112,6 @@ def with_visitor_inputs(params: GenerationParams, read: Callable[[], ImageInputs
 def api_inputs(form: Form) -> list[Component]:
     """The endpoints' hidden image input components, after the shared settings (none without a panel)."""
     return form.image_inputs.api.components() if form.image_inputs else []
-
-
-# What each shared setting means, for the API docs and the MCP tools' argument descriptions.
-SETTING_DOCS = {
-    "prompt": "What to draw, in plain words.",
-    "negative_prompt": "What to keep out; used only where it has an effect (locally: guidance above 0).",
-    "width": "Width in pixels, a multiple of 16 from 256 to 2048 (a provider snaps to its sizes).",
-    "height": "Height in pixels, a multiple of 16 from 256 to 2048.",
-    "seed": f"The seed as text: 0..{MAX_SEED} for every provider, up to {MAX_LOCAL_SEED} on the local model; "
-    "ignored when random_seed is true.",
-    "random_seed": "Draw a new seed for this run; the seed used is returned.",
-    "steps": "Denoising steps (Turbo: 8); providers that pick their own steps say so and ignore it.",
-    "guidance": "Classifier-free guidance (Turbo: 0).",
-    "shift": "The flow-matching scheduler's shift (Turbo: 3).",
-    "num_images": "Images per run, 1..4; image i uses seed + i, so each can be made again alone.",
-}
-
-
-def api_doc(summary: str, *, before: dict[str, str], returns: str) -> Callable[[F], F]:
-    """Give an API function the docstring Gradio reads for its API page and MCP tool: the
-    summary, every argument (its own, then the shared settings) and what it returns."""
-
-    def document(fn: F) -> F:
-        docs = {**before, **SETTING_DOCS, **API_INPUT_DOCS}
-        args = "\n".join(f"    {name}: {text}" for name, text in docs.items())
-        fn.__doc__ = f"{summary}\n\nArgs:\n{args}\n\nReturns:\n    {returns}\n"
-        return fn
-
-    return document
 
 
 def _whole(value: float | None, name: str) -> int:

@@ -12,10 +12,11 @@ import gradio as gr
 from PIL import Image
 
 from zimage_ui.codegen import copy_as_code
-from zimage_ui.params import DEFAULT_STRENGTH, TURBO_SHIFT, TURBO_STEPS, GenerationParams
+from zimage_ui.params import GenerationParams
 from zimage_ui.providers import PROVIDERS, availability, default_provider_id, get_provider
 from zimage_ui.providers.base import Capabilities, KeyRing, PreparedRequest, Progress, ProgressFn
 from zimage_ui.runner import Outcome, generate_one
+from zimage_ui.settings import TABLE
 from zimage_ui.ui.common import (
     PRIVATE,
     PRIVATE_SAYING,
@@ -29,7 +30,8 @@ from zimage_ui.ui.common import (
     stop_handler,
     user_error,
 )
-from zimage_ui.ui.form import UNCHANGED, Block, Form, Updates, Values, api_doc, api_inputs, api_params
+from zimage_ui.ui.endpoints import ApiArg, settings_endpoint
+from zimage_ui.ui.form import UNCHANGED, Block, Form, Updates, Values, api_inputs, api_params
 from zimage_ui.ui.settings_panel import NEGATIVE_PROMPT_OFF, SettingsPanel, provider_choices
 
 TINY_NOTICE = (
@@ -64,7 +66,8 @@ def negative_prompt_update(provider_id: str, guidance: float) -> Any:
 def images_update(max_images: int, current: int, provider_id: str) -> Any:
     """A slider's maximum must stay above its minimum (1): a one-image provider locks it instead."""
     if max_images <= 1:
-        return gr.update(value=1, maximum=4, interactive=False, info=f"one image per run on {provider_id}")
+        top = TABLE["num_images"].high  # the locked slider keeps its usual track
+        return gr.update(value=1, maximum=top, interactive=False, info=f"one image per run on {provider_id}")
     value = min(max(current, 1), max_images)
     if value == current:  # left alone: a number typed since the switch must stay
         return gr.update(maximum=max_images, interactive=True, info=f"up to {max_images}")
@@ -368,34 +371,21 @@ async def make_images(
         return outcome, await save_run_files(run, outcome)
 
 
-@api_doc(
+@settings_endpoint(
     "Make images of a prompt with Z-Image-Turbo on one provider: the local model or a hosted API. "
     "Progress (steps, place in line) arrives as Gradio progress. A failure is raised as an error "
     "that says what happened and what to do.",
-    before={"provider": "Where to make it: an id from the providers tool (blank: the default)."},
+    before=[
+        ApiArg("provider", str, "Where to make it: an id from the providers tool (blank: the default).", "")
+    ],
     returns="The images (each PNG records its settings and its own seed), the seed used, a status "
     "line (time, size, steps, notes on anything adjusted) and the request as sent, keys redacted.",
+    progress=True,
 )
 async def generate(
-    provider: str = "",
-    prompt: str = "",
-    negative_prompt: str = "",
-    width: float = 1024,
-    height: float = 1024,
-    seed: str = "",
-    random_seed: bool = True,
-    steps: float = TURBO_STEPS,
-    guidance: float = 0.0,
-    shift: float = TURBO_SHIFT,
-    num_images: float = 1,
-    image: str | None = None,
-    image_url: str = "",
-    strength: float = DEFAULT_STRENGTH,
-    loras: str = "",
-    request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
-    progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's way of asking for progress
+    provider: str, request: gr.Request, progress: gr.Progress, **values: Any
 ) -> tuple[list[tuple[str, str]], str, str, dict[str, Any] | None]:
-    params = api_params(locals()).with_concrete_seed()
+    params = api_params(values).with_concrete_seed()
     provider = provider or default_provider_id()
     label = f"{provider} · seed {params.seed}"
     outcome, paths = await make_images(

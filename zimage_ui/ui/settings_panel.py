@@ -7,10 +7,11 @@ from typing import Any
 
 import gradio as gr
 
-from zimage_ui.params import MAX_SEED, TURBO_SHIFT, TURBO_STEPS
+from zimage_ui.params import MAX_SEED
 from zimage_ui.providers import PROVIDERS, availability, choice_label
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.redaction import key_problem
+from zimage_ui.settings import TABLE, Setting
 from zimage_ui.sizes import CUSTOM_SIZE, SIZE_FAMILIES, family_choices, parse_size, size_choices
 from zimage_ui.ui.common import PRIVATE, PRIVATE_SAYING
 from zimage_ui.ui.form import UNCHANGED, Settings, Updates, Values
@@ -102,6 +103,18 @@ class SettingsPanel:
         return {s.seed: gr.update(value=str(last_seed), interactive=True), s.random_seed: False}
 
 
+def control_options(setting: Setting) -> dict[str, Any]:
+    """A number box's or slider's label, range, step, default and element id, from the table."""
+    return {
+        "label": setting.label,
+        "minimum": setting.low,
+        "maximum": setting.high,
+        "step": setting.step,
+        "value": setting.default,
+        "elem_id": setting.short.replace("_", "-"),
+    }
+
+
 def build_settings_panel() -> SettingsPanel:
     prompt = gr.Textbox(
         label="Prompt",
@@ -126,12 +139,8 @@ def build_settings_panel() -> SettingsPanel:
                 label="Size", choices=size_choices("1024"), value="1024x1024", scale=2, elem_id="size"
             )
         with gr.Row():
-            width = gr.Number(
-                label="Width", value=1024, precision=0, step=16, minimum=256, maximum=2048, elem_id="width"
-            )
-            height = gr.Number(
-                label="Height", value=1024, precision=0, step=16, minimum=256, maximum=2048, elem_id="height"
-            )
+            width = gr.Number(**control_options(TABLE["width"]), precision=0)
+            height = gr.Number(**control_options(TABLE["height"]), precision=0)
     with gr.Group(), gr.Row(equal_height=True):
         # A textbox, not gr.Number: a number box can't be empty and would show a misleading 0.
         seed = gr.Textbox(
@@ -146,23 +155,11 @@ def build_settings_panel() -> SettingsPanel:
         random_seed = gr.Checkbox(label="Random seed", value=True, scale=1, elem_id="random-seed")
         reuse_seed = gr.Button("Reuse last seed", scale=1, size="sm", elem_id="reuse-seed")
     with gr.Row():
-        steps = gr.Slider(label="Steps", minimum=1, maximum=50, step=1, value=TURBO_STEPS, elem_id="steps")
-        shift = gr.Slider(
-            label="Shift", minimum=1.0, maximum=10.0, step=0.1, value=TURBO_SHIFT, elem_id="shift"
-        )
+        steps = gr.Slider(**control_options(TABLE["steps"]))
+        shift = gr.Slider(**control_options(TABLE["shift"]))
     with gr.Row():
-        guidance = gr.Slider(
-            label="Guidance",
-            minimum=0.0,
-            maximum=10.0,
-            step=0.5,
-            value=0.0,
-            info="Turbo: 0",
-            elem_id="guidance",
-        )
-        num_images = gr.Slider(
-            label="Number of images", minimum=1, maximum=4, step=1, value=1, elem_id="num-images"
-        )
+        guidance = gr.Slider(**control_options(TABLE["guidance"]), info="Turbo: 0")
+        num_images = gr.Slider(**control_options(TABLE["num_images"]))
     capabilities = gr.Markdown(elem_id="capabilities")
     settings = Settings(
         prompt=prompt,

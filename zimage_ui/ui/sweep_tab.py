@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from zimage_ui.errors import InvalidParams
-from zimage_ui.params import DEFAULT_STRENGTH, TURBO_SHIFT, TURBO_STEPS, GenerationParams
+from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.runner import Outcome
 from zimage_ui.runs import Run
@@ -28,7 +28,8 @@ from zimage_ui.sweep import (
     run_sweep,
 )
 from zimage_ui.ui.common import PRIVATE, follow, owned_run, save_run_files, stop_handler, user_error
-from zimage_ui.ui.form import Form, Updates, Values, api_doc, api_inputs, api_params
+from zimage_ui.ui.endpoints import ApiArg, settings_endpoint
+from zimage_ui.ui.form import Form, Updates, Values, api_inputs, api_params
 from zimage_ui.ui.settings_panel import provider_choices
 
 NO_AXIS = "none"
@@ -240,17 +241,25 @@ async def run_cells(
     return status, str(grid_path), cells
 
 
-@api_doc(
+@settings_endpoint(
     "Make an X/Y grid of images on one provider, one cell per combination of the axes' values.",
-    before={
-        "provider": "Where to make the cells: an id from the providers tool.",
-        "x_kind": "The X axis: seed, steps, shift, strength, lora_scale (every LoRA's scale), provider "
-        "or prompt_sr (prompt search/replace); strength and lora_scale need an image or LoRAs (below).",
-        "x_values": "Its values: a list (1, 4, 8) or a range (1-8, 1-8 (+2), 2-8 [4]); for prompt_sr "
-        "the first value is the text to find in the prompt.",
-        "y_kind": "The Y axis, like x_kind, or none.",
-        "y_values": "Its values, like x_values.",
-    },
+    before=[
+        ApiArg("provider", str, "Where to make the cells: an id from the providers tool."),
+        ApiArg(
+            "x_kind",
+            str,
+            "The X axis: seed, steps, shift, strength, lora_scale (every LoRA's scale), provider "
+            "or prompt_sr (prompt search/replace); strength and lora_scale need an image or LoRAs (below).",
+        ),
+        ApiArg(
+            "x_values",
+            str,
+            "Its values: a list (1, 4, 8) or a range (1-8, 1-8 (+2), 2-8 [4]); for prompt_sr "
+            "the first value is the text to find in the prompt.",
+        ),
+        ApiArg("y_kind", str, "The Y axis, like x_kind, or none.", NO_AXIS),
+        ApiArg("y_values", str, "Its values, like x_values.", ""),
+    ],
     returns="A status line, the grid PNG (it records the axes, so it can be run again), each cell "
     "captioned with its place on the axes (a failed cell is drawn in place) and the grid file.",
 )
@@ -258,25 +267,12 @@ async def sweep(
     provider: str,
     x_kind: str,
     x_values: str,
-    y_kind: str = NO_AXIS,
-    y_values: str = "",
-    prompt: str = "",
-    negative_prompt: str = "",
-    width: float = 1024,
-    height: float = 1024,
-    seed: str = "",
-    random_seed: bool = True,
-    steps: float = TURBO_STEPS,
-    guidance: float = 0.0,
-    shift: float = TURBO_SHIFT,
-    num_images: float = 1,
-    image: str | None = None,
-    image_url: str = "",
-    strength: float = DEFAULT_STRENGTH,
-    loras: str = "",
-    request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+    y_kind: str,
+    y_values: str,
+    request: gr.Request,
+    **values: Any,
 ) -> tuple[str, str, list[tuple[str, str]], str]:
-    spec = sweep_spec(api_params(locals()), provider, x_kind, x_values, y_kind, y_values)
+    spec = sweep_spec(api_params(values), provider, x_kind, x_values, y_kind, y_values)
     status, grid, cells = await run_cells(spec, KeyRing.for_visitor(), request)
     return status, grid, cells, grid
 
