@@ -16,7 +16,7 @@ class Exploding(Provider):
     capabilities = Capabilities(size_rule="any", steps_range=None)
     key_names = ("EXPLODING_API_KEY",)
 
-    def prepare(self, params: GenerationParams) -> PreparedRequest:
+    def prepare_seeded(self, params: GenerationParams) -> PreparedRequest:
         params = params.with_concrete_seed()
         sent = SentValues(params.width, params.height, None, params.seed or 1)
         return PreparedRequest(self.id, params, sent, "POST", "http://127.0.0.1:9/none", {})

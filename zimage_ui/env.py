@@ -194,6 +194,13 @@ def raw(name: str) -> str:
     return os.environ.get(name, "").strip()
 
 
+def key(name: str) -> str:
+    """A provider's key by the variable its provider names (`Provider.key_names`), stripped; "" when
+    unset. The app's own providers' keys are declared above (a test checks it); a provider added
+    at run time (a test's, a plugin's) may name its own."""
+    return os.environ.get(name, "").strip()
+
+
 def is_set(name: str) -> bool:
     return bool(raw(name))
 

@@ -45,7 +45,7 @@ def known_secrets(extra: Iterable[str] = ()) -> Secrets:
     found = [
         (f"the key set in {name}", value)
         for name in key_env_names()
-        if len(value := env.raw(name)) >= MIN_SECRET_CHARS
+        if len(value := env.key(name)) >= MIN_SECRET_CHARS
     ]
     found += [
         (f"a credential in {name}", value)

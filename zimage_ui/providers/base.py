@@ -12,7 +12,7 @@ from PIL import Image
 from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import InvalidParams
-from zimage_ui.params import MAX_SEED, TURBO_STEPS, GenerationParams
+from zimage_ui.params import MAX_LOCAL_SEED, MAX_SEED, TURBO_STEPS, GenerationParams
 from zimage_ui.redaction import REDACTED as REDACTED  # re-exported for the providers
 from zimage_ui.redaction import key_problem, safe_url
 
@@ -96,6 +96,18 @@ def refuse_inputs(params: GenerationParams, capabilities: Capabilities, label: s
         problems["control_image"] = f"{label} needs an https URL for the control image, not a file"
     if problems:
         raise InvalidParams(problems)
+
+
+def seed_within(seed: int, capabilities: Capabilities, label: str) -> None:
+    """Refuse a seed above the provider's top (one read from an A1111 image, say): a different
+    seed would make a different image, so it is never clamped."""
+    if seed > capabilities.max_seed:
+        raise InvalidParams(
+            {
+                "seed": f"{seed} is above {capabilities.max_seed}, the largest seed {label} takes: use "
+                f"0..{capabilities.max_seed}, or the local model, which takes seeds up to {MAX_LOCAL_SEED}"
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -241,7 +253,7 @@ class KeyRing:
         return cls(overrides, use_env=server_keys_shared())
 
     def get(self, name: str) -> str | None:
-        value = self._overrides.get(name) or (env.raw(name) if self.use_env else None)
+        value = self._overrides.get(name) or (env.key(name) if self.use_env else None)
         return value.strip() if value and value.strip() else None
 
     def missing(self, names: tuple[str, ...]) -> list[str]:
@@ -282,9 +294,18 @@ class Provider(abc.ABC):
     def warm_up(self) -> None:  # noqa: B027 - optional hook, most providers need none
         """Start any slow one-time set-up in the background (no-op for hosted APIs)."""
 
-    @abc.abstractmethod
     def prepare(self, params: GenerationParams) -> PreparedRequest:
-        """Pure: map canonical params (with a concrete seed) to what will be sent."""
+        """Pure: map canonical params to what will be sent. The one place a run's seed becomes
+        concrete (a random one is drawn here, unless the caller drew it already to show it) and
+        is checked against what the provider takes."""
+        params = params.with_concrete_seed()
+        assert params.seed is not None
+        seed_within(params.seed, self.capabilities, self.id)
+        return self.prepare_seeded(params)
+
+    @abc.abstractmethod
+    def prepare_seeded(self, params: GenerationParams) -> PreparedRequest:
+        """Pure: map canonical params (their seed concrete and in range) to what will be sent."""
 
     @abc.abstractmethod
     async def run(

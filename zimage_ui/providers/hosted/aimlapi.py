@@ -8,7 +8,14 @@ from PIL import Image
 
 from zimage_ui.net.session import HttpSession
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers.base import Capabilities, Cost, PreparedRequest, ProgressFn, SentValues
+from zimage_ui.providers.base import (
+    Capabilities,
+    Cost,
+    PreparedRequest,
+    ProgressFn,
+    SentValues,
+    refuse_inputs,
+)
 from zimage_ui.providers.hosted.base import (
     HostedProvider,
     JobDone,
@@ -38,6 +45,7 @@ CAPABILITIES = Capabilities(
 def aiml_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, list[str]]:
     """Params (seed concrete) -> body. Prompt expansion is sent explicitly: the API's default is on."""
     assert params.seed is not None
+    refuse_inputs(params, CAPABILITIES, "aimlapi")  # an input image, a mask or a LoRA: never dropped
     width, height = fit_size(
         params.width, params.height, low=SIZE_LOW, high=SIZE_HIGH, multiple=SIZE_MULTIPLE
     )

@@ -19,7 +19,6 @@ from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import (
     Cancelled,
-    InvalidParams,
     JobFailed,
     MalformedResponse,
     NoCredit,
@@ -30,7 +29,7 @@ from zimage_ui.net.answers import DEFAULT_ERROR_PATHS, ErrorPath, Unexpected, di
 from zimage_ui.net.http import HttpEngine
 from zimage_ui.net.images import PIXEL_HEADROOM
 from zimage_ui.net.session import HttpSession
-from zimage_ui.params import MAX_LOCAL_SEED, TURBO_SHIFT, TURBO_STEPS, GenerationParams
+from zimage_ui.params import TURBO_SHIFT, TURBO_STEPS, GenerationParams
 from zimage_ui.providers.base import (
     REDACTED,
     Availability,
@@ -44,7 +43,6 @@ from zimage_ui.providers.base import (
     RunResult,
     SentValues,
     ignore_progress,
-    refuse_inputs,
 )
 from zimage_ui.redaction import header_secrets, key_problem, redact, safe_url, url_secrets
 
@@ -98,18 +96,6 @@ def seed_at_least_one(seed: int, label: str) -> tuple[int, list[str]]:
     if seed >= 1:
         return seed, []
     return 1, [f"sent seed 1 instead of 0: {label} accepts seeds from 1"]
-
-
-def seed_within(seed: int, capabilities: Capabilities, label: str) -> None:
-    """Refuse a seed above the provider's top (one read from an A1111 image, say): a different
-    seed would make a different image, so it is never clamped."""
-    if seed > capabilities.max_seed:
-        raise InvalidParams(
-            {
-                "seed": f"{seed} is above {capabilities.max_seed}, the largest seed {label} takes: use "
-                f"0..{capabilities.max_seed}, or the local model, which takes seeds up to {MAX_LOCAL_SEED}"
-            }
-        )
 
 
 def steps_sent(
@@ -331,12 +317,8 @@ class HostedProvider(Provider):
     def display_headers(self) -> dict[str, str]:
         return {"Authorization": f"{self.auth_scheme} {REDACTED}", "Content-Type": "application/json"}
 
-    def prepare(self, params: GenerationParams) -> PreparedRequest:
-        params = params.with_concrete_seed()
-        assert params.seed is not None
-        seed_within(params.seed, self.capabilities, self.id)
-        refuse_inputs(params, self.capabilities, self.id)
-        body, sent, notes = self.map_params(params)
+    def prepare_seeded(self, params: GenerationParams) -> PreparedRequest:
+        body, sent, notes = self.map_params(params)  # refuses what the provider can't take
         return HostedPreparedRequest(
             provider=self.id,
             params=params,

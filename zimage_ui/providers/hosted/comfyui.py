@@ -49,6 +49,7 @@ from zimage_ui.providers.base import (
     Progress,
     ProgressFn,
     SentValues,
+    refuse_inputs,
 )
 from zimage_ui.providers.hosted.base import (
     JobDone,
@@ -323,6 +324,7 @@ class ComfyUIProvider(SelfHostedProvider):
             raise ProviderUnavailable(self.id, str(exc)) from None
 
     def map_params(self, params: GenerationParams) -> tuple[dict[str, Any], SentValues, list[str]]:
+        refuse_inputs(params, self.capabilities, self.id)
         try:
             graph, sent, notes = fill_workflow(self.workflow(), params)
         except WorkflowError as exc:

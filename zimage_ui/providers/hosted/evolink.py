@@ -8,7 +8,7 @@ from zimage_ui.errors import InvalidParams
 from zimage_ui.net.answers import Unexpected, dig, dig_text
 from zimage_ui.net.session import HttpSession
 from zimage_ui.params import GenerationParams
-from zimage_ui.providers.base import Capabilities, PreparedRequest, ProgressFn, SentValues
+from zimage_ui.providers.base import Capabilities, PreparedRequest, ProgressFn, SentValues, refuse_inputs
 from zimage_ui.providers.hosted.base import (
     HostedProvider,
     JobDone,
@@ -33,6 +33,7 @@ PHASES = {"pending": "running", "processing": "running", "completed": "done", "f
 def evolink_body(params: GenerationParams) -> tuple[dict[str, Any], SentValues, list[str]]:
     """Params (seed concrete) -> body: `size` as "WxH"; no steps field (provider default)."""
     assert params.seed is not None
+    refuse_inputs(params, CAPABILITIES, "evolink")  # an input image, a mask or a LoRA: never dropped
     if len(params.prompt) > MAX_PROMPT_CHARS:
         problem = f"EvoLink accepts at most {MAX_PROMPT_CHARS} characters; this one has {len(params.prompt)}"
         raise InvalidParams({"prompt": problem})

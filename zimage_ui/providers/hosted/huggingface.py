@@ -93,7 +93,6 @@ from zimage_ui.providers.hosted.base import (
     HostedPreparedRequest,
     HostedProvider,
     JobDone,
-    seed_within,
     steps_sent,
     unsupported_notes,
 )
@@ -463,13 +462,10 @@ class HuggingFaceProvider(HostedProvider):
         self.guard = guard  # tests: refuse any host but the emulator's
 
     def map_params(self, params: GenerationParams) -> tuple[dict[str, Any], SentValues, list[str]]:
+        refuse_inputs(params, self.capabilities, self.id)
         return text_to_image_args(params, hf_model())
 
-    def prepare(self, params: GenerationParams) -> PreparedRequest:
-        params = params.with_concrete_seed()
-        assert params.seed is not None
-        seed_within(params.seed, self.capabilities, self.id)
-        refuse_inputs(params, self.capabilities, self.id)
+    def prepare_seeded(self, params: GenerationParams) -> PreparedRequest:
         args, sent, notes = self.map_params(params)
         provider = hf_provider()
         routed = None if provider == "auto" else routed_payload(provider, args)

@@ -45,6 +45,7 @@ from zimage_ui.providers.base import (
     PreparedRequest,
     ProgressFn,
     SentValues,
+    refuse_inputs,
 )
 from zimage_ui.providers.hosted.base import (
     JobDone,
@@ -157,6 +158,7 @@ class OpenAICompatibleProvider(SelfHostedProvider):
         return env.raw(self.model_var) or DEFAULT_MODEL
 
     def map_params(self, params: GenerationParams) -> tuple[dict[str, Any], SentValues, list[str]]:
+        refuse_inputs(params, self.capabilities, self.id)  # this endpoint's own name in the message
         return openai_body(params, self.model())
 
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:

@@ -208,9 +208,8 @@ class _LocalPipelineProvider(Provider):
     def warm_up(self) -> None:
         self._slot.warm_up()
 
-    def prepare(self, params: GenerationParams) -> PreparedRequest:
-        params = params.with_concrete_seed()
-        assert params.seed is not None
+    def prepare_seeded(self, params: GenerationParams) -> PreparedRequest:
+        assert params.seed is not None  # Provider.prepare made it concrete
         refuse_provider_ids(params.loras, self.id)  # "model_...": another provider's own LoRA id
         notes = self._notes(params)
         if params.negative_prompt.strip() and params.guidance_scale == 0:
