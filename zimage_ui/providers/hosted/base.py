@@ -252,7 +252,7 @@ async def named_step(provider: str, what: str, work: Awaitable[T]) -> T:
         raise type(exc)(exc.provider, f"{what} failed: {exc.detail}") from None
     except Refused as exc:
         raise ProviderError(provider, f"{what} failed: the request was refused ({exc})") from None
-    except (Unexpected, AttributeError, TypeError, KeyError, IndexError) as exc:
+    except Unexpected as exc:
         shape = str(exc) if isinstance(exc, Unexpected) else type(exc).__name__
         raise MalformedResponse(
             provider, f"{what} failed: the answer is not in the documented shape ({shape}): retry"
@@ -380,7 +380,7 @@ class HostedProvider(Provider):
             progress(Progress(0.0, "sending the request"))
             try:
                 outcome = await self.execute(session, prepared, progress)
-            except (Unexpected, AttributeError, TypeError, KeyError, IndexError) as exc:
+            except Unexpected as exc:
                 # An answer of the wrong shape (a list where an object was documented, ...).
                 log.debug(
                     "%s answered in an unexpected shape: %r", self.id, redacted_detail(repr(exc), secrets)

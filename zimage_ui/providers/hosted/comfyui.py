@@ -278,9 +278,9 @@ def saved_images(entry: dict[str, Any], save_node: str) -> list[dict[str, str]]:
     return images
 
 
-def queue_remaining(data: dict[str, Any]) -> int | None:
+def queue_remaining(data: Any) -> int | None:
     """`status {status: {exec_info: {queue_remaining}}}`: the prompts ComfyUI has left to run."""
-    status = data.get("status")
+    status = data.get("status") if isinstance(data, dict) else None
     info = status.get("exec_info") if isinstance(status, dict) else None
     left = info.get("queue_remaining") if isinstance(info, dict) else None
     return left if isinstance(left, int) and not isinstance(left, bool) else None

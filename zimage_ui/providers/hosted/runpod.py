@@ -111,13 +111,14 @@ def image_url(data: Any) -> str:
 
 
 def job_cost(data: Any) -> Cost | None:
-    output = data.get("output") if isinstance(data.get("output"), dict) else {}
-    value = output.get("cost")
+    """The job's cost where the worker reports one; any other shape: none (cost is optional)."""
+    output = data.get("output") if isinstance(data, dict) else None
+    value = output.get("cost") if isinstance(output, dict) else None
     return Cost(float(value), "USD") if isinstance(value, (int, float)) else None
 
 
 def timing_s(data: Any, name: str) -> float | None:
-    value = data.get(name)
+    value = data.get(name) if isinstance(data, dict) else None
     return value / 1000 if isinstance(value, (int, float)) else None
 
 

@@ -270,8 +270,10 @@ def asset_ids(data: Any) -> list[str]:
 
 
 def job_cost(data: Any) -> Cost | None:
-    billing = (data.get("job") or {}).get("billing") or {}
-    value = billing.get("cuCost")
+    """The job's cost in compute units where reported; any other shape: none (cost is optional)."""
+    job = data.get("job") if isinstance(data, dict) else None
+    billing = job.get("billing") if isinstance(job, dict) else None
+    value = billing.get("cuCost") if isinstance(billing, dict) else None
     return Cost(float(value), "compute units") if isinstance(value, (int, float)) else None
 
 
