@@ -379,7 +379,7 @@ class HostedProvider(Provider):
         async with session:
             progress(Progress(0.0, "sending the request"))
             try:
-                outcome = await self.execute(session, prepared, progress)
+                outcome = await self.execute_with_keys(session, prepared, progress, values)
             except Unexpected as exc:
                 # An answer of the wrong shape (a list where an object was documented, ...).
                 log.debug(
@@ -417,6 +417,13 @@ class HostedProvider(Provider):
     @abc.abstractmethod
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
         """Submit, wait and fetch the images of one prepared request."""
+
+    async def execute_with_keys(
+        self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn, keys: list[str]
+    ) -> JobDone:
+        """`execute`, for a provider whose client library needs the key itself (the session carries
+        it in its headers for everyone else)."""
+        return await self.execute(session, prepared, progress)
 
 
 class SelfHostedProvider(HostedProvider):

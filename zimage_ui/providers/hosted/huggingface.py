@@ -49,7 +49,6 @@ import contextlib
 import contextvars
 import json
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,7 +58,6 @@ import httpx2
 from PIL import Image, UnidentifiedImageError
 
 from zimage_ui import env
-from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import (
     AuthError,
     Cancelled,
@@ -84,9 +82,7 @@ from zimage_ui.providers.base import (
     PreparedRequest,
     Progress,
     ProgressFn,
-    RunResult,
     SentValues,
-    ignore_progress,
     refuse_inputs,
 )
 from zimage_ui.providers.hosted.base import (
@@ -440,6 +436,15 @@ def _start_in_pool(work: Callable[..., Any], prepared: PreparedRequest, token: s
     return run
 
 
+async def _until_done(run: PoolRun) -> Any:
+    """The pool run's result; cancelled (Stop, the deadline), it abandons the run at once."""
+    try:
+        return await asyncio.shield(run.future)
+    finally:
+        if not run.future.done():
+            run.abandon()
+
+
 def _retrieved(future: asyncio.Future[Any]) -> None:
     """An abandoned run's outcome is read, so it is not logged as never retrieved."""
     if not future.cancelled():
@@ -492,8 +497,42 @@ class HuggingFaceProvider(HostedProvider):
             routed=routed,
         )
 
+    def key_values(self, keys: KeyRing) -> list[str]:
+        token = super().key_values(keys)[0]
+        if not token.startswith("hf_"):  # another provider's own key: huggingface_hub would skip the router
+            raise AuthError(self.id, "HF_TOKEN must be a Hugging Face token (hf_...): nothing was sent")
+        return [token]
+
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
-        raise NotImplementedError("huggingface_hub does the HTTP: see run()")
+        raise NotImplementedError("huggingface_hub needs the token itself: see execute_with_keys")
+
+    async def execute_with_keys(
+        self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn, keys: list[str]
+    ) -> JobDone:
+        """huggingface_hub does the HTTP, on the pool (`_start_in_pool`); the session gives the run
+        its deadline and Stop, as for every hosted provider. An abandoned run is cancelled in its
+        own event loop; the provider has no cancel call, so Stop says the job may still finish."""
+        token, secrets = keys[0], [keys[0], f"Bearer {keys[0]}"]
+        install_routing(self.guard)
+        provider = prepared.body.get("provider", "auto")
+        used_box = [provider]  # the provider in use, once the mapping says (for messages)
+        session.job_started()  # no cancel call: huggingface_hub sends, and can't take one back
+        work = _start_in_pool(self._generate, prepared, token, _threadsafe(progress), used_box)
+        try:
+            image, used = await session.wait(_until_done(work))
+        except ProviderTimeout:
+            limit = timeout_s()
+            raise ProviderTimeout(
+                self.id, f"no image within {limit:g} s: retry in a moment, or raise ZIMAGE_TIMEOUT_S"
+            ) from None
+        except Cancelled:
+            raise
+        except ProviderError as exc:
+            raise type(exc)(exc.provider, redact(exc.detail, secrets)) from None
+        except Exception as exc:  # huggingface_hub's, httpx2's and PIL's own errors
+            raise classify(exc, self.id, used_box[0], secrets) from None
+        notes = [f"provider auto resolved to {used}"] if provider == "auto" else []
+        return JobDone(images=[image], notes=notes)
 
     async def _generate(
         self, prepared: PreparedRequest, token: str, progress: ProgressFn, used_box: list[str]
@@ -522,62 +561,6 @@ class HuggingFaceProvider(HostedProvider):
             image = await client.text_to_image(**body)
         cap = prepared.sent.width * prepared.sent.height * PIXEL_HEADROOM
         return await asyncio.to_thread(checked, image, cap), used
-
-    async def run(
-        self,
-        prepared: PreparedRequest,
-        *,
-        keys: KeyRing,
-        progress: ProgressFn = ignore_progress,
-        cancel: CancelToken | None = None,
-    ) -> RunResult:
-        token = self.key_values(keys)[0]
-        if not token.startswith("hf_"):  # another provider's own key: huggingface_hub would skip the router
-            raise AuthError(self.id, "HF_TOKEN must be a Hugging Face token (hf_...): nothing was sent")
-        secrets = [token, f"Bearer {token}"]
-        install_routing(self.guard)
-        started = time.perf_counter()
-        provider = prepared.body.get("provider", "auto")
-        used_box = [provider]  # the provider in use, once the mapping says (for messages)
-        limit = timeout_s()
-        work = _start_in_pool(self._generate, prepared, token, _threadsafe(progress), used_box)
-        stop = asyncio.ensure_future(cancel.wait()) if cancel else None
-        try:
-            done, _ = await asyncio.wait(
-                {work.future, stop} if stop else {work.future},
-                timeout=limit,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:  # Stop, the deadline, or this run itself cancelled: the run is abandoned at once
-            if stop:
-                stop.cancel()
-            if not work.future.done():
-                work.abandon()
-        if work.future not in done:
-            if cancel is not None and cancel.cancelled:
-                raise Cancelled(self.id, "stopped")
-            raise ProviderTimeout(
-                self.id, f"no image within {limit:g} s: retry in a moment, or raise ZIMAGE_TIMEOUT_S"
-            )
-        try:
-            image, used = work.future.result()
-        except ProviderError as exc:
-            raise type(exc)(exc.provider, redact(exc.detail, secrets)) from None
-        except Exception as exc:
-            raise classify(exc, self.id, used_box[0], secrets) from None
-        progress(Progress(1.0, "done"))
-        notes = [*prepared.notes]
-        if provider == "auto":
-            notes.append(f"provider auto resolved to {used}")
-        return RunResult(
-            provider=self.id,
-            images=[image],
-            seed=prepared.sent.seed,
-            sent=prepared.sent,
-            elapsed_s=time.perf_counter() - started,
-            job_id=None,
-            notes=notes,
-        )
 
 
 __all__ = ["REDACTED", "HuggingFaceProvider", "classify", "routed_payload", "text_to_image_args"]
