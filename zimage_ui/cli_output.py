@@ -6,8 +6,6 @@ it is. No terminal library: a `\\r` line on a terminal, plain lines anywhere els
 
 from __future__ import annotations
 
-import csv
-import io
 import shlex
 import shutil
 import sys
@@ -20,7 +18,7 @@ from zimage_ui.params import TURBO_STEPS
 from zimage_ui.providers.base import Progress
 from zimage_ui.runner import Outcome
 from zimage_ui.settings import TABLE
-from zimage_ui.sweep import AXIS_LABELS, Axis, SweepSpec
+from zimage_ui.sweep import AXIS_LABELS, SweepSpec
 
 PROG = "python -m zimage_ui"
 BAR_WIDTH = 20
@@ -132,15 +130,6 @@ def cell_caption(spec: SweepSpec, x: int, y: int) -> str:
 # -- info: what an image says about how it was made ------------------------------------------
 
 
-def axis_text(axis: Axis) -> str:
-    """An axis's values as --x-values takes them (CSV where a text value may hold a comma)."""
-    if axis.kind in ("seed", "steps", "shift"):
-        return ", ".join(str(value) for value in axis.values)
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(axis.values)
-    return buffer.getvalue()
-
-
 def _setting_flags(values: dict[str, Any]) -> list[str]:
     words: list[str] = []
     for flag, name in PARAM_FLAGS.items():
@@ -161,9 +150,9 @@ def again_command(params: dict[str, Any], provider: str | None, spec: SweepSpec 
     """The CLI command that makes it again (one line, shell-quoted); ID where no provider is known."""
     if spec is not None:
         words = [*PROG.split(), "sweep", "--provider", spec.provider]
-        words += ["--x-kind", spec.x.kind, "--x-values", axis_text(spec.x)]
+        words += ["--x-kind", spec.x.kind, "--x-values", spec.x.text()]
         if spec.y:
-            words += ["--y-kind", spec.y.kind, "--y-values", axis_text(spec.y)]
+            words += ["--y-kind", spec.y.kind, "--y-values", spec.y.text()]
         words += _setting_flags(spec.params.model_dump())
     else:
         words = [*PROG.split(), "generate", "--provider", provider or "ID", *_setting_flags(params)]
@@ -179,9 +168,9 @@ def grid_report(spec: SweepSpec) -> tuple[dict[str, Any], list[str]]:
         "sweep": spec.model_dump(mode="json"),
         "command": again_command({}, None, spec),
     }
-    lines = [f"x axis: {AXIS_LABELS[spec.x.kind]} {axis_text(spec.x)}"]
+    lines = [f"x axis: {AXIS_LABELS[spec.x.kind]} {spec.x.text()}"]
     if spec.y:
-        lines.append(f"y axis: {AXIS_LABELS[spec.y.kind]} {axis_text(spec.y)}")
+        lines.append(f"y axis: {AXIS_LABELS[spec.y.kind]} {spec.y.text()}")
     lines += _value_lines(spec.params.model_dump(mode="json"))
     return record, lines
 

@@ -24,6 +24,7 @@ from zimage_ui.providers.base import REDACTED, PreparedRequest
 from zimage_ui.providers.hosted.base import display_safe
 from zimage_ui.providers.local.controlnet import CONTROLNET_ENV
 from zimage_ui.providers.local.diffusers_local import DEFAULT_MODEL_ID, model_id
+from zimage_ui.providers.local.generation import DISPLAY_ONLY
 from zimage_ui.providers.local.pipeline_variants import MASK_BLUR_PX
 from zimage_ui.redaction import safe_url
 
@@ -160,19 +161,6 @@ def _per_seed(call_args: list[str], seeds: list[int], after: Sequence[str] = ())
     return [intro, f"for seed in {seeds!r}:", *(f"    {line}" for line in call)]
 
 
-# what the local pipeline's shown request holds for reading only: the code passes the real values
-_DISPLAY_ONLY = {
-    "generator",
-    "scheduler",
-    "pipeline",
-    "image",
-    "mask_image",
-    "control_image",
-    "control_kind",
-    "loras",
-}
-
-
 UNION_FILE = "Z-Image-Turbo-Fun-Controlnet-Union.safetensors"
 
 
@@ -255,7 +243,7 @@ def pipeline_code(prepared: PreparedRequest) -> str:
     params = prepared.params
     assert params.seed is not None
     seeds = [image_seed(params.seed, index) for index in range(params.num_images)]
-    kwargs = {key: value for key, value in prepared.body.items() if key not in _DISPLAY_ONLY}
+    kwargs = {key: value for key, value in prepared.body.items() if key not in DISPLAY_ONLY}
     inputs = _input_code(prepared)
     call_args = [f"    {key}={value!r}," for key, value in kwargs.items()] + inputs.call
     if prepared.provider == "diffusers-tiny":

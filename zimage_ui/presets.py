@@ -73,6 +73,13 @@ def _known_provider(value: str) -> str:
     return value
 
 
+def _short_name(value: str) -> str:
+    """A preset's name or a side's label: at most MAX_NAME_CHARS."""
+    if len(value) > MAX_NAME_CHARS:
+        raise ValueError(f"{len(value)} characters; use {MAX_NAME_CHARS} or fewer")
+    return value
+
+
 class PresetSide(Side):
     """One side of a comparison preset: a registered provider plus optional overrides."""
 
@@ -88,12 +95,7 @@ class PresetSide(Side):
     def _override(cls, value: Any, info: Any) -> Any:
         return value if value is None else _rule(info.field_name, value)
 
-    @field_validator("label")
-    @classmethod
-    def _label(cls, value: str) -> str:
-        if len(value) > MAX_NAME_CHARS:
-            raise ValueError(f"{len(value)} characters; use {MAX_NAME_CHARS} or fewer")
-        return value
+    _label = field_validator("label")(classmethod(lambda cls, value: _short_name(value)))
 
 
 class Preset(BaseModel):
@@ -168,12 +170,7 @@ class Preset(BaseModel):
             raise ValueError(f"{value} is not a preset schema this app knows; use 1..{PRESET_SCHEMA}")
         return value
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if len(value) > MAX_NAME_CHARS:
-            raise ValueError(f"{len(value)} characters; use {MAX_NAME_CHARS} or fewer")
-        return value
+    _name = field_validator("name")(classmethod(lambda cls, value: _short_name(value)))
 
     @field_validator(*(name for name in PARAM_FIELDS if name not in {"options", "inputs"}))
     @classmethod

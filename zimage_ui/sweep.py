@@ -62,6 +62,15 @@ class Axis(BaseModel):
     def label(self, value: str | int | float) -> str:
         return f"{AXIS_LABELS[self.kind]}: {value}"
 
+    def text(self) -> str:
+        """The values as the Sweep tab and --x-values take them (CSV where a text value may hold a
+        comma; numbers listed plainly)."""
+        if self.kind in _FIELD:
+            return ", ".join(str(value) for value in self.values)
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="").writerow(self.values)
+        return buffer.getvalue()
+
 
 class SweepSpec(BaseModel):
     """Everything needed to run a sweep again: base settings, provider and axes."""

@@ -19,6 +19,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
 
 STEP_BYTES = 64 * 2**10  # the most one decoding step may produce
 YIELD_EVERY = 16  # steps (1 MB) between turns of the event loop
@@ -38,6 +39,16 @@ def codings(header: str | None) -> list[str]:
     left out."""
     found = [part.strip().lower() for part in (header or "").split(",")]
     return [coding for coding in found if coding and coding != "identity"]
+
+
+async def checked_coding(response: Any) -> str | None:
+    """An answer's one content coding (None: identity); a refused one closes the answer (an httpx
+    or an httpx2 response) before it is raised, so nothing of it is read."""
+    try:
+        return single_coding(response.headers.get("content-encoding"))
+    except EncodingRefused:
+        await response.aclose()
+        raise
 
 
 def single_coding(header: str | None) -> str | None:

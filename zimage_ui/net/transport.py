@@ -17,10 +17,9 @@ import httpx
 from zimage_ui.net.decoding import (
     ACCEPT_ENCODING,
     CappedBody,
-    EncodingRefused,
+    checked_coding,
     inflate_async,
     plain_headers,
-    single_coding,
 )
 from zimage_ui.net.guard import PublicOnlyBackend
 
@@ -49,11 +48,7 @@ class BoundedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         request.headers["Accept-Encoding"] = ACCEPT_ENCODING
         response = await self.inner.handle_async_request(request)
-        try:
-            coding = single_coding(response.headers.get("content-encoding"))
-        except EncodingRefused:
-            await response.aclose()
-            raise
+        coding = await checked_coding(response)
         if coding is None and self.cap is None:
             return response
         headers = plain_headers(response.headers.multi_items()) if coding else response.headers

@@ -17,6 +17,7 @@ from zimage_ui.net.decoding import (
     ACCEPT_ENCODING,
     CappedBody,
     EncodingRefused,
+    checked_coding,
     inflate_async,
     inflate_sync,
     plain_headers,
@@ -98,11 +99,7 @@ class AsyncBounded(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         request.headers["Accept-Encoding"] = ACCEPT_ENCODING
         response = await self.inner.handle_async_request(request)
-        try:
-            coding = single_coding(response.headers.get("content-encoding"))
-        except EncodingRefused:
-            await response.aclose()
-            raise
+        coding = await checked_coding(response)
         return _decoded(response, coding, _AsyncDecoded, self.cap, self.limit_s)
 
     async def aclose(self) -> None:

@@ -19,6 +19,7 @@ from zimage_ui.errors import InvalidParams, PresetError
 from zimage_ui.params import GenerationParams, ImageInputs, parse_params
 from zimage_ui.presets import Preset, preset_from_params
 from zimage_ui.providers import PROVIDERS
+from zimage_ui.settings import TABLE
 from zimage_ui.ui.common import shareable_params, user_error
 from zimage_ui.ui.inputs_panel import InputsPanel, api_image_inputs, upload_folder
 from zimage_ui.visitor_files import visitor_refs_allowed
@@ -131,18 +132,13 @@ def _seed_text(value: str | float | None) -> str:
 
 
 def setting_values(preset: Preset) -> dict[str, Any]:
-    """A preset's settings as the form shows them (a random seed: an empty box, Random ticked)."""
+    """A preset's settings as the form shows them, by the table's short names (a random seed: an
+    empty box, Random ticked)."""
+    values = {setting.short: getattr(preset, setting.name) for setting in TABLE if setting.control != "seed"}
     return {
-        "prompt": preset.prompt,
-        "negative_prompt": preset.negative_prompt,
-        "width": preset.width,
-        "height": preset.height,
+        **values,
         "seed": "" if preset.seed is None else str(preset.seed),
         "random_seed": preset.seed is None,
-        "steps": preset.num_inference_steps,
-        "guidance": preset.guidance_scale,
-        "shift": preset.shift,
-        "num_images": preset.num_images,
     }
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ import gradio as gr
 from zimage_ui.infotext import read_png_settings
 from zimage_ui.presets import preset_from_params
 from zimage_ui.settings import TABLE
-from zimage_ui.sweep import AXIS_LABELS, Axis, SweepSpec, read_grid_spec
+from zimage_ui.sweep import AXIS_LABELS, SweepSpec, read_grid_spec
 from zimage_ui.ui.common import PRIVATE
 from zimage_ui.ui.form import Form, Updates, Values
 from zimage_ui.ui.presets_panel import PresetsPanel
@@ -29,15 +27,6 @@ TURBO_TUNED = {
     if setting.turbo is not None
 }
 FORM_NAMES = TABLE.name_to_short()  # what the reader gives (canonical names) -> the form's names
-
-
-def axis_text(axis: Axis) -> str:
-    """An axis's values as the Sweep tab takes them (CSV where a text value may hold a comma)."""
-    if axis.kind in ("seed", "steps", "shift"):
-        return ", ".join(str(value) for value in axis.values)
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(axis.values)
-    return buffer.getvalue()
 
 
 def read_image(path: str | None) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
@@ -144,7 +133,7 @@ class InfoTab:
             return {self._presets.status: nothing, self.message: nothing}
         spec = SweepSpec.model_validate_json(raw)
         filled = self._form.fill(preset_from_params(spec.params, spec.provider))
-        y_kind, y_text = (spec.y.kind, axis_text(spec.y)) if spec.y else (NO_AXIS, "")
+        y_kind, y_text = (spec.y.kind, spec.y.text()) if spec.y else (NO_AXIS, "")
         message = "The sweep is set up again on the Sweep tab: press Run sweep."
         sweep = self._sweep
         return {
@@ -152,7 +141,7 @@ class InfoTab:
             self._form.tabs: gr.Tabs(selected="sweep"),
             sweep.provider: spec.provider,
             sweep.x_kind: spec.x.kind,
-            sweep.x_values: axis_text(spec.x),
+            sweep.x_values: spec.x.text(),
             sweep.y_kind: y_kind,
             sweep.y_values: y_text,
             self._presets.status: message,

@@ -101,20 +101,13 @@ def pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
     return kwargs
 
 
-# Keys of `pipeline_kwargs` that are shown, not passed as they are: `run_pipeline` passes the
-# real generator, scheduler, prompt embeddings, images and LoRAs instead.
-SHOWN_ONLY = {
-    "generator",
-    "scheduler",
-    "prompt",
-    "negative_prompt",
-    "pipeline",
-    "image",
-    "mask_image",
-    "control_image",
-    "control_kind",
-    "loras",
-}
+# Keys of `pipeline_kwargs` that describe a value for reading (copied code writes the real call
+# for them); `run_pipeline` passes the real generator, scheduler, images and LoRAs instead, and
+# the prompts as embeddings.
+DISPLAY_ONLY = frozenset(
+    {"generator", "scheduler", "pipeline", "image", "mask_image", "control_image", "control_kind", "loras"}
+)
+SHOWN_ONLY = DISPLAY_ONLY | {"prompt", "negative_prompt"}
 
 
 def _wants_preview(step: int, steps: int) -> bool:
