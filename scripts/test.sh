@@ -18,4 +18,6 @@ python -m pip install -q --no-deps sd-prompt-reader==1.3.5 piexif==1.1.3
 python -m ruff check .
 python -m ruff format --check .
 python -m mypy
-python -m pytest "$@"
+# Two workers (this project's machines have two cores); a test file stays on one worker, so a
+# module's page, app or emulator fixture is made once and its tests run in their written order.
+python -m pytest -n 2 --dist loadfile "$@"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.emulators import EMULATORS, Emulator, running
 from tests.hostile import HostileServer
@@ -124,3 +127,18 @@ def hostile_https() -> Iterator[HostileServer]:
     """The hostile test server over https with a test CA: a visitor's URL must be https."""
     with HostileServer(tls=True) as hostile:
         yield hostile
+
+
+def ramp_rgb(side: int = 256) -> np.ndarray:
+    """The test photo's pixels: a diagonal ramp per channel, each turned another way, so every
+    pixel differs from its neighbours and a resize, a crop or a channel swap shows."""
+    ramp = (np.indices((side, side)).sum(0) % 256).astype(np.uint8)
+    return np.stack([ramp, ramp[::-1], 255 - ramp], -1)
+
+
+@pytest.fixture(scope="session")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test photo (256x256 ramps) as a PNG file."""
+    path = tmp_path_factory.mktemp("photo") / "photo.png"
+    Image.fromarray(ramp_rgb()).save(path)
+    return path

@@ -20,14 +20,6 @@ def url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ramp = (np.indices((256, 256)).sum(0) % 256).astype(np.uint8)
-    path = tmp_path_factory.mktemp("api-photo") / "photo.png"
-    Image.fromarray(np.stack([ramp, ramp[::-1], 255 - ramp], -1)).save(path)
-    return path
-
-
 SETTINGS = {"provider": "diffusers-tiny", "prompt": "a heron", "width": 256, "height": 256, "seed": "7"}
 
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.browser import app_page, pick_provider
@@ -22,14 +20,6 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
     out = tmp_path_factory.mktemp("outputs")
     with app_page({"ZIMAGE_OUTPUT_DIR": str(out), "ZIMAGE_SERVER_KEYS": "none"}) as page:
         yield page
-
-
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ramp = (np.indices((256, 256)).sum(0) % 256).astype(np.uint8)
-    path = tmp_path_factory.mktemp("photo") / "photo.png"
-    Image.fromarray(np.stack([ramp, ramp[::-1], 255 - ramp], -1)).save(path)
-    return path
 
 
 def open_panel(page: Page) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import ramp_rgb
 from tests.test_tiny_img2img import _tiny_lora
 from zimage_ui.compare import Side, params_for_side, params_for_sides, run_comparison
 from zimage_ui.errors import InvalidParams
@@ -20,8 +21,7 @@ SIDE = 256
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("override-inputs")
-    ramp = (np.indices((SIDE, SIDE)).sum(0) % 256).astype(np.uint8)
-    Image.fromarray(np.stack([ramp, ramp[::-1], 255 - ramp], -1)).save(folder / "in.png")
+    Image.fromarray(ramp_rgb(SIDE)).save(folder / "in.png")
     _tiny_lora(folder / "tiny.safetensors")
     return {path.stem: path for path in folder.iterdir()}
 

@@ -24,6 +24,13 @@ SESSIONS = 20
 SEED = "4242"
 
 
+def client_of(url: str) -> Client:
+    """A gradio_client for the shared app. Its 20 s read timeout is for a person waiting; here
+    several sessions share two cores (and, under pytest-xdist, another worker), so a slow answer
+    is not the failure these tests look for: their assertions are about whose image is whose."""
+    return Client(url, verbose=False, httpx_kwargs={"timeout": 180})
+
+
 @pytest.fixture(scope="module")
 def shared_app(emulator_servers: dict[str, Emulator], tmp_path_factory) -> Iterator[tuple[str, Path]]:
     team = tmp_path_factory.mktemp("team-outputs")
@@ -41,7 +48,7 @@ def shared_app(emulator_servers: dict[str, Emulator], tmp_path_factory) -> Itera
 
 
 def generate(url: str, provider: str, prompt: str, size: int) -> tuple[str, bytes]:
-    client = Client(url, verbose=False)
+    client = client_of(url)
     gallery, seed_used, status, _sent = client.predict(
         provider, prompt, "", size, size, SEED, False, 4, 0.0, 3.0, 1, api_name="/generate"
     )
@@ -69,7 +76,7 @@ def test_sessions_sharing_a_seed_each_get_their_own_image(
 
 def test_compare_of_one_provider_at_two_step_counts_shows_two_images(shared_app: tuple[str, Path]) -> None:
     url, _team = shared_app
-    images, report = Client(url, verbose=False).predict(
+    images, report = client_of(url).predict(
         "diffusers-tiny:steps=2; diffusers-tiny:steps=8",
         prompt="a paper boat", width=256, height=256, seed="77", random_seed=False,
         api_name="/compare",
@@ -89,7 +96,7 @@ def test_compare_of_one_provider_at_two_step_counts_shows_two_images(shared_app:
 
 def test_team_copies_are_kept_per_run_and_never_served(shared_app: tuple[str, Path]) -> None:
     url, team = shared_app
-    client = Client(url, verbose=False)
+    client = client_of(url)
     gallery, *_ = client.predict(
         "diffusers-tiny", "a quiet harbour", "", 256, 256, "5", False, 2, 0.0, 3.0, 1, api_name="/generate"
     )
@@ -107,7 +114,7 @@ def test_team_copies_are_kept_per_run_and_never_served(shared_app: tuple[str, Pa
 
 def test_cached_file_urls_cannot_be_guessed_from_provider_and_seed(shared_app: tuple[str, Path]) -> None:
     url, _team = shared_app
-    client = Client(url, verbose=False)
+    client = client_of(url)
     job = client.submit(
         "diffusers-tiny", "an owl", "", 256, 256, "9", False, 2, 0.0, 3.0, 1, api_name="/generate"
     )
@@ -123,7 +130,7 @@ def test_cached_file_urls_cannot_be_guessed_from_provider_and_seed(shared_app: t
 
 def test_a_sweep_range_of_a_billion_values_is_refused_at_once(shared_app: tuple[str, Path]) -> None:
     url, _team = shared_app
-    client = Client(url, verbose=False)
+    client = client_of(url)
     started = time.monotonic()
     with pytest.raises(Exception) as caught:
         client.predict(
@@ -151,8 +158,8 @@ def test_uploads_over_the_cap_are_refused_before_they_are_kept(shared_app: tuple
 def test_api_clients_see_progress_and_their_place_in_line(shared_app: tuple[str, Path]) -> None:
     url, _team = shared_app
     args = ("diffusers-tiny", "a long run", "", 1024, 1024, "3", False, 30, 0.0, 3.0, 1)
-    first = Client(url, verbose=False).submit(*args, api_name="/generate")
-    second = Client(url, verbose=False).submit(*args, api_name="/generate")
+    first = client_of(url).submit(*args, api_name="/generate")
+    second = client_of(url).submit(*args, api_name="/generate")
     seen: set[str] = set()
     deadline = time.monotonic() + 120
     while not second.done() and time.monotonic() < deadline:
@@ -171,7 +178,7 @@ def test_sweep_cells_carry_captions_and_failures_stay_in_place(
     url, _team = shared_app
     emulator_servers["evolink"].reset()
     emulator_servers["evolink"].behaviour.fail_reason = "prompt refused"
-    status, _grid, cells, _file = Client(url, verbose=False).predict(
+    status, _grid, cells, _file = client_of(url).predict(
         "diffusers-tiny", "provider", "diffusers-tiny, evolink",
         prompt="a red fox", width=512, height=512, seed="8", random_seed=False, steps=4,
         api_name="/sweep",
@@ -186,7 +193,7 @@ def test_expected_failures_print_no_traceback(
     shared_app: tuple[str, Path], emulator_servers: dict[str, Emulator]
 ) -> None:
     url, _team = shared_app
-    client = Client(url, verbose=False)
+    client = client_of(url)
     args = ["a fox", "", 256, 256, "1", False, 8, 0.0, 3.0, 1]
     with pytest.raises(Exception, match="multiple of 16"):
         client.predict("diffusers-tiny", *args[:2], 1000, *args[3:], api_name="/generate")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import ramp_rgb
 from zimage_ui.errors import InvalidParams
 from zimage_ui.image_inputs import fetch_remote, load_inputs
 from zimage_ui.infotext import read_png_settings
@@ -33,8 +34,7 @@ ROOT = Path(__file__).parent.parent
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("control")
-    ramp = (np.indices((SIDE, SIDE)).sum(0) % 256).astype(np.uint8)
-    Image.fromarray(np.stack([ramp, ramp[::-1], 255 - ramp], -1)).save(folder / "ramp.png")
+    Image.fromarray(ramp_rgb(SIDE)).save(folder / "ramp.png")
     edges = np.zeros((SIDE, SIDE), np.uint8)
     edges[::16] = 255
     edges[:, ::16] = 255
