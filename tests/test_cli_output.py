@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from zimage_ui.cli import build_parser
-from zimage_ui.cli_output import ProgressLines, again_command, axis_text, progress_text, settings_report
+from zimage_ui.cli_output import ProgressLines, again_command, progress_text, settings_report
 from zimage_ui.infotext import read_png_settings
 from zimage_ui.params import parse_params
 from zimage_ui.providers.base import Progress
@@ -87,5 +87,5 @@ def test_a_grid_command_gives_back_the_same_axes():
     args = build_parser().parse_args(shlex.split(again_command({}, None, spec))[3:])
     assert parse_axis(args.x_kind, args.x_values, args.prompt) == x
     assert parse_axis(args.y_kind, args.y_values, args.prompt) == y
-    assert axis_text(y) == "1.0, 1.5, 2.0, 2.5, 3.0"
+    assert y.text() == "1.0, 1.5, 2.0, 2.5, 3.0"
     assert (args.provider, args.seed, args.out.name) == ("diffusers-tiny", 4, "outputs")

@@ -16,7 +16,7 @@ from zimage_ui.sweep import GRID_KEY, SweepSpec, parse_axis
 from zimage_ui.ui.compare_tab import CompareTab, build_compare_tab
 from zimage_ui.ui.form import SETTING_NAMES, Form
 from zimage_ui.ui.generate_tab import GenerateTab, build_generate_tab
-from zimage_ui.ui.info_tab import InfoTab, axis_text, build_info_tab
+from zimage_ui.ui.info_tab import InfoTab, build_info_tab
 from zimage_ui.ui.presets_panel import PresetsPanel, build_presets_panel
 from zimage_ui.ui.settings_panel import SettingsPanel, build_keys_panel, build_settings_panel
 from zimage_ui.ui.sweep_tab import SweepTab, build_sweep_tab
@@ -169,7 +169,7 @@ def test_a_sweep_grid_png_sets_the_sweep_up_again(page: Page, tmp_path: Path):
     )
     assert parse_axis("prompt_sr", out[sweep.x_values], prompt).values == ["fox", "cat, big"]
     assert parse_axis("steps", out[sweep.y_values]).values == [2, 5, 8]
-    assert axis_text(spec.y) == "2, 5, 8"
+    assert spec.y.text() == "2, 5, 8"
 
 
 def test_a_key_typed_on_the_page_is_refused_by_export_link_and_team_save(
