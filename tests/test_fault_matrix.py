@@ -120,8 +120,8 @@ def write_matrix():
     Path(target).write_text(
         "# Fault matrix\n\n"
         "Written by `python scripts/faults.py` (`tests/test_fault_matrix.py`): each hosted provider,\n"
-        "against its emulator, meets each\n"
-        f"fault with a {DEADLINE_S:g} s deadline (`ZIMAGE_TIMEOUT_S`). Every run ended within the deadline,\n"
+        f"against its emulator, meets each fault with a {DEADLINE_S:g} s deadline (`ZIMAGE_TIMEOUT_S`).\n"
+        "Every run ended within the deadline,\n"
         "and no form of a key (raw, URL-encoded, base64, the Authorization header) nor any piece of one\n"
         "was in the message or the logs. Each cell is what the user reads (`ok`: the run recovered and\n"
         "made the image).\n\n"
