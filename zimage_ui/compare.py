@@ -14,6 +14,7 @@ without their outer spaces.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -40,9 +41,11 @@ INPUT_OVERRIDES = ("strength", "lora_scale")
 SIZE_KEY = "size"  # size=WxH sets width and height
 
 
-def side_settings(table: Table = TABLE) -> list[Setting]:
-    """The settings a side may override, in the order they are written: the sizes last."""
-    return sorted((setting for setting in table if setting.side), key=lambda s: s.multiple is not None)
+@functools.cache
+def side_settings(table: Table = TABLE) -> tuple[Setting, ...]:
+    """The settings a side may override, in the order they are written: the sizes last. Worked
+    out once per table (a side's title, spec and overrides ask for it on every call)."""
+    return tuple(sorted((s for s in table if s.side), key=lambda s: s.multiple is not None))
 
 
 def side_keys(table: Table = TABLE) -> dict[str, str]:

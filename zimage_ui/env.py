@@ -1,8 +1,8 @@
 """The environment, read in one place.
 
 Every variable the app reads is declared once in `Environment` (pydantic-settings): its type, its
-default and a line of help. The rest of the app asks here: `current()` for typed values (read at
-call time, so a test's `monkeypatch.setenv` or an owner's change applies to the next run), or
+default and a line of help. The rest of the app asks here: `get(name)` for a typed value (read
+at call time, so a test's `monkeypatch.setenv` or an owner's change applies to the next run),
 `raw(name)` for a declared variable whose name is computed (a provider's key, an OpenAI-style
 endpoint's `ZIMAGE_OPENAI_<NAME>_BASE_URL`). A value that can't be read as its type is the
 default, as it always was; variables whose bad values deserve a note (the speed options, the
@@ -24,8 +24,6 @@ from pydantic import (
     SecretStr,
     TypeAdapter,
     ValidationError,
-    ValidatorFunctionWrapHandler,
-    field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -115,15 +113,6 @@ class Environment(BaseSettings):
     ZIMAGE_OPENAI_API_KEY: SecretStr = _var(SecretStr(""), PROVIDER_KEYS, "the OpenAI-style endpoint's key")
     ZIMAGE_COMFYUI_API_KEY: SecretStr = _var(SecretStr(""), PROVIDER_KEYS, "Bearer key for a ComfyUI proxy")
 
-    @field_validator("*", mode="wrap")
-    @classmethod
-    def _default_when_unreadable(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: Any) -> Any:
-        """A value that is not its type (or out of range) is the default, as a missing one is."""
-        try:
-            return handler(value.strip() if isinstance(value, str) else value)
-        except ValidationError:
-            return cls.model_fields[info.field_name].default
-
 
 @dataclass(frozen=True)
 class Pattern:
@@ -147,11 +136,6 @@ PATTERNS: tuple[Pattern, ...] = (
 )
 NAMES = frozenset(Environment.model_fields)
 SECRETS = frozenset(name for name, info in Environment.model_fields.items() if info.annotation is SecretStr)
-
-
-def current() -> Environment:
-    """The whole environment as it is now, typed (a few ms: for listing, not for every request)."""
-    return Environment()
 
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {

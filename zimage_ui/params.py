@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -285,7 +285,6 @@ class ParamsCore(BaseModel):
     the image-input views and the seed helpers. The fields come from the settings table."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    _table: ClassVar[Table] = TABLE
     if TYPE_CHECKING:  # fields of every table, used by the methods below
         prompt: str
         width: int
@@ -451,7 +450,6 @@ def params_model(table: Table = TABLE) -> type[ParamsCore]:
         __validators__={"_checked": _checked(table)},
         **fields,
     )
-    model._table = table
     return model
 
 

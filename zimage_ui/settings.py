@@ -16,7 +16,7 @@ The order is the order of the page's form and of the API's arguments.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 # Seeds: every hosted provider takes 0..MAX_SEED (Scenario and EvoLink document 2147483647 as their
@@ -224,9 +224,6 @@ class Table:
     def with_setting(self, setting: Setting) -> Table:
         """A copy with one more setting (tests: a made-up setting appears everywhere)."""
         return Table((*self.settings, setting))
-
-    def replaced(self, name: str, **changes: object) -> Table:
-        return Table(replace(s, **changes) if s.name == name else s for s in self.settings)  # type: ignore[arg-type]
 
     def short_to_name(self) -> dict[str, str]:
         return {setting.short: setting.name for setting in self.settings}
