@@ -157,3 +157,19 @@ def test_each_range_is_the_params_range(setting: Setting):
     for outside in (setting.low - setting.step, setting.high + setting.step):
         with pytest.raises(ValidationError, match="is outside"):
             GenerationParams.model_validate({**base, setting.name: setting.kind(outside)})
+
+
+def test_the_built_models_cross_a_process_boundary_by_pickle():
+    """ZeroGPU's worker and multiprocessing take picklable values: the built models are found again
+    by their module and name, and two params that share a seed stay two params."""
+    import pickle
+
+    from zimage_ui.compare import Side
+
+    one = GenerationParams.model_validate({"prompt": "a fox", "seed": 7})
+    two = GenerationParams.model_validate({"prompt": "a heron", "seed": 7})
+    side = Side.parse("diffusers-tiny:steps=4,size=512x512")
+    for value in (one, two, side):
+        copy = pickle.loads(pickle.dumps(value))
+        assert copy == value and type(copy) is type(value)
+    assert pickle.loads(pickle.dumps(one)) != pickle.loads(pickle.dumps(two))
