@@ -27,6 +27,7 @@ from typing import Literal
 MAX_SEED = 2_147_483_647
 MAX_LOCAL_SEED = 4_294_967_295
 MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 256, 2048, 16
+MIN_STEPS, MAX_STEPS = 1, 50
 TURBO_STEPS = 8
 TURBO_SHIFT = 3.0
 
@@ -147,8 +148,8 @@ SETTINGS: tuple[Setting, ...] = (
         TURBO_STEPS,
         "Denoising steps (Turbo: 8); providers that pick their own steps say so and ignore it.",
         "Steps",
-        1,
-        50,
+        MIN_STEPS,
+        MAX_STEPS,
         "{value} steps is outside {low}..{high} (Turbo needs 8)",
         control="slider",
         side=True,

@@ -15,6 +15,7 @@ from zimage_ui.errors import InvalidParams
 from zimage_ui.params import MAX_LOCAL_SEED, MAX_SEED, TURBO_STEPS, GenerationParams
 from zimage_ui.redaction import REDACTED as REDACTED  # re-exported for the providers
 from zimage_ui.redaction import key_problem, safe_url
+from zimage_ui.settings import MAX_SIDE, MAX_STEPS, MIN_SIDE, MIN_STEPS, SIDE_MULTIPLE
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,20 @@ class Capabilities:
     lora_sources: tuple[str, ...] = ("file",)
     control_input: bool = False  # takes a ControlNet control image
     control_kinds: tuple[str, ...] = ()  # which kinds of control image (params.CONTROL_KINDS)
+
+
+# The model's steps range (the Steps setting's): what a provider that takes any steps allows.
+MODEL_STEPS = (MIN_STEPS, MAX_STEPS)
+# A server running the whole Z-Image pipeline (ComfyUI, an OpenAI-compatible engine, the local
+# diffusers pipeline) takes every text-to-image setting; each adds its inputs with `replace`.
+FULL_PIPELINE = Capabilities(
+    size_rule=f"WxH, multiples of {SIDE_MULTIPLE} in {MIN_SIDE}..{MAX_SIDE}",
+    steps_range=MODEL_STEPS,
+    shift=True,
+    negative_prompt=True,
+    guidance=True,
+    max_images=4,
+)
 
 
 def is_url(ref: str) -> bool:

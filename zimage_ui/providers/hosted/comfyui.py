@@ -42,8 +42,8 @@ from zimage_ui.net.answers import Unexpected, dig, dig_text
 from zimage_ui.net.session import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
+    FULL_PIPELINE,
     Availability,
-    Capabilities,
     KeyRing,
     PreparedRequest,
     Progress,
@@ -67,14 +67,7 @@ WORKFLOW_VAR = "ZIMAGE_COMFYUI_WORKFLOW"
 TEMPLATE = Path(__file__).with_name("comfyui_z_image_turbo.json")
 MAX_WORKFLOW_BYTES = 2 * 2**20
 LATENT_CLASSES = ("EmptySD3LatentImage", "EmptyLatentImage")
-CAPABILITIES = Capabilities(
-    size_rule="WxH, multiples of 16 in 256..2048",
-    steps_range=(1, 50),
-    shift=True,
-    negative_prompt=True,
-    guidance=True,
-    max_images=4,
-)
+CAPABILITIES = FULL_PIPELINE
 
 
 class WorkflowError(ValueError):

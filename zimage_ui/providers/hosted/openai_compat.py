@@ -41,7 +41,7 @@ from zimage_ui.net.http import HttpEngine
 from zimage_ui.net.session import HttpSession
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import (
-    Capabilities,
+    FULL_PIPELINE,
     PreparedRequest,
     ProgressFn,
     SentValues,
@@ -62,14 +62,7 @@ ENV_PREFIX = "ZIMAGE_OPENAI"
 DEFAULT_ID = "openai-compatible"
 SUBMIT_READ_TIMEOUT_S = 300.0  # synchronous: a busy engine answers when the images are made
 MAX_ANSWER_BYTES = 96 * 2**20  # up to 4 images inline as base64
-CAPABILITIES = Capabilities(
-    size_rule="WxH, multiples of 16 in 256..2048",
-    steps_range=(1, 50),
-    shift=True,
-    negative_prompt=True,
-    guidance=True,
-    max_images=4,
-)
+CAPABILITIES = FULL_PIPELINE
 # the fields beyond OpenAI's images API that SGLang and vLLM-Omni read for diffusion models
 EXTRA_FIELDS = ("num_inference_steps", "guidance_scale", "flow_shift", "seed", "negative_prompt")
 _NAMED = re.compile(rf"{ENV_PREFIX}_([A-Z0-9]+(?:_[A-Z0-9]+)*)_BASE_URL")

@@ -42,6 +42,7 @@ from zimage_ui.lora_downloads import TOKEN_ENV as HF_TOKEN_ENV
 from zimage_ui.lora_downloads import download_loras, refuse_provider_ids
 from zimage_ui.params import CONTROL_KINDS, MAX_LOCAL_SEED, GenerationParams
 from zimage_ui.providers.base import (
+    FULL_PIPELINE,
     Availability,
     Capabilities,
     KeyRing,
@@ -84,13 +85,8 @@ log = logging.getLogger(__name__)
 
 RAM_HEADROOM = 1.3  # loading and activations on top of the weights
 
-LOCAL_CAPABILITIES = Capabilities(
-    size_rule="multiples of 16, 256..2048",
-    steps_range=(1, 50),
-    shift=True,
-    negative_prompt=True,
-    guidance=True,
-    max_images=4,
+LOCAL_CAPABILITIES = replace(
+    FULL_PIPELINE,
     local_gpu=True,
     max_seed=MAX_LOCAL_SEED,  # a torch generator takes 64 bits; the params stop at A1111's top
     image_input=True,  # ZImageImg2ImgPipeline / ZImageInpaintPipeline, from the loaded pipeline
