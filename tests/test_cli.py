@@ -3,13 +3,13 @@
 import json
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.cli_runs import CliRun, cli, cli_process
 from zimage_ui.metadata import read_provenance, read_text_chunks
 
 FOX = [
@@ -24,12 +24,6 @@ FOX = [
     "--height",
     "256",
 ]
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zimage_ui", *args], capture_output=True, text=True, timeout=300, env=env
-    )
 
 
 def test_generate_writes_png_with_provenance_and_json_line(tmp_path: Path):
@@ -51,9 +45,10 @@ def test_generate_writes_png_with_provenance_and_json_line(tmp_path: Path):
 
 
 def test_same_command_twice_gives_identical_pixels(tmp_path: Path):
+    """Once in a fresh process and once in this one: the seed alone fixes the pixels."""
     paths = []
-    for name in ("one", "two"):
-        run = cli("generate", *FOX, "--out", str(tmp_path / name), "--json")
+    for name, run_command in (("one", cli_process), ("two", cli)):
+        run = run_command("generate", *FOX, "--out", str(tmp_path / name), "--json")
         assert run.returncode == 0, run.stderr
         paths.append(json.loads(run.stdout)["images"][0])
     first, second = (np.asarray(Image.open(p)) for p in paths)
@@ -292,7 +287,7 @@ def test_generate_without_a_prompt_or_preset_exits_2(tmp_path: Path):
 PYDANTIC_TEXT = ("validation error", "errors.pydantic.dev", "pydantic", "Traceback", "https://")
 
 
-def one_clear_line(run: subprocess.CompletedProcess[str], *words: str) -> None:
+def one_clear_line(run: CliRun | subprocess.CompletedProcess[str], *words: str) -> None:
     """Exit 2 with one line on stderr that says `words`, nothing on stdout, no library text."""
     assert run.returncode == 2, run.stderr
     assert len(run.stderr.splitlines()) == 1, run.stderr
@@ -305,7 +300,7 @@ def test_version_is_the_one_pyproject_declares():
     import tomllib
 
     declared = tomllib.loads(Path("pyproject.toml").read_text())["project"]["version"]
-    run = cli("--version")
+    run = cli_process("--version")  # the entry point itself
     assert run.returncode == 0, run.stderr
     assert run.stdout == f"zimage-ui {declared}\n"
 
@@ -354,7 +349,11 @@ def test_every_flag_of_every_command_has_help():
 
 def test_preset_show_of_a_missing_file_exits_2_with_one_line(tmp_path: Path):
     one_clear_line(
-        cli("preset", "show", str(tmp_path / "missing.json")), "file", "missing.json", "no such file"
+        # a fresh process: nothing else (a warning, a log line) reaches stderr either
+        cli_process("preset", "show", str(tmp_path / "missing.json")),
+        "file",
+        "missing.json",
+        "no such file",
     )
     one_clear_line(
         cli("generate", "--preset", str(tmp_path / "gone.yaml"), "--out", str(tmp_path / "o")),
@@ -428,7 +427,7 @@ def test_compare_json_is_the_report_and_human_output_has_the_notes(emulators, tm
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CliRun]:
     """One 2x2 sweep on the tiny model (steps 1, 2 by seed 1, 2), shared by the tests that read it."""
     out = tmp_path_factory.mktemp("sweep")
     run = cli(

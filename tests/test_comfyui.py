@@ -6,8 +6,6 @@ import asyncio
 import copy
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.cli_runs import cli
 from tests.emulators import Emulator
 from tests.emulators.base import png_bytes
 from zimage_ui.cancel import CancelToken
@@ -339,13 +338,8 @@ def test_the_cli_writes_a_png(comfyui_emulator: Emulator, tmp_path: Path):
     import os
 
     env = {**os.environ, **comfyui_emulator.env()}
-    command = [sys.executable, "-m", "zimage_ui", "generate", "--provider", "comfyui", "--prompt", "a fox"]
-    run = subprocess.run(
-        [*command, *SETTINGS, "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
+    run = cli(
+        "generate", "--provider", "comfyui", "--prompt", "a fox", *SETTINGS, "--out", str(tmp_path), env=env
     )
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout)

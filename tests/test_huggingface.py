@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from huggingface_hub.inference._providers._common import _fetch_inference_provid
 from huggingface_hub.utils._http import default_async_client_factory, default_client_factory
 from PIL import Image
 
+from tests.cli_runs import cli
 from tests.emulators.huggingface import FAL_ID, MODEL, TOKEN, WAVESPEED_ID, HuggingFaceEmulator
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import (
@@ -268,10 +267,9 @@ def test_cli_generate_writes_a_png(emulator, tmp_path: Path):
     }
     env.pop("ZIMAGE_HF_PROVIDER", None)
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "zimage_ui", "generate", "--provider", "huggingface", "--prompt", "a fox",
-         "--width", "512", "--height", "384", "--seed", "77", "--out", str(out)],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    done = cli(
+        "generate", "--provider", "huggingface", "--prompt", "a fox",
+        "--width", "512", "--height", "384", "--seed", "77", "--out", str(out), env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     pngs = list(out.rglob("*.png"))

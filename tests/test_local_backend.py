@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.test_cli import cli
+from tests.cli_runs import cli
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import KeyRing

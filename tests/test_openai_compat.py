@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cli_runs import cli_process
 from tests.emulators.openai_images import OpenAIImagesEmulator
 from zimage_ui.errors import InvalidParams, ProviderError
 from zimage_ui.metadata import read_provenance
@@ -200,10 +199,8 @@ def test_cli_writes_a_png_whose_zimage_chunk_shows_the_extra_fields(
 ) -> None:
     out = tmp_path / "out"
     flags = "--provider openai-sglang --prompt tram --seed 9 --steps 7 --width 512 --height 512 --out"
-    command = [sys.executable, "-m", "zimage_ui", "generate", *flags.split(), str(out)]
-    done = subprocess.run(
-        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120
-    )
+    # a fresh process: engines are read from the environment when the providers are listed, at start
+    done = cli_process("generate", *flags.split(), str(out), env={**os.environ, **env})
     assert done.returncode == 0, done.stderr
     (png,) = out.glob("*.png")
     record = read_provenance(png.read_bytes())

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.cli_runs import CliRun, cli
 from tests.conftest import ramp_rgb
 from zimage_ui.errors import InvalidParams
 from zimage_ui.image_inputs import fetch_remote, load_inputs
@@ -180,10 +179,10 @@ async def test_zero_gpu_worker_gets_the_control_image_as_a_plain_value(files):
     assert np.array_equal(np.asarray(images[0]).astype(np.float64), local)
 
 
-def _cli(*flags: str, out: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "zimage_ui", "generate", "--provider", TINY, "--prompt", "a red fox"]
+def _cli(*flags: str, out: Path) -> CliRun:
+    command = ["generate", "--provider", TINY, "--prompt", "a red fox"]
     command += [*flags, "--seed", "7", "--width", "256", "--height", "256", "--out", str(out), "--quiet"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return cli(*command)
 
 
 def test_cli_control_image_and_scale(files, tmp_path: Path):

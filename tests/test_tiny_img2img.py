@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.cli_runs import cli
 from zimage_ui.metadata import read_provenance, read_text_chunks
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import get_provider
@@ -165,12 +164,10 @@ async def test_lora_scale_0_is_the_base_image_scale_1_another_and_it_never_leaks
 
 def test_cli_generate_with_an_image_and_a_lora(files, tmp_path: Path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "zimage_ui", "generate", "--provider", TINY, "--prompt", "a red fox"]
+    command = ["generate", "--provider", TINY, "--prompt", "a red fox"]
     command += ["--image", str(files["in"]), "--strength", "0.6", "--lora", f"{files['tiny']}:0.8"]
     command += ["--seed", "7", "--width", "256", "--height", "256", "--out", str(out), "--json", "--quiet"]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent
-    )
+    done = cli(*command)
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()
     [path] = json.loads(line)["images"]
