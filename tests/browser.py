@@ -36,12 +36,19 @@ def chromium() -> Iterator[Browser]:
 
 
 @contextmanager
-def app_page(env: dict[str, str] | None = None) -> Iterator[Page]:
-    """The real app started with `env`, open in Chromium, once its prompt box is on screen."""
-    with running_app(env or {}) as url, chromium() as browser:
+def page_at(url: str) -> Iterator[Page]:
+    """The app at `url` open in Chromium, once its prompt box is on screen."""
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(url)
         page.wait_for_selector("#prompt textarea")
+        yield page
+
+
+@contextmanager
+def app_page(env: dict[str, str] | None = None) -> Iterator[Page]:
+    """The real app started with `env`, open in Chromium, once its prompt box is on screen."""
+    with running_app(env or {}) as url, page_at(url) as page:
         yield page
 
 

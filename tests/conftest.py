@@ -53,6 +53,24 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 @pytest.fixture(scope="session")
+def plain_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app as a visitor of a public instance meets it (no server keys, MCP on, its files in a
+    temporary folder), started once and shared by the API and browser tests that need no more;
+    each test's browser page or client is a session of its own. Yields its URL."""
+    from tests.serving import running_app
+
+    root = tmp_path_factory.mktemp("plain-app")
+    env = {
+        "GRADIO_MCP_SERVER": "true",
+        "ZIMAGE_SERVER_KEYS": "none",
+        "ZIMAGE_OUTPUT_DIR": str(root / "outputs"),
+        "ZIMAGE_VOTES_PATH": str(root / "votes.jsonl"),
+    }
+    with running_app(env) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def emulator_servers() -> Iterator[dict[str, Emulator]]:
     with running() as started:
         yield started

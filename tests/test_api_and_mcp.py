@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,14 @@ from gradio_client import Client
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.serving import running_app
 from zimage_ui.metadata import read_text_chunks
 
 NAMED = ("/generate", "/compare", "/sweep", "/providers")
 
 
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    with running_app({"GRADIO_MCP_SERVER": "true", "ZIMAGE_SERVER_KEYS": "none"}) as url:
-        yield url
+def url(plain_app: str) -> str:
+    return plain_app
 
 
 def test_the_api_names_and_labels_everything(url: str):

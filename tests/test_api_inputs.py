@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,13 +10,10 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from tests.serving import running_app
-
 
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    with running_app({"ZIMAGE_SERVER_KEYS": "none"}) as url:
-        yield url
+def url(plain_app: str) -> str:
+    return plain_app
 
 
 SETTINGS = {"provider": "diffusers-tiny", "prompt": "a heron", "width": 256, "height": 256, "seed": "7"}

@@ -1,20 +1,16 @@
 """The launched app's named API endpoint, through gradio_client."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
 
-from tests.serving import running_app
 from zimage_ui.metadata import read_text_chunks
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory) -> Iterator[Client]:
-    out = tmp_path_factory.mktemp("outputs")
-    with running_app({"ZIMAGE_OUTPUT_DIR": str(out)}) as url:
-        yield Client(url, verbose=False)
+def client(plain_app: str) -> Client:
+    return Client(plain_app, verbose=False)
 
 
 def test_generate_endpoint_returns_png_with_the_seed_used(client: Client):

@@ -5,15 +5,15 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import app_page, pick_provider
+from tests.browser import page_at, pick_provider
 from zimage_ui.providers import PROVIDERS
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator[Page]:
-    with app_page({"ZIMAGE_SERVER_KEYS": "none"}) as page:
+def page(plain_app: str) -> Iterator[Page]:
+    with page_at(plain_app) as page:
         yield page
 
 

@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import app_page, pick_provider
+from tests.browser import page_at, pick_provider
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = Path("/tmp/inputs.png")
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
-    out = tmp_path_factory.mktemp("outputs")
-    with app_page({"ZIMAGE_OUTPUT_DIR": str(out), "ZIMAGE_SERVER_KEYS": "none"}) as page:
+def page(plain_app: str) -> Iterator[Page]:
+    with page_at(plain_app) as page:
         yield page
 
 

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import app_page, pick_provider
+from tests.browser import page_at, pick_provider
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".pytest_cache" / "screenshots"
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator[Page]:
-    with app_page({"ZIMAGE_SERVER_KEYS": "none"}) as page:
+def page(plain_app: str) -> Iterator[Page]:
+    with page_at(plain_app) as page:
         yield page
 
 
