@@ -28,13 +28,13 @@ PNG = _buffer.getvalue()
 
 
 def generate(
-    provider: str, prompt: str, negative: str, width: float, height: float, seed: str, random_seed: bool,
-    steps: float, guidance: float, shift: float, images: float,
+    prompt: str, provider: str, negative: str, width: int, height: int, seed: int | str | None,
+    steps: int, guidance: float, shift: float, images: int,
 ) -> tuple[list[str], str, str, dict]:  # fmt: skip
     path = FOLDER / uuid.uuid4().hex / f"{provider}-{seed}-0.png"
     path.parent.mkdir()
     path.write_bytes(splice_text_chunks(PNG, {"parameters": f"{prompt}\nSteps: 8, Seed: {seed}"}))
-    return [str(path)], seed, "Done", {"provider": provider}
+    return [str(path)], str(seed), "Done", {"provider": provider}
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     with gr.Blocks() as demo:
         inputs = [
             gr.Textbox(), gr.Textbox(), gr.Textbox(), gr.Number(), gr.Number(), gr.Textbox(),
-            gr.Checkbox(), gr.Number(), gr.Number(), gr.Number(), gr.Number(),
+            gr.Number(), gr.Number(), gr.Number(), gr.Number(),
         ]  # fmt: skip
         outputs = [gr.Gallery(format="png"), gr.Textbox(), gr.Markdown(), gr.JSON()]
         gr.Button().click(generate, inputs, outputs, api_name="generate", concurrency_limit=None)

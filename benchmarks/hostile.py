@@ -55,7 +55,7 @@ def bystander(url: str, rounds: int) -> list[float]:
         started = time.monotonic()
         client.predict(
             provider="diffusers-tiny", prompt=f"a harbour {number}", width=256, height=256,
-            seed="7", random_seed=False, api_name="/generate",
+            seed=7, api_name="/generate",
         )  # fmt: skip
         latencies.append(time.monotonic() - started)
     return latencies
@@ -65,7 +65,7 @@ def attacker(url: str, provider: str, stop: threading.Event, outcomes: list[str]
     client = Client(url, verbose=False)
     while not stop.is_set():
         try:
-            client.predict(provider=provider, prompt="x", seed="1", random_seed=False, api_name="/generate")
+            client.predict(provider=provider, prompt="x", seed=1, api_name="/generate")
             outcomes.append("answered")
         except Exception as exc:
             outcomes.append(str(exc).splitlines()[0][:110])

@@ -75,7 +75,7 @@ def session(
         started = time.perf_counter()
         try:
             gallery, *_ = client.predict(
-                provider, prompt, "", size, size, SEED, False, 8, 0.0, 3.0, 1, api_name="/generate"
+                prompt, provider, width=size, height=size, seed=SEED, steps=8, api_name="/generate"
             )
         except Exception:
             errors += 1

@@ -52,6 +52,53 @@ def test_generate_needs_nothing_but_a_prompt(url: str):
     assert read_text_chunks(png)["parameters"].startswith("a heron")
 
 
+def test_the_prompt_comes_first_and_a_given_seed_is_the_seed_used(url: str):
+    client = Client(url, verbose=False)
+    images, seed, status, sent = client.predict("a red fox", api_name="/generate")  # positional
+    assert "Done" in status and seed.isdigit() and sent["sent"]["seed"] == int(seed)
+    made = {}
+    for given in (7, "7", 8):
+        images, seed, _status, sent = client.predict(
+            prompt="a red fox", seed=given, width=256, height=256, steps=2, api_name="/generate"
+        )
+        assert seed == str(given) and sent["sent"]["seed"] == int(given)
+        assert sent["sent"]["steps"] == 2 and sent["sent"]["width"] == 256  # numbers, as numbers
+        made[given] = Path(images[0]["image"]).read_bytes()
+    assert made[7] == made["7"]  # one seed, however written: one image
+    assert made[7] != made[8]
+    _, seed, _, _ = client.predict(
+        prompt="a red fox", seed="random", width=256, height=256, api_name="/generate"
+    )
+    assert seed.isdigit()
+
+
+def test_whole_number_settings_are_integers_with_ranges_and_fractions_are_refused(url: str):
+    client = Client(url, verbose=False)
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for name in ("/generate", "/compare", "/sweep"):
+        types = {p["parameter_name"]: p["type"] for p in api[name]["parameters"]}
+        assert next(iter(types)) == "prompt", name
+        assert {k: types["steps"][k] for k in ("type", "minimum", "maximum")} == {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 50,
+        }
+        assert types["num_images"]["type"] == "integer" and types["width"]["type"] == "integer"
+        assert types["guidance"]["type"] == "number" and types["guidance"]["maximum"] == 20
+        assert {"type": "integer", "minimum": 0} in [
+            {k: v for k, v in option.items() if k != "maximum"} for option in types["seed"]["anyOf"]
+        ]
+        assert "random_seed" not in types
+    for wrong, named in ((2.5, "steps"), ("four", "steps"), (60, "steps")):
+        with pytest.raises(Exception, match=named) as caught:
+            client.predict(prompt="a red fox", steps=wrong, width=256, height=256, api_name="/generate")
+        assert str(wrong) in str(caught.value)
+    with pytest.raises(Exception, match="num_images"):
+        client.predict(prompt="a red fox", num_images=1.5, width=256, height=256, api_name="/generate")
+    with pytest.raises(Exception, match="seed"):
+        client.predict(prompt="a red fox", seed="seven", width=256, height=256, api_name="/generate")
+
+
 def test_providers_says_what_is_usable(url: str):
     entries = Client(url, verbose=False).predict(api_name="/providers")
     by_id = {entry["id"]: entry for entry in entries}
@@ -74,8 +121,7 @@ def test_an_mcp_client_lists_the_tools_and_generates(url: str):
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
         made = await session.call_tool(
             "generate",
-            {"prompt": "a red fox", "provider": "diffusers-tiny", "width": 256, "height": 256, "seed": "7",
-             "random_seed": False},
+            {"prompt": "a red fox", "provider": "diffusers-tiny", "width": 256, "height": 256, "seed": 7},
         )  # fmt: skip
         listed = await session.call_tool("providers", {})
         return tools, made, listed

@@ -22,7 +22,7 @@ SETTINGS = {"provider": "diffusers-tiny", "prompt": "a heron", "width": 256, "he
 def test_generate_takes_an_uploaded_image_and_its_strength(url: str, photo: Path):
     client = Client(url, verbose=False)
     _, seed, status, sent = client.predict(
-        **SETTINGS, random_seed=False, image=handle_file(str(photo)), strength=0.5, api_name="/generate"
+        **SETTINGS, image=handle_file(str(photo)), strength=0.5, api_name="/generate"
     )
     assert seed == "7" and "strength 0.5: 4 of 8 steps run" in status
     assert "strength 0.5: 4 of 8 steps run" in sent["notes"]
@@ -39,7 +39,7 @@ def test_typed_server_paths_are_refused(url: str):
 def test_a_filedata_naming_a_server_file_is_refused(url: str):
     """A hand-made request whose FileData names a server path instead of an upload: refused
     (by Gradio, which takes only files it was sent, or by the page's upload check)."""
-    settings = ["diffusers-tiny", "a heron", "", 256, 256, "7", False, 8, 0.0, 3.0, 1]
+    settings = ["a heron", "diffusers-tiny", "", 256, 256, 7, 8, 0.0, 3.0, 1]
     server_file = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
     call = httpx.post(
         f"{url}gradio_api/call/generate", json={"data": [*settings, server_file, "", 0.5, ""]}, timeout=30
@@ -66,7 +66,7 @@ def test_sessions_at_once_with_one_seed_each_get_their_own_input_images_result(u
 
     def run(path: Path) -> bytes:
         gallery, _seed, status, _sent = Client(url, verbose=False).predict(
-            **SETTINGS, random_seed=False, image=handle_file(str(path)), strength=0.3, api_name="/generate"
+            **SETTINGS, image=handle_file(str(path)), strength=0.3, api_name="/generate"
         )
         assert "Done" in status, status
         return Path(gallery[0]["image"]).read_bytes()

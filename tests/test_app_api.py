@@ -15,11 +15,24 @@ def client(plain_app: str) -> Client:
 
 def test_generate_endpoint_returns_png_with_the_seed_used(client: Client):
     gallery, seed_used, status, sent = client.predict(
-        "diffusers-tiny", "a red fox", "", 256, 256, "11", False, 8, 0.0, 3.0, 1, api_name="/generate"
+        prompt="a red fox",
+        provider="diffusers-tiny",
+        width=256,
+        height=256,
+        seed=11,
+        steps=8,
+        api_name="/generate",
     )
     assert seed_used == "11"
     assert "Done" in status
-    assert sent["sent"] == {"size": "256x256", "steps": "8", "seed": 11}
+    assert sent["sent"] == {
+        "width": 256,
+        "height": 256,
+        "steps": 8,
+        "seed": 11,
+        "shift": 3.0,
+        "negative_prompt": False,
+    }  # the PNG's own record of what was sent
     assert gallery[0]["caption"] == "seed 11"
     image_path = Path(gallery[0]["image"])
     assert image_path.suffix == ".png"
@@ -30,7 +43,13 @@ def test_generate_endpoint_returns_png_with_the_seed_used(client: Client):
 def test_invalid_settings_are_a_clear_error(client: Client):
     with pytest.raises(Exception) as caught:
         client.predict(
-            "diffusers-tiny", "a red fox", "", 1000, 256, "1", False, 8, 0.0, 3.0, 1, api_name="/generate"
+            prompt="a red fox",
+            provider="diffusers-tiny",
+            width=1000,
+            height=256,
+            seed=1,
+            steps=8,
+            api_name="/generate",
         )
     assert "width" in str(caught.value) and "multiple of 16" in str(caught.value)
 
@@ -44,7 +63,13 @@ def test_page_and_cli_make_the_same_pixels(client: Client, tmp_path: Path):
     from tests.test_cli import cli
 
     gallery, *_ = client.predict(
-        "diffusers-tiny", "a red fox", "", 256, 256, "7", False, 8, 0.0, 3.0, 1, api_name="/generate"
+        prompt="a red fox",
+        provider="diffusers-tiny",
+        width=256,
+        height=256,
+        seed=7,
+        steps=8,
+        api_name="/generate",
     )
     run = cli(
         "generate",

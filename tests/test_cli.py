@@ -137,7 +137,7 @@ def test_compare_writes_each_side_a_sheet_and_a_report(tmp_path: Path):
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert [side["title"] for side in report["sides"]] == ["diffusers-tiny (steps 2)", "four"]
-    assert [side["steps"] for side in report["sides"]] == ["2", "4"]
+    assert [side["steps"] for side in report["sides"]] == [2, 4]
     assert {side["seed"] for side in report["sides"]} == {3}
     for side in report["sides"]:
         assert Path(side["images"][0]).exists()
@@ -243,7 +243,7 @@ def test_generate_from_a_preset_with_flags_on_top(tmp_path: Path):
         "diffusers-tiny",
         3,
         "256x256",
-        "3",
+        3,
     )
     assert read_provenance(Path(record["images"][0]).read_bytes())["params"]["prompt"] == "a red fox"
 
@@ -254,7 +254,7 @@ def test_compare_takes_its_sides_from_a_preset(tmp_path: Path):
     run = cli("compare", "--preset", str(preset), "--out", str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert [side["steps"] for side in report["sides"]] == ["2", "4"]
+    assert [side["steps"] for side in report["sides"]] == [2, 4]
 
 
 def test_preset_show_prints_it_and_refuses_bad_ones(tmp_path: Path):
@@ -367,14 +367,14 @@ def test_generate_json_keeps_progress_on_stderr_and_only_json_on_stdout(tmp_path
     run = cli("generate", *FOX, "--steps", "2", "--out", str(tmp_path), "--json")
     assert run.returncode == 0, run.stderr
     [record] = [json.loads(line) for line in run.stdout.splitlines()]  # every stdout line is JSON
-    assert record["steps"] == "2"
+    assert record["steps"] == 2 and record["sent"]["steps"] == 2
     progress = run.stderr.splitlines()
     assert "diffusers-tiny: [##########----------]  50% step 1/2" in progress
     assert "diffusers-tiny: [####################] 100% step 2/2" in progress
     assert any("decoding" in line for line in progress)
     assert "\r" not in run.stderr  # not a terminal: plain lines, no bar redrawn in place
     quiet = cli("generate", *FOX, "--steps", "1", "--out", str(tmp_path), "--json", "--quiet")
-    assert quiet.returncode == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["steps"] == "1"
+    assert quiet.returncode == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["steps"] == 1
 
 
 def test_human_output_shows_what_the_provider_adjusted(emulators, tmp_path: Path):
@@ -411,7 +411,9 @@ def test_compare_json_is_the_report_and_human_output_has_the_notes(emulators, tm
     assert report == json.loads((tmp_path / "json" / "report.json").read_text())
     assert report["seed"] == 9 and report["sheet"] == str(tmp_path / "json" / "sheet.png")
     assert [side["title"] for side in report["sides"]] == ["aimlapi (steps 20)", "pod"]
-    assert report["sides"][0]["steps"] == "8"
+    assert report["sides"][0]["steps"] == 8
+    assert report["sides"][1]["steps"] is None  # RunPod picks its own steps
+    assert report["sides"][1]["sent"]["steps_default"] == 8
     assert "sent 8 steps instead of 20: AIML API accepts 1..8" in report["sides"][0]["notes"]
     assert "side 1 aimlapi (steps 20):" in run.stderr  # progress, on stderr
     human = cli("compare", *sides, *shared, "--out", str(tmp_path / "text"))
@@ -465,7 +467,7 @@ def test_sweep_writes_a_grid_and_each_cell(swept):
     assert sorted(cells) == [(1, 1), (1, 2), (2, 1), (2, 2)]
     for (row, col), cell in cells.items():
         assert (cell["x"], cell["y"]) == ([1, 2][col - 1], [1, 2][row - 1])
-        assert (cell["steps"], cell["seed"]) == (str(cell["x"]), cell["y"])
+        assert (cell["steps"], cell["seed"]) == (cell["x"], cell["y"])
         [image] = cell["images"]
         assert Path(image).name == f"row{row}-col{col}-diffusers-tiny-{cell['y']}-0.png"
         assert read_provenance(Path(image).read_bytes())["params"]["num_inference_steps"] == cell["x"]
@@ -531,6 +533,26 @@ def test_info_reads_a_sweep_grid(swept):
     assert "--x-kind steps --x-values '1, 2' --y-kind seed --y-values '1, 2'" in record["command"]
     human = cli("info", str(out / "grid.png"))
     assert human.stdout.startswith("A sweep grid: 4 cells of diffusers-tiny, Steps by Seed.\n")
+
+
+def test_a_sweep_grid_reads_in_other_tools_as_its_first_cell(swept):
+    """Like AUTOMATIC1111's grids: the first cell's `parameters` beside `zimage-grid`, so
+    sd-parsers and SD Prompt Reader (Civitai's A1111 parsing too) find a prompt and a seed."""
+    import io
+
+    from sd_parsers import ParserManager
+    from sd_prompt_reader.image_data_reader import ImageDataReader
+
+    out, _sweep = swept
+    grid = (out / "grid.png").read_bytes()
+    first = (out / "row1-col1-diffusers-tiny-1-0.png").read_bytes()
+    assert read_text_chunks(grid)["parameters"] == read_text_chunks(first)["parameters"]
+    assert "zimage-grid" in read_text_chunks(grid)
+    info = ParserManager().parse(io.BytesIO(grid))
+    assert info is not None and [p.value for p in info.prompts] == ["a red fox"]
+    assert info.samplers[0].parameters["seed"] == "1" and info.samplers[0].parameters["steps"] == "1"
+    reader = ImageDataReader(io.BytesIO(grid))
+    assert reader.positive == "a red fox" and reader.parameter["seed"] == "1"
 
 
 def test_info_refuses_missing_unreadable_and_oversized_files(tmp_path: Path):

@@ -60,7 +60,7 @@ def test_fooocus_json_is_read_as_settings_not_junk_keys():
     assert read.params == {
         "prompt": "a lighthouse on a cliff at dusk",
         "negative_prompt": "people, text",
-        "guidance_scale": 4.0,
+        "guidance_scale": 3.0,  # Fooocus's guidance_scale is SDXL's CFG scale: 4 - 1
         "width": 1152,
         "height": 896,
         "seed": 1207598233,
@@ -161,12 +161,13 @@ def test_a_comfyui_graph_says_it_cant_be_run_and_what_was_read_from_its_sampler(
         "width": 1024,
         "height": 768,
         "shift": 3.0,
+        "guidance_scale": 0.0,  # cfg 1: no guidance, Turbo's 0
     }
     assert read.message.startswith(
         "This image carries a ComfyUI graph, which can't be run here. "
-        "Read from its sampler node: prompt, seed, steps, size, shift."
+        "Read from its sampler node: prompt, seed, steps, size, shift, CFG scale."
     )
-    assert read.ignored["cfg"] == "1 (ComfyUI's scale, where 1 means no guidance: not loaded)"
+    assert "cfg" not in read.ignored
     assert read.ignored["prompt"] == read.ignored["workflow"] == "(ComfyUI graph: can't be run here)"
 
 

@@ -102,7 +102,7 @@ def test_page_generates_through_the_emulator(
 ):
     emulator_servers[provider].reset()
     gallery, seed_used, status, sent = page_client.predict(
-        provider, "a red fox", "", 512, 512, "33", False, 8, 0.0, 3.0, 1, api_name="/generate"
+        prompt="a red fox", provider=provider, width=512, height=512, seed=33, steps=8, api_name="/generate"
     )
     assert seed_used == "33"
     assert "Done" in status
@@ -119,7 +119,13 @@ def test_page_shows_a_provider_failure_as_a_message(
     emulator_servers["evolink"].behaviour.fail_reason = "the prompt was refused"
     with pytest.raises(Exception) as caught:
         page_client.predict(
-            "evolink", "a red fox", "", 512, 512, "1", False, 8, 0.0, 3.0, 1, api_name="/generate"
+            prompt="a red fox",
+            provider="evolink",
+            width=512,
+            height=512,
+            seed=1,
+            steps=8,
+            api_name="/generate",
         )
     assert "evolink" in str(caught.value) and "refused" in str(caught.value)
     emulator_servers["evolink"].reset()

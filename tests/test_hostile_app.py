@@ -89,9 +89,7 @@ def test_an_attack_through_the_app_ends_clean_and_small(app: str, provider: str)
         started = time.monotonic()
         for _ in range(3):
             with pytest.raises(Exception) as caught:
-                client.predict(
-                    provider=provider, prompt="x", seed="1", random_seed=False, api_name="/generate"
-                )
+                client.predict(provider=provider, prompt="x", seed="1", api_name="/generate")
             said = str(caught.value)
             assert provider in said and ATTACKS[provider][1] in said, said
         took = time.monotonic() - started

@@ -27,6 +27,7 @@ def _sent(params: GenerationParams, steps: int | None = 8, negative: bool = Fals
         steps=steps,
         seed=params.seed or 0,
         shift=params.shift,
+        guidance=params.guidance_scale,
         negative_sent=negative,
     )
 
@@ -57,7 +58,7 @@ def test_infotext_negative_prompt_and_guidance():
     params = GenerationParams(prompt="fox", negative_prompt="blurry, dark", guidance_scale=4.0, seed=1)
     lines = infotext(params, _sent(params, negative=True), "diffusers").splitlines()
     assert lines[1] == "Negative prompt: blurry, dark"
-    assert "CFG scale: 4.0" in lines[2]
+    assert "CFG scale: 5.0" in lines[2]  # A1111's convention: guidance 4 + 1 (metadata.CFG_KEY)
 
 
 def test_a_negative_prompt_the_model_never_got_is_not_written():

@@ -227,8 +227,8 @@ def test_two_endpoints_are_two_providers_compared_side_by_side_on_the_page(
         listed = {row["id"]: row for row in client.predict(api_name="/providers")}
         assert listed["openai-sglang"]["usable"] and listed["openai-vllm"]["usable"]
         images, report = client.predict(
-            "openai-sglang; openai-vllm", prompt="a tram", width=512, height=512, seed="31",
-            random_seed=False, api_name="/compare",
+            "a tram", "openai-sglang; openai-vllm", width=512, height=512, seed=31,
+            api_name="/compare",
         )  # fmt: skip
     assert [side["provider"] for side in report["sides"]] == ["openai-sglang", "openai-vllm"]
     assert len(images) == 2

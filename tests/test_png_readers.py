@@ -140,3 +140,45 @@ async def test_the_diffusers_providers_png_reads_in_both(tiny_checkpoint: Path) 
     want = expected(outcome)
     assert (want["seed"], want["steps"], want["size"], want["negative"]) == (11, 2, (256, 256), "")
     check_readers(outcome.pngs[0], want)
+
+
+def _cfg_read(png: bytes) -> tuple[str | None, str | None, str | None]:
+    """The CFG scale as our parser, sd-parsers and SD Prompt Reader each read it (None: none)."""
+    _, _, values = parse_infotext(read_text_chunks(png)["parameters"])
+    info = ParserManager().parse(io.BytesIO(png))
+    assert info is not None
+    [sampler] = info.samplers
+    reader = ImageDataReader(io.BytesIO(png))
+    return values.get("CFG scale"), sampler.parameters.get("cfg_scale"), reader.parameter.get("cfg")
+
+
+async def test_cfg_scale_is_written_only_where_guidance_reached_the_model(hosted: tuple[Provider, Emulator]):
+    """Guidance 2.5 asked everywhere: a provider with no guidance field (Scenario, AIML API, ...)
+    got none, so its PNG states none; one that sent it states A1111's CFG scale, 2.5 + 1."""
+    provider, _ = hosted
+    params = GenerationParams(prompt="a fox", guidance_scale=2.5, seed=5, width=1024, height=1024)
+    outcome = await generate_one(provider.id, params)
+    assert outcome.ok and outcome.prepared, outcome.error
+    sent = outcome.prepared.sent
+    if provider.capabilities.guidance:
+        assert sent.guidance == 2.5
+        assert _cfg_read(outcome.pngs[0]) == ("3.5", "3.5", "3.5")
+    else:
+        assert sent.guidance is None
+        assert _cfg_read(outcome.pngs[0]) == (None, None, None)
+        assert any("guidance 2.5 not sent" in note for note in outcome.prepared.notes)
+
+
+async def test_the_local_pipelines_cfg_scale_round_trips_in_a1111s_convention() -> None:
+    """Written as guidance + 1 (A1111 and ComfyUI: cfg 1 is no guidance), read back as guidance."""
+    from tests.test_infotext import png_with
+    from zimage_ui.infotext import read_png_settings
+
+    params = GenerationParams(
+        prompt="a fox", guidance_scale=4.0, seed=3, width=256, height=256, num_inference_steps=2
+    )
+    outcome = await generate_one("diffusers-tiny", params)
+    assert outcome.ok, outcome.error
+    assert _cfg_read(outcome.pngs[0]) == ("5.0", "5.0", "5.0")
+    text = read_text_chunks(outcome.pngs[0])["parameters"]  # the A1111 text alone, no zimage record
+    assert read_png_settings(png_with({"parameters": text})).params["guidance_scale"] == 4.0

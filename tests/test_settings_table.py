@@ -92,9 +92,9 @@ async def test_the_endpoint_passes_each_argument_by_name_to_its_implementation()
     endpoint = settings_endpoint(
         "Make.", before=[ApiArg("provider", str, "where", "")], returns="", table=TABLE_PLUS
     )(make)
-    await endpoint("tiny", "a fox", sharpness=0.25)
+    await endpoint("a fox", "tiny", sharpness=0.25)  # the prompt first, then the endpoint's own
     assert seen["provider"] == "tiny" and seen["prompt"] == "a fox" and seen["sharpness"] == 0.25
-    assert seen["steps"] == 8 and seen["random_seed"] is True and seen["seed"] == ""
+    assert seen["steps"] == 8 and seen["seed"] is None and "random_seed" not in seen
 
 
 def test_a_new_setting_is_a_compare_override():

@@ -50,7 +50,7 @@ def shared_app(emulator_servers: dict[str, Emulator], tmp_path_factory) -> Itera
 def generate(url: str, provider: str, prompt: str, size: int) -> tuple[str, bytes]:
     client = client_of(url)
     gallery, seed_used, status, _sent = client.predict(
-        provider, prompt, "", size, size, SEED, False, 4, 0.0, 3.0, 1, api_name="/generate"
+        prompt=prompt, provider=provider, width=size, height=size, seed=SEED, steps=4, api_name="/generate"
     )
     assert "Done" in status, status
     assert seed_used == SEED
@@ -77,8 +77,8 @@ def test_sessions_sharing_a_seed_each_get_their_own_image(
 def test_compare_of_one_provider_at_two_step_counts_shows_two_images(shared_app: tuple[str, Path]) -> None:
     url, _team = shared_app
     images, report = client_of(url).predict(
-        "diffusers-tiny:steps=2; diffusers-tiny:steps=8",
-        prompt="a paper boat", width=256, height=256, seed="77", random_seed=False,
+        "a paper boat", "diffusers-tiny:steps=2; diffusers-tiny:steps=8",
+        width=256, height=256, seed=77,
         api_name="/compare",
     )  # fmt: skip
     assert [side["steps"] for side in report["sides"]] == [2, 8] and report["seed"] == 77
@@ -98,7 +98,13 @@ def test_team_copies_are_kept_per_run_and_never_served(shared_app: tuple[str, Pa
     url, team = shared_app
     client = client_of(url)
     gallery, *_ = client.predict(
-        "diffusers-tiny", "a quiet harbour", "", 256, 256, "5", False, 2, 0.0, 3.0, 1, api_name="/generate"
+        prompt="a quiet harbour",
+        provider="diffusers-tiny",
+        width=256,
+        height=256,
+        seed=5,
+        steps=2,
+        api_name="/generate",
     )
     copies = sorted(team.rglob("diffusers-tiny-5-0.png"))
     assert copies, "the team folder keeps a copy of every image"
@@ -116,7 +122,13 @@ def test_cached_file_urls_cannot_be_guessed_from_provider_and_seed(shared_app: t
     url, _team = shared_app
     client = client_of(url)
     job = client.submit(
-        "diffusers-tiny", "an owl", "", 256, 256, "9", False, 2, 0.0, 3.0, 1, api_name="/generate"
+        prompt="an owl",
+        provider="diffusers-tiny",
+        width=256,
+        height=256,
+        seed=9,
+        steps=2,
+        api_name="/generate",
     )
     job.result()
     final = job.outputs()[-1]
@@ -134,10 +146,10 @@ def test_a_sweep_range_of_a_billion_values_is_refused_at_once(shared_app: tuple[
     started = time.monotonic()
     with pytest.raises(Exception) as caught:
         client.predict(
+            "a red fox",
             "diffusers-tiny",
             "steps",
             "1-8 [1000000000]",
-            prompt="a red fox",
             width=256,
             height=256,
             api_name="/sweep",
@@ -157,9 +169,16 @@ def test_uploads_over_the_cap_are_refused_before_they_are_kept(shared_app: tuple
 
 def test_api_clients_see_progress_and_their_place_in_line(shared_app: tuple[str, Path]) -> None:
     url, _team = shared_app
-    args = ("diffusers-tiny", "a long run", "", 1024, 1024, "3", False, 30, 0.0, 3.0, 1)
-    first = client_of(url).submit(*args, api_name="/generate")
-    second = client_of(url).submit(*args, api_name="/generate")
+    args = {
+        "prompt": "a long run",
+        "provider": "diffusers-tiny",
+        "width": 1024,
+        "height": 1024,
+        "seed": 3,
+        "steps": 30,
+    }
+    first = client_of(url).submit(**args, api_name="/generate")
+    second = client_of(url).submit(**args, api_name="/generate")
     seen: set[str] = set()
     deadline = time.monotonic() + 120
     while not second.done() and time.monotonic() < deadline:
@@ -179,8 +198,8 @@ def test_sweep_cells_carry_captions_and_failures_stay_in_place(
     emulator_servers["evolink"].reset()
     emulator_servers["evolink"].behaviour.fail_reason = "prompt refused"
     status, _grid, cells, _file = client_of(url).predict(
-        "diffusers-tiny", "provider", "diffusers-tiny, evolink",
-        prompt="a red fox", width=512, height=512, seed="8", random_seed=False, steps=4,
+        "a red fox", "diffusers-tiny", "provider", "diffusers-tiny, evolink",
+        width=512, height=512, seed=8, steps=4,
         api_name="/sweep",
     )  # fmt: skip
     emulator_servers["evolink"].reset()
@@ -194,12 +213,12 @@ def test_expected_failures_print_no_traceback(
 ) -> None:
     url, _team = shared_app
     client = client_of(url)
-    args = ["a fox", "", 256, 256, "1", False, 8, 0.0, 3.0, 1]
+    args = {"prompt": "a fox", "height": 256, "seed": 1, "steps": 8}
     with pytest.raises(Exception, match="multiple of 16"):
-        client.predict("diffusers-tiny", *args[:2], 1000, *args[3:], api_name="/generate")
+        client.predict(provider="diffusers-tiny", width=1000, **args, api_name="/generate")
     emulator_servers["evolink"].reset()
     emulator_servers["evolink"].behaviour.fail_reason = "prompt refused"
     with pytest.raises(Exception, match="prompt refused"):
-        client.predict("evolink", *args, api_name="/generate")
+        client.predict(provider="evolink", width=256, **args, api_name="/generate")
     emulator_servers["evolink"].reset()
     assert "Traceback" not in app_log(url), app_log(url)[-3000:]

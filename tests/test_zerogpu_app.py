@@ -16,7 +16,7 @@ from PIL import Image
 from tests.serving import app_log, running_app
 
 STAND_INS = Path(__file__).parent / "stand_ins"
-FOX = ("a red fox", "", 256, 256, "7", False, 4, 0.0, 3.0, 1)  # prompt .. num_images, after provider
+FOX = {"prompt": "a red fox", "width": 256, "height": 256, "seed": 7, "steps": 4}
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +49,12 @@ def _wait_for(url: str, text: str, after: int = 0, timeout_s: float = 30) -> int
 def test_a_generation_runs_in_the_zerogpu_worker(zero_gpu_app: str):
     client = Client(zero_gpu_app, verbose=False)
     assert "the pipeline runs on cpu" in app_log(zero_gpu_app)  # loaded at start-up, before launch
-    gallery, seed_used, status, sent = client.predict("diffusers", *FOX, api_name="/generate")
+    gallery, seed_used, status, sent = client.predict(provider="diffusers", **FOX, api_name="/generate")
     assert "Done" in status and seed_used == "7"
     assert sent["request"].endswith("on ZeroGPU CPU, float32")
     _wait_for(zero_gpu_app, "spaces stand-in: _gpu_generation duration=15s")
     _wait_for(zero_gpu_app, "spaces stand-in: _gpu_generation values=7 stopped=False")
-    tiny, *_ = client.predict("diffusers-tiny", *FOX, api_name="/generate")
+    tiny, *_ = client.predict(provider="diffusers-tiny", **FOX, api_name="/generate")
     pixels = [np.asarray(Image.open(g[0]["image"]).convert("RGB")) for g in (gallery, tiny)]
     assert np.array_equal(pixels[0], pixels[1])
 
@@ -63,7 +63,13 @@ def test_progress_reaches_the_client_and_its_cancel_ends_the_worker(zero_gpu_app
     client = Client(zero_gpu_app, verbose=False)
     start = len(app_log(zero_gpu_app))
     job = client.submit(
-        "diffusers", "a red fox", "", 1024, 1024, "7", False, 50, 0.0, 3.0, 1, api_name="/generate"
+        prompt="a red fox",
+        provider="diffusers",
+        width=1024,
+        height=1024,
+        seed=7,
+        steps=50,
+        api_name="/generate",
     )
     deadline, steps = time.monotonic() + 60, []
     while not steps:
@@ -79,5 +85,5 @@ def test_progress_reaches_the_client_and_its_cancel_ends_the_worker(zero_gpu_app
     assert int(line.split("values=")[1].split()[0]) < 10  # 50 steps and a decode were asked for
     # The device was handed on when the worker had ended: the next run goes straight through.
     started = time.monotonic()
-    _, _, status, _ = client.predict("diffusers", *FOX, api_name="/generate")
+    _, _, status, _ = client.predict(provider="diffusers", **FOX, api_name="/generate")
     assert "Done" in status and time.monotonic() - started < 30

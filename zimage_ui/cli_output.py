@@ -94,7 +94,8 @@ def outcome_record(outcome: Outcome, paths: list[Path]) -> dict[str, Any]:
         "images": [str(path) for path in paths],
         "seed": outcome.seed,
         "size": f"{sent.width}x{sent.height}" if sent else None,
-        "steps": sent.steps_label if sent else None,
+        "steps": sent.steps if sent else None,  # null: the provider picked its own
+        "sent": sent.record() if sent else None,
         "elapsed_s": round(outcome.elapsed_s, 3),
         "queue_s": result.queue_s if result else None,
         "run_s": result.run_s if result else None,

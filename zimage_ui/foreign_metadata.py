@@ -164,9 +164,10 @@ def comfyui(raw: str | None) -> Found | None:
     shifts = [_number(_inputs(n).get("shift")) for n in nodes.values() if n.get("class_type") in _SHIFTS]
     if len(shifts) == 1 and shifts[0]:
         values["Shift"] = shifts[0]
-    if "cfg" in inputs:
-        # ComfyUI's cfg 1 is no guidance; this app's guidance 0 is (diffusers: pos + w * (pos - neg)).
-        extra["cfg"] = f"{_text(inputs['cfg'])} (ComfyUI's scale, where 1 means no guidance: not loaded)"
+    if cfg := _number(inputs.get("cfg")):
+        values["CFG scale"] = cfg  # ComfyUI's cfg is A1111's CFG scale: guidance + 1 (metadata.CFG_KEY)
+    elif "cfg" in inputs:
+        extra["cfg"] = _text(inputs["cfg"])
     for key in ("sampler_name", "scheduler", "denoise"):
         if key in inputs:
             extra[key] = _text(inputs[key])

@@ -23,12 +23,14 @@ from zimage_ui import foreign_metadata
 from zimage_ui.errors import InvalidParams
 from zimage_ui.foreign_metadata import COMFY_KEYS, FOOOCUS_SCHEME_KEY, Found
 from zimage_ui.metadata import (
+    CFG_KEY,
     CONTROLNET_KEY,
     PARAMETERS_KEY,
     SAMPLER,
     SCHEDULE_TYPE,
     ZIMAGE_KEY,
     ZIMAGE_SCHEMA,
+    guidance_of,
     png_text_chunks,
 )
 from zimage_ui.params import CONTROL_KINDS, MAX_SEED, MODEL_NAME, GenerationParams, ImageInputs
@@ -128,6 +130,8 @@ _LABELS = {
 def _candidate(key: str, value: str) -> dict[str, Any]:
     """Canonical values for one mapped infotext pair; ValueError when it is not a number."""
     names, kind = _MAPPED[key]
+    if key == CFG_KEY:
+        return {"guidance_scale": guidance_of(float(value))}
     parts: tuple[str, ...] = (value,)
     if key == SIZE_KEY:
         match = RE_IMAGESIZE.match(value.strip())

@@ -57,6 +57,24 @@ def controlnet_unit(kind: str, scale: float, model: str = "") -> str:
     return f"Module: {kind}, Model: {name}, Weight: {scale:g}, Resize Mode: {CONTROLNET_RESIZE}"
 
 
+# Guidance, one convention both ways. Z-Image's pipeline computes `pos + g * (pos - neg)`
+# (diffusers' `guidance_scale` g, 0: off); AUTOMATIC1111 and ComfyUI compute
+# `neg + cfg * (pos - neg)`, the same formula at cfg = g + 1 (1: off). So `CFG scale` in the
+# `parameters` text is g + 1, what Civitai and A1111 show for the same strength, and reading one
+# takes 1 off; the `zimage` record keeps g itself (`params.guidance_scale`, `sent.guidance`).
+CFG_KEY = "CFG scale"
+
+
+def cfg_scale(guidance: float) -> float:
+    """diffusers' guidance as A1111's CFG scale."""
+    return round(guidance + 1, 6)
+
+
+def guidance_of(cfg: float) -> float:
+    """A1111's (or ComfyUI's) CFG scale as diffusers' guidance."""
+    return round(cfg - 1, 6)
+
+
 # Keys written from what the provider really got (SentValues), not from the params asked for.
 WRITTEN_FROM_SENT = frozenset({"Steps", "CFG scale", "Seed", "Size", "Shift"})
 
@@ -73,8 +91,8 @@ def infotext(params: GenerationParams, sent: SentValues, provider: str, table: T
         "Sampler": SAMPLER,
         "Schedule type": SCHEDULE_TYPE,
     }
-    if params.guidance_scale > 0:
-        fields["CFG scale"] = params.guidance_scale
+    if sent.guidance:  # sent, and above 0: what A1111 calls CFG above 1
+        fields[CFG_KEY] = cfg_scale(sent.guidance)
     fields["Seed"] = sent.seed
     fields["Size"] = f"{sent.width}x{sent.height}"
     if sent.shift is not None:
@@ -107,27 +125,7 @@ def provenance(params: GenerationParams, sent: SentValues, provider: str) -> dic
     `sent.steps` is None where the provider picks its own steps; `sent.steps_default` then holds
     the count the `parameters` text shows for other readers.
     """
-    values: dict[str, Any] = {
-        "width": sent.width,
-        "height": sent.height,
-        "steps": sent.steps,
-        "seed": sent.seed,
-        "shift": sent.shift,
-        "negative_prompt": sent.negative_sent,
-    }
-    if sent.steps is None:
-        values["steps_default"] = sent.steps_written
-    if sent.strength is not None:
-        values["strength"] = sent.strength
-    if sent.control is not None:
-        kind, scale = sent.control
-        values["control"] = {"kind": kind, "scale": scale, "model": sent.control_model or None}
-    if sent.extra_fields:
-        values["extra_fields"] = dict(sent.extra_fields)
-    if sent.loras:
-        values["loras"] = [
-            {"name": name, "scale": scale, "hash": digest} for name, scale, digest in sent.loras
-        ]
+    values = sent.record()
     return {
         "schema": ZIMAGE_SCHEMA,
         "model": MODEL_NAME,

@@ -23,7 +23,7 @@ from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.compare import INPUT_OVERRIDES, set_input_override
 from zimage_ui.errors import InvalidParams
-from zimage_ui.metadata import read_text_chunks
+from zimage_ui.metadata import PARAMETERS_KEY, read_text_chunks
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing, ignore_progress
@@ -241,7 +241,13 @@ class SweepResult:
         column_labels = [self.spec.x.label(v) for v in self.spec.x.values]
         row_labels = [self.spec.y.label(v) for v in self.spec.y.values] if self.spec.y else []
         image = render_grid(cells, column_labels, row_labels, errors=errors)
-        return png_with_chunks(image, {GRID_KEY: self.spec.model_dump_json()})
+        chunks = {GRID_KEY: self.spec.model_dump_json()}
+        # As AUTOMATIC1111's grids do: the first cell's `parameters`, so Civitai, A1111 and exifr
+        # read a prompt, a seed and the settings from the grid too.
+        first = next((o.pngs[0] for row in self.outcomes for o in row if o.ok and o.pngs), None)
+        if first is not None and (parameters := read_text_chunks(first).get(PARAMETERS_KEY)):
+            chunks = {PARAMETERS_KEY: parameters, **chunks}
+        return png_with_chunks(image, chunks)
 
 
 def _thumbnail(image: Image.Image) -> Image.Image:

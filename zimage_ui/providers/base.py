@@ -140,6 +140,9 @@ class SentValues:
     steps: int | None  # None: "provider default"
     seed: int
     shift: float | None = None
+    # The guidance the model got, in diffusers' convention (0: none); None: the provider has no
+    # guidance setting, so none was sent and the PNG states none.
+    guidance: float | None = None
     negative_sent: bool = False  # the negative prompt reached the model (a field it has, and used)
     # The steps a provider that takes no steps value runs. EvoLink's and RunPod's docs give neither
     # a steps field nor a count: they serve Z-Image-Turbo, whose model card gives 8 network passes.
@@ -160,6 +163,34 @@ class SentValues:
     def steps_written(self) -> int:
         """The steps for other tools' readers, which need a number: sent, or the provider's default."""
         return self.default_steps if self.steps is None else self.steps
+
+    def record(self) -> dict[str, Any]:
+        """What was sent as JSON, one shape everywhere (the PNG's `zimage` record, the API, MCP,
+        CLI `--json`): numbers as numbers, `steps` null where the provider picks its own (then
+        `steps_default` holds the count it is known to run)."""
+        values: dict[str, Any] = {
+            "width": self.width,
+            "height": self.height,
+            "steps": self.steps,
+            "seed": self.seed,
+            "shift": self.shift,
+            "guidance": self.guidance,
+            "negative_prompt": self.negative_sent,
+        }
+        if self.steps is None:
+            values["steps_default"] = self.steps_written
+        if self.strength is not None:
+            values["strength"] = self.strength
+        if self.control is not None:
+            kind, scale = self.control
+            values["control"] = {"kind": kind, "scale": scale, "model": self.control_model or None}
+        if self.extra_fields:
+            values["extra_fields"] = dict(self.extra_fields)
+        if self.loras:
+            values["loras"] = [
+                {"name": name, "scale": scale, "hash": digest} for name, scale, digest in self.loras
+            ]
+        return values
 
 
 @dataclass(frozen=True)
@@ -182,11 +213,7 @@ class PreparedRequest:
             "request": f"{self.method} {safe_url(self.url)}",
             "headers": self.headers,
             "body": self.body,
-            "sent": {
-                "size": f"{self.sent.width}x{self.sent.height}",
-                "steps": self.sent.steps_label,
-                "seed": self.sent.seed,
-            },
+            "sent": self.sent.record(),
             "notes": list(self.notes),
         }
 

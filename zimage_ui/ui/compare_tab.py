@@ -30,7 +30,7 @@ from zimage_ui.ui.common import (
     stop_handler,
     user_error,
 )
-from zimage_ui.ui.endpoints import ApiArg, settings_endpoint
+from zimage_ui.ui.endpoints import ApiArg, api_components, settings_endpoint
 from zimage_ui.ui.form import (
     UNCHANGED,
     Form,
@@ -148,7 +148,6 @@ class CompareTab:
     vote_buttons: dict[str, gr.Button]
     leaderboard: gr.Dataframe
     api: gr.Button  # never shown: it carries the public /compare endpoint
-    api_sides: gr.Textbox
     api_images: gr.Gallery
     api_report: gr.JSON
     images: gr.State = field(default_factory=lambda: gr.State([]))
@@ -210,7 +209,7 @@ class CompareTab:
             )
         self.api.click(
             compare,
-            [self.api_sides, *form.settings.components(), *api_inputs(form)],
+            [*api_components(compare), *api_inputs(form)],
             [self.api_images, self.api_report],
             api_name="compare",
             concurrency_limit=None,
@@ -426,7 +425,6 @@ def build_compare_tab(default_provider: str) -> CompareTab:
         board = gr.Dataframe(value=leaderboard_rows(), interactive=False, elem_id="leaderboard")
     with gr.Group(visible=False):
         api = gr.Button()
-        api_sides = gr.Textbox(label="Sides")
         api_images = gr.Gallery(label="Images", format="png")
         api_report = gr.JSON(label="Report")
     return CompareTab(
@@ -444,7 +442,6 @@ def build_compare_tab(default_provider: str) -> CompareTab:
         vote_buttons,
         board,
         api,
-        api_sides,
         api_images,
         api_report,
     )
@@ -459,6 +456,7 @@ def side_report(side: Side, outcome: Outcome, index: int) -> dict[str, Any]:
         "seed": outcome.seed,
         "size": f"{sent.width}x{sent.height}" if sent else None,
         "steps": sent.steps if sent else None,
+        "sent": sent.record() if sent else None,
         "ok": outcome.ok,
         "status": outcome_status(outcome),
         "notes": list(outcome.prepared.notes) if outcome.prepared else [],

@@ -13,29 +13,31 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from gradio.components.api_component import Api
+from gradio_client.utils import python_type_to_json_schema
 
 from zimage_ui.params import DEFAULT_STRENGTH
 from zimage_ui.settings import TABLE, Setting, Table
 from zimage_ui.ui.inputs_panel import API_INPUT_DOCS
 
 REQUIRED = inspect.Parameter.empty
-RANDOM_SEED_DOC = "Draw a new seed for this run; the seed used is returned."
-SEED_DOC = "ignored when random_seed is true."
+SEED_DOC = 'a whole number, or empty (null, "" or "random") to draw one; the seed used is returned.'
 
 
 @dataclass(frozen=True)
 class ApiArg:
-    """One of an endpoint's own arguments, before the settings."""
+    """One argument of an endpoint: its name, Python type, help, default and JSON schema."""
 
     name: str
     annotation: Any
     doc: str
     default: Any = REQUIRED
+    schema: Mapping[str, Any] | None = None  # None: from the annotation
 
     def parameter(self) -> inspect.Parameter:
         return inspect.Parameter(
@@ -45,28 +47,55 @@ class ApiArg:
             annotation=self.annotation,
         )
 
+    def json_schema(self) -> dict[str, Any]:
+        """The argument's schema for the API page, `gradio_client` and MCP: type, range, help."""
+        schema = dict(self.schema) if self.schema else python_type_to_json_schema(self.annotation)
+        return {**schema, "description": self.doc}
 
-def _setting_args(setting: Setting) -> list[ApiArg]:
-    """The API's argument(s) for one setting: numbers as floats (a Gradio number box gives one),
-    the seed as text with its random_seed switch."""
+    def component(self) -> Api:
+        """A hidden input that hands the value over as sent (no page control's rounding or
+        clamping), so the endpoint checks it and names the argument when it is wrong."""
+        return Api(None if self.default is REQUIRED else self.default, self.json_schema(), label=self.name)
+
+
+def _number_schema(setting: Setting) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer" if setting.kind is int else "number"}
+    if setting.low is not None:
+        schema["minimum"] = setting.low
+    if setting.high is not None:
+        schema["maximum"] = setting.high
+    return schema
+
+
+def _setting_arg(setting: Setting) -> ApiArg:
+    """The API's argument for one setting: whole numbers as integers, each with its range; the
+    seed as a whole number or empty (random). The prompt is the one required argument."""
     if setting.control == "seed":
-        return [
-            ApiArg(setting.short, str, f"{setting.help} As text; {SEED_DOC}", ""),
-            ApiArg("random_seed", bool, RANDOM_SEED_DOC, True),
-        ]
+        whole = _number_schema(setting)
+        schema = {"anyOf": [whole, {"type": "string"}, {"type": "null"}]}
+        return ApiArg(setting.short, int | str | None, f"{setting.help} Here: {SEED_DOC}", None, schema)
     if setting.kind is str:
-        return [ApiArg(setting.short, str, setting.help, "" if setting.default is None else setting.default)]
-    return [ApiArg(setting.short, float, setting.help, setting.default)]
+        default = REQUIRED if setting.default is None else setting.default
+        return ApiArg(setting.short, str, setting.help, default, {"type": "string"})
+    return ApiArg(setting.short, setting.kind, setting.help, setting.default, _number_schema(setting))
 
 
 def setting_args(table: Table = TABLE) -> list[ApiArg]:
-    """Every setting's argument, in the form's order (the order of its components)."""
-    return [arg for setting in table for arg in _setting_args(setting)]
+    """Every setting's argument, in the form's order."""
+    return [_setting_arg(setting) for setting in table]
 
 
 def setting_docs(table: Table = TABLE) -> dict[str, str]:
     """What each shared setting means, for the API docs and the MCP tools' argument descriptions."""
     return {arg.name: arg.doc for arg in setting_args(table)}
+
+
+def endpoint_args(before: Sequence[ApiArg], table: Table = TABLE) -> list[ApiArg]:
+    """An endpoint's arguments before the image inputs: the prompt first (so the simplest call,
+    `predict("a red fox", api_name=...)`, works), then its own, then the other settings."""
+    settings = setting_args(table)
+    prompt = [arg for arg in settings if arg.name == "prompt"]
+    return [*prompt, *before, *(arg for arg in settings if arg.name != "prompt")]
 
 
 INPUT_ARGS = (
@@ -96,7 +125,8 @@ def settings_endpoint(
     """Make `impl` an API endpoint whose signature and docstring come from the settings table."""
 
     def build(impl: Impl) -> Impl:
-        args = [*before, *setting_args(table), *INPUT_ARGS]
+        own = endpoint_args(before, table)
+        args = [*own, *INPUT_ARGS]
         parameters = [arg.parameter() for arg in args] + [_REQUEST] + ([_PROGRESS] if progress else [])
         returned = typing.get_type_hints(impl).get("return", Any)
         signature = inspect.Signature(parameters, return_annotation=returned)
@@ -112,6 +142,16 @@ def settings_endpoint(
         endpoint.__doc__ = f"{summary}\n\nArgs:\n{docs}\n\nReturns:\n    {returns}\n"
         endpoint.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returned}
         setattr(endpoint, "__signature__", signature)  # noqa: B010 - what inspect.signature reads
+        setattr(endpoint, API_ARGS, tuple(own))
         return endpoint
 
     return build
+
+
+API_ARGS = "_zimage_api_args"
+
+
+def api_components(endpoint: Impl) -> list[Api]:
+    """Hidden inputs for an endpoint's arguments before the image inputs, in its signature's order;
+    created in the Blocks being built. The image inputs are the panel's own hidden components."""
+    return [arg.component() for arg in getattr(endpoint, API_ARGS)]

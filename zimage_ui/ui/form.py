@@ -19,7 +19,7 @@ from zimage_ui.errors import InvalidParams, PresetError
 from zimage_ui.params import GenerationParams, ImageInputs, parse_params
 from zimage_ui.presets import Preset, preset_from_params
 from zimage_ui.providers import PROVIDERS
-from zimage_ui.settings import TABLE
+from zimage_ui.settings import TABLE, Setting
 from zimage_ui.ui.common import shareable_params, user_error
 from zimage_ui.ui.inputs_panel import InputsPanel, api_image_inputs, upload_folder
 from zimage_ui.visitor_files import visitor_refs_allowed
@@ -82,10 +82,18 @@ def read_params(values: Mapping[str, Any]) -> GenerationParams:
 
 
 def api_params(arguments: Mapping[str, Any]) -> GenerationParams:
-    """Params from an API endpoint's arguments, by name (`ui.endpoints`): it names the settings as
-    the form does, so they are read by the same rules; the image inputs (`API_INPUT_DOCS`) by the
-    page's rules too (uploads and https URLs only)."""
-    params = read_params({name: arguments[name] for name in SETTING_NAMES})
+    """Params from an API endpoint's arguments, by the table's short names (`ui.endpoints`), taken
+    as sent: a whole-number setting given 2.5 or "4" is refused naming it, never rounded; a seed
+    given is the seed used (empty, null or "random": one is drawn). The image inputs
+    (`API_INPUT_DOCS`) are read by the page's rules (uploads and https URLs only)."""
+    problems: dict[str, str] = {}
+    values = {setting.name: _api_value(setting, arguments.get(setting.short), problems) for setting in TABLE}
+    try:
+        if problems:
+            raise InvalidParams(problems)
+        params = parse_params(**values)
+    except InvalidParams as exc:
+        raise user_error(f"Check the settings: {exc}", title="Invalid settings") from None
     return with_visitor_inputs(
         params,
         lambda: api_image_inputs(
@@ -113,6 +121,43 @@ def with_visitor_inputs(params: GenerationParams, read: Callable[[], ImageInputs
 def api_inputs(form: Form) -> list[Component]:
     """The endpoints' hidden image input components, after the shared settings (none without a panel)."""
     return form.image_inputs.api.components() if form.image_inputs else []
+
+
+def _api_value(setting: Setting, value: Any, problems: dict[str, str]) -> Any:
+    """One API argument as the params take it; a wrong type goes to `problems` by its name."""
+    name = setting.short
+    if value is None or (isinstance(value, str) and not value.strip() and setting.kind is not str):
+        if setting.control == "seed":
+            return None
+        if setting.default is None:
+            problems[name] = "missing: give a value"
+        return setting.default
+    if setting.control == "seed":
+        return _api_seed(value, problems)
+    if setting.kind is str:
+        if not isinstance(value, str):
+            problems[name] = f"{str(value)[:40]!r} is not text"
+        return value
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if setting.kind is int and not (is_number and float(value).is_integer()):
+        problems[name] = f"{str(value)[:40]!r} is not a whole number: give one, like {setting.default}"
+        return setting.default
+    if not is_number:
+        problems[name] = f"{str(value)[:40]!r} is not a number: give one, like {setting.default}"
+        return setting.default
+    return int(value) if setting.kind is int else float(value)
+
+
+def _api_seed(value: Any, problems: dict[str, str]) -> int | None:
+    """A seed as sent: a whole number or its digits; "random" draws one."""
+    if isinstance(value, str) and value.strip().lower() == "random":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    problems["seed"] = f"{str(value)[:40]!r} is not a seed: give a whole number, or none for a random one"
+    return None
 
 
 def _whole(value: float | None, name: str) -> int:

@@ -30,7 +30,7 @@ from zimage_ui.ui.common import (
     stop_handler,
     user_error,
 )
-from zimage_ui.ui.endpoints import ApiArg, settings_endpoint
+from zimage_ui.ui.endpoints import ApiArg, api_components, settings_endpoint
 from zimage_ui.ui.form import UNCHANGED, Block, Form, Updates, Values, api_inputs, api_params
 from zimage_ui.ui.settings_panel import NEGATIVE_PROMPT_OFF, SettingsPanel, provider_choices
 
@@ -173,7 +173,7 @@ class GenerateTab:
         # The API's /generate: named parameters, no session state.
         self.api.click(
             generate,
-            [self.provider, *s.components(), *api_inputs(form)],
+            [*api_components(generate), *api_inputs(form)],
             [self.gallery, self.seed_used, self.status, self.sent],
             api_name="generate",
             concurrency_limit=None,

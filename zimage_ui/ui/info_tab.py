@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from zimage_ui.infotext import read_png_settings
+from zimage_ui.metadata import CFG_KEY, cfg_scale
 from zimage_ui.presets import preset_from_params
 from zimage_ui.settings import TABLE
 from zimage_ui.sweep import AXIS_LABELS, SweepSpec, read_grid_spec
@@ -68,7 +69,8 @@ def readback_values(state: dict[str, Any], theirs: bool) -> tuple[dict[str, Any]
     if not state.get("turbo") and not theirs:
         for name, (label, form_name, turbo) in TURBO_TUNED.items():
             if name in read and read[name] != turbo:
-                kept.append(f"{label} {read[name]:g}")
+                shown = cfg_scale(read[name]) if label == CFG_KEY else read[name]  # as the image says
+                kept.append(f"{label} {shown:g}")
                 values[form_name] = turbo
     if "seed" in values:
         values["random_seed"] = False

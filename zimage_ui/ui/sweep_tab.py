@@ -28,7 +28,7 @@ from zimage_ui.sweep import (
     run_sweep,
 )
 from zimage_ui.ui.common import PRIVATE, follow, owned_run, save_run_files, stop_handler, user_error
-from zimage_ui.ui.endpoints import ApiArg, settings_endpoint
+from zimage_ui.ui.endpoints import ApiArg, api_components, settings_endpoint
 from zimage_ui.ui.form import Form, Updates, Values, api_inputs, api_params
 from zimage_ui.ui.settings_panel import provider_choices
 
@@ -79,15 +79,7 @@ class SweepTab:
         self.stop.click(stop_handler("sweep"), None, self.status, **PRIVATE)
         self.api.click(
             sweep,
-            [
-                self.provider,
-                self.x_kind,
-                self.x_values,
-                self.y_kind,
-                self.y_values,
-                *form.settings.components(),
-                *api_inputs(form),
-            ],
+            [*api_components(sweep), *api_inputs(form)],
             outputs,
             api_name="sweep",
             concurrency_limit=None,

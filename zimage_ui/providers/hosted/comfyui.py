@@ -191,6 +191,7 @@ def fill_workflow(
         steps=steps,
         seed=params.seed,
         shift=params.shift,
+        guidance=params.guidance_scale,  # as cfg = 1 + guidance
         negative_sent=negative_sent,
         extra_fields=(("cfg", cfg), ("sampler_name", sampler_name), ("scheduler", scheduler)),
     )

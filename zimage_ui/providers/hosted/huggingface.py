@@ -154,6 +154,7 @@ def text_to_image_args(params: GenerationParams, model: str) -> tuple[dict[str, 
         height=params.height,
         steps=steps,
         seed=params.seed,
+        guidance=params.guidance_scale,
         negative_sent=args["negative_prompt"] is not None and params.guidance_scale > 0,
     )
     return args, sent, notes

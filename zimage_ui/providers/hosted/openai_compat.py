@@ -111,6 +111,7 @@ def openai_body(params: GenerationParams, model: str) -> tuple[dict[str, Any], S
         steps=steps,
         seed=params.seed,
         shift=params.shift,
+        guidance=params.guidance_scale,
         negative_sent=negative_sent,
         extra_fields=tuple((name, body[name]) for name in EXTRA_FIELDS if name in body),
     )

@@ -228,6 +228,7 @@ class _LocalPipelineProvider(Provider):
                 steps=params.num_inference_steps,
                 seed=params.seed,
                 shift=params.shift,
+                guidance=params.guidance_scale,
                 negative_sent="negative_prompt" in body,
                 strength=params.strength,
                 control=control_of(params),
