@@ -574,3 +574,30 @@ def test_info_on_an_image_without_settings_exits_1(tmp_path: Path):
     assert run.returncode == 1, run.stderr
     record = json.loads(run.stdout)
     assert record["kind"] == "none" and record["command"] is None and record["params"] == {}
+
+
+def test_help_and_readme_agree_on_who_takes_image_inputs():
+    """The help lists, per input kind, exactly the providers whose capabilities take it; the
+    README's sentence names the same hosted providers."""
+    import re
+
+    from zimage_ui.providers import PROVIDERS
+
+    text = " ".join(cli("generate", "--help").stdout.split())
+    readme = " ".join(Path("README.md").read_text().split())
+    kinds = {
+        "an input image": "image_input",
+        "a mask": "mask_input",
+        "a control image": "control_input",
+        "LoRAs": "lora",
+    }
+    for kind, flag in kinds.items():
+        listed = re.search(rf"{kind}: (.+?)(?:;|\. )", text)
+        assert listed, kind
+        takers = [pid for pid, p in PROVIDERS.items() if getattr(p.capabilities, flag)]
+        assert listed[1].split(", ") == takers, kind
+        said = re.search(rf"{kind}: (.+?)(?:;|\. )", readme)
+        assert said, kind
+        hosted = {pid for pid in takers if not pid.startswith("diffusers")}
+        named = {pid for pid in PROVIDERS if PROVIDERS[pid].label.split(" ")[0] in said[1]}
+        assert hosted <= named, (kind, said[1])

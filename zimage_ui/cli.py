@@ -237,11 +237,26 @@ def add_param_flags(parser: argparse.ArgumentParser, json_help: str, table: Tabl
     output.add_argument("--quiet", action="store_true", help="no progress on stderr (errors still are)")
 
 
+def inputs_taken() -> str:
+    """Who takes which image input, from the providers' capabilities (the README says the same)."""
+    from zimage_ui.providers import PROVIDERS
+
+    kinds = {
+        "an input image": lambda c: c.image_input,
+        "a mask": lambda c: c.mask_input,
+        "a control image": lambda c: c.control_input,
+        "LoRAs": lambda c: c.lora,
+    }
+    parts = []
+    for kind, takes in kinds.items():
+        ids = [pid for pid, provider in PROVIDERS.items() if takes(provider.capabilities)]
+        parts.append(f"{kind}: {', '.join(ids) if ids else 'the local model with a ControlNet configured'}")
+    return "; ".join(parts) + ". A provider that can't take one refuses the run and says which."
+
+
 def add_input_flags(parser: argparse.ArgumentParser) -> None:
-    """Image-to-image, inpainting and LoRAs: the local models only (a hosted provider refuses them)."""
-    inputs = parser.add_argument_group(
-        "image inputs", "Local models only (diffusers, diffusers-tiny); a hosted provider refuses them."
-    )
+    """Image-to-image, inpainting, ControlNet and LoRAs, where the provider takes them."""
+    inputs = parser.add_argument_group("image inputs", f"Taken by {inputs_taken()}")
     inputs.add_argument(
         "--image",
         metavar="PATH_OR_URL",
