@@ -81,10 +81,13 @@ def emulators(emulator_servers: dict[str, Emulator], monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("ZIMAGE_POLL_INTERVAL_S", "0.05")
     monkeypatch.setenv("ZIMAGE_TIMEOUT_S", "10")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    from zimage_ui.providers.hosted.comfyui_files import forget_probes
+
     for emulator in emulator_servers.values():
         emulator.reset()
         for name, value in emulator.env().items():
             monkeypatch.setenv(name, value)
+    forget_probes()  # what an emulator's ComfyUI said it has was for the test before
     return emulator_servers
 
 

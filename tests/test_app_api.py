@@ -31,6 +31,7 @@ def test_generate_endpoint_returns_png_with_the_seed_used(client: Client):
         "steps": 8,
         "seed": 11,
         "shift": 3.0,
+        "guidance": 0.0,
         "negative_prompt": False,
     }  # the PNG's own record of what was sent
     assert gallery[0]["caption"] == "seed 11"

@@ -188,7 +188,10 @@ def test_a_ui_format_workflow_and_an_unset_url_say_what_to_do(
     monkeypatch.setenv("ZIMAGE_COMFYUI_WORKFLOW", str(tmp_path / "gone.json"))
     assert "can't be read" in ComfyUIProvider().availability(KeyRing()).reason
     monkeypatch.delenv("ZIMAGE_COMFYUI_WORKFLOW")
-    assert read_workflow("") == TEMPLATE_GRAPH and ComfyUIProvider().availability(KeyRing()).usable
+    assert read_workflow("") == TEMPLATE_GRAPH
+    # the workflow reads; the server is asked whether it has the model files and does not answer:
+    # that is not a "no" (the run reports what it meets, with its retries)
+    assert ComfyUIProvider().availability(KeyRing()).usable
 
 
 # -- runs against the emulator --------------------------------------------------------------
@@ -212,7 +215,8 @@ async def test_a_run_returns_the_seeds_image_and_reports_every_step(comfyui_emul
     assert result.job_id in comfyui_emulator.history and result.seed == 77
     assert not any("polling" in note for note in result.notes)
     assert comfyui_emulator.calls("GET", "/ws")  # the websocket was opened ...
-    assert comfyui_emulator.requests[0].path == "/ws"  # ... before the prompt was posted
+    paths = [r.path for r in comfyui_emulator.requests if not r.path.startswith("/object_info")]
+    assert paths[0] == "/ws"  # ... before the prompt was posted (after asking for the model files)
 
 
 async def test_a_batch_comes_back_whole(comfyui_emulator: Emulator):
@@ -270,16 +274,13 @@ async def test_node_errors_are_shown_naming_the_node(
     comfyui_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     graph = user_workflow()
-    graph["n16"]["inputs"]["unet_name"] = "z_image_turbo_fp8.safetensors"
+    graph["n3"]["inputs"]["sampler_name"] = "euler_x"
     write_workflow(tmp_path, graph, monkeypatch)
     with pytest.raises(ProviderError) as caught:
         await run(provider())
     message = str(caught.value)
     assert "HTTP 400" in message and "Traceback" not in message
-    assert (
-        "node n16 (UNETLoader): Value not in list: unet_name: 'z_image_turbo_fp8.safetensors' not in"
-        in message
-    )
+    assert "node n3 (KSampler): Value not in list: sampler_name: 'euler_x' not in" in message
 
     graph["n16"] = {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": "z.gguf"}}
     write_workflow(tmp_path, graph, monkeypatch)
@@ -349,3 +350,61 @@ def test_the_cli_writes_a_png(comfyui_emulator: Emulator, tmp_path: Path):
     assert "emu-comfyui-key" not in run.stdout + run.stderr
     assert comfyui_emulator.calls("POST", "/prompt") and comfyui_emulator.downloads
     assert PROVIDERS["comfyui"].label.startswith("ComfyUI")
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        (
+            {"type": "value_not_in_list", "details": "clip_name: 'qwen_3_4b.safetensors' not in []"},
+            " (the server has no qwen_3_4b.safetensors: put it in ComfyUI's models/text_encoders/)",
+        ),
+        (
+            {
+                "type": "value_not_in_list",
+                "details": "x",
+                "extra_info": {"input_name": "vae_name", "received_value": "ae.safetensors"},
+            },
+            " (the server has no ae.safetensors: put it in ComfyUI's models/vae/)",
+        ),
+        ({"type": "value_not_in_list", "details": "sampler_name: 'x' not in ['euler']"}, ""),
+        ({"type": "invalid_input", "details": "unet_name: 'x' not in []"}, ""),
+    ],
+    ids=["text-encoder-from-details", "vae-from-extra-info", "not-a-file", "another-error"],
+)
+def test_a_missing_model_file_names_its_folder(error: dict, hint: str):
+    from zimage_ui.providers.hosted.comfyui import missing_file_hint
+
+    assert missing_file_hint(error) == hint
+
+
+async def test_a_server_without_the_model_files_is_not_usable_and_says_what_goes_where(
+    emulators: dict[str, Emulator], monkeypatch: pytest.MonkeyPatch
+):
+    """A fresh ComfyUI (as 0.18 answers /object_info, its folders empty) is not counted usable, so
+    it is never the default; each file of the workflow is named with its folder."""
+    from zimage_ui.providers import default_provider_id
+    from zimage_ui.providers.hosted.comfyui_files import forget_probes
+
+    for provider_id, emulator in emulators.items():  # ComfyUI is the one engine configured
+        if provider_id != "comfyui":
+            for name in emulator.env():
+                monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ZIMAGE_SERVER_KEYS", "all")  # the engine is shared with visitors
+    comfyui = emulators["comfyui"]
+    assert ComfyUIProvider().availability(KeyRing()).usable
+    assert default_provider_id() == "comfyui"
+    comfyui.no_model_files = True
+    forget_probes()
+    status = ComfyUIProvider().availability(KeyRing())
+    assert not status.usable
+    for file, folder in [
+        ("z_image_turbo_bf16.safetensors", "models/diffusion_models/"),
+        ("qwen_3_4b.safetensors", "models/text_encoders/"),
+        ("ae.safetensors", "models/vae/"),
+    ]:
+        assert f"{file} (in {folder})" in status.reason
+    assert default_provider_id() == "diffusers-tiny"
+    with pytest.raises(ProviderError, match=r"qwen_3_4b.safetensors \(in models/text_encoders/\)"):
+        await run(provider())
+    assert not comfyui.calls("POST", "/prompt")  # refused before anything was queued

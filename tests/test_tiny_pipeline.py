@@ -93,7 +93,15 @@ async def test_prepared_request_shows_what_the_pipeline_gets():
     assert shown["body"]["num_inference_steps"] == 8
     assert "negative_prompt" not in shown["body"]
     assert any("negative prompt not used" in note for note in shown["notes"])
-    assert shown["sent"] == {"size": "256x256", "steps": "8", "seed": 7}
+    assert shown["sent"] == {
+        "width": 256,
+        "height": 256,
+        "steps": 8,
+        "seed": 7,
+        "shift": 3.0,
+        "guidance": 0.0,
+        "negative_prompt": False,
+    }
 
 
 def test_unusable_provider_is_an_error_not_a_crash():

@@ -10,8 +10,10 @@ ComfyUI's single worker. The websocket `/ws?clientId=` gets `status`, `execution
 {node: null}` once the history entry is written. `/history/{prompt_id}` answers `{}` until then;
 `/view?filename=&subfolder=&type=` serves PNGs whose colour follows the seed (image i: seed + i);
 `POST /interrupt {prompt_id?}` stops the running prompt (another prompt id: left alone);
-`POST /queue {delete: [...]}` drops queued ones. A proxy in front checks the Bearer key on every
-route, the websocket included (`require_key`); `websocket_down` refuses the websocket.
+`POST /queue {delete: [...]}` drops queued ones. `GET /object_info/{class}` describes a node
+class, its model files listed (none with `no_model_files`, a fresh install). A proxy in front
+checks the Bearer key on every route, the websocket included (`require_key`); `websocket_down`
+refuses the websocket.
 """
 
 from __future__ import annotations
@@ -97,6 +99,46 @@ NODES: dict[str, tuple[dict[str, Spec | Link], tuple[str, ...]]] = {
     "SaveImage": ({"images": Link("IMAGE"), "filename_prefix": Spec(str)}, ()),
 }
 OPTIONAL = {("CLIPLoader", "device")}
+# the loader inputs that name a model file: a server without its model files lists none of them
+FILE_INPUTS = {("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"), ("VAELoader", "vae_name")}
+
+
+def choices_of(class_type: str, name: str, rule: Spec, no_files: bool) -> tuple[Any, ...] | None:
+    return () if no_files and (class_type, name) in FILE_INPUTS else rule.choices
+
+
+def object_info(class_type: str, no_files: bool) -> dict[str, Any]:
+    """`GET /object_info/{class}` as ComfyUI 0.18 answers it: the class's inputs (a file or choice
+    input as `[[choices], {}]`, a link as `[TYPE, {}]`), outputs and whether it is an output node;
+    `{}` for a class it does not know."""
+    if class_type not in NODES:
+        return {}
+    spec, outputs = NODES[class_type]
+    required: dict[str, Any] = {}
+    optional: dict[str, Any] = {}
+    for name, rule in spec.items():
+        if isinstance(rule, Link):
+            entry: list[Any] = [rule.kind, {}]
+        else:
+            choices = choices_of(class_type, name, rule, no_files)
+            entry = (
+                [list(choices), {}]
+                if choices is not None
+                else ["STRING" if rule.kind is str else "FLOAT", {}]
+            )
+        (optional if (class_type, name) in OPTIONAL else required)[name] = entry
+    return {
+        class_type: {
+            "input": {"required": required, "optional": optional},
+            "output": list(outputs),
+            "name": class_type,
+            "display_name": class_type,
+            "category": "loaders" if class_type.endswith("Loader") else "",
+            "output_node": class_type in OUTPUT_NODES,
+        }
+    }
+
+
 OUTPUT_NODES = ("SaveImage",)
 TOP = {
     "prompt": Spec(dict),
@@ -113,7 +155,7 @@ def problem(kind: str, message: str, details: str, **extra: Any) -> dict[str, An
     return {"type": kind, "message": message, "details": details, "extra_info": extra}
 
 
-def node_problems(graph: dict[str, Any], node_id: str) -> list[dict[str, Any]]:
+def node_problems(graph: dict[str, Any], node_id: str, no_files: bool = False) -> list[dict[str, Any]]:
     """ComfyUI's validate_inputs for one node, stricter: unknown inputs are refused too."""
     node = graph[node_id]
     spec, _ = NODES[node["class_type"]]
@@ -156,10 +198,18 @@ def node_problems(graph: dict[str, Any], node_id: str) -> list[dict[str, Any]]:
                         )
                     )
             continue
-        if rule.choices is not None and isinstance(value, str) and value not in rule.choices:
-            listed = str(list(rule.choices))
+        choices = choices_of(node["class_type"], name, rule, no_files)
+        if choices is not None and isinstance(value, str) and value not in choices:
+            listed = str(list(choices))
             found.append(
-                problem("value_not_in_list", "Value not in list", f"{name}: '{value}' not in {listed}")
+                problem(
+                    "value_not_in_list",
+                    "Value not in list",
+                    f"{name}: '{value}' not in {listed}",
+                    input_name=name,
+                    input_config=[list(choices)],
+                    received_value=value,
+                )
             )
             continue
         for said in check_fields({name: value}, {name: rule}):
@@ -170,7 +220,7 @@ def node_problems(graph: dict[str, Any], node_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def validate(graph: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+def validate(graph: Any, no_files: bool = False) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """(error, node_errors) as ComfyUI's validate_prompt shapes them; (None, {}) when it is valid."""
     if not isinstance(graph, dict) or not graph:
         return problem("invalid_prompt", "the prompt must be an object of nodes", ""), {}
@@ -188,7 +238,7 @@ def validate(graph: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         return problem("prompt_no_outputs", "Prompt has no outputs", ""), {}
     node_errors: dict[str, Any] = {}
     for node_id, node in graph.items():
-        found = node_problems(graph, node_id)
+        found = node_problems(graph, node_id, no_files)
         if found:
             node_errors[node_id] = {
                 "errors": found,
@@ -225,6 +275,7 @@ class ComfyUIEmulator(Emulator):
     def __init__(self) -> None:
         self.require_key = True  # behind a proxy that checks a Bearer key; False: plain ComfyUI
         self.websocket_down = False  # the websocket upgrade is refused (a proxy without websockets)
+        self.no_model_files = False  # a fresh install: its model folders are empty
         self.sockets: dict[str, WebSocket] = {}
         self.prompts: dict[str, Prompt] = {}
         self.history: dict[str, dict[str, Any]] = {}
@@ -243,6 +294,7 @@ class ComfyUIEmulator(Emulator):
             Route("/view", self.view, methods=["GET"]),
             Route("/interrupt", self.interrupt, methods=["POST"]),
             Route("/queue", self.queue, methods=["POST"]),
+            Route("/object_info/{node_class}", self.get_object_info, methods=["GET"]),
         ]
 
     def env(self) -> dict[str, str]:
@@ -256,6 +308,7 @@ class ComfyUIEmulator(Emulator):
         self._epoch += 1
         self.require_key = True
         self.websocket_down = False
+        self.no_model_files = False
         self.prompts.clear()
         self.history.clear()
         self.messages.clear()
@@ -276,7 +329,7 @@ class ComfyUIEmulator(Emulator):
         problems = check_fields(body, TOP, required=["prompt"])
         if problems:
             return self.error(400, "; ".join(problems))
-        error, node_errors = validate(body["prompt"])
+        error, node_errors = validate(body["prompt"], self.no_model_files)
         if error:
             return json_response({"error": error, "node_errors": node_errors}, 400)
         prompt = self._queue(body["prompt"], body.get("client_id", ""))
@@ -300,6 +353,14 @@ class ComfyUIEmulator(Emulator):
         finally:
             if self.sockets.get(client_id) is websocket:
                 del self.sockets[client_id]
+
+    async def get_object_info(self, request: Request) -> Response:
+        """Behind the proxy's key check, but outside the fault behaviours: those are for the runs
+        (the app asks this before a run, and must not use up a run's one failure)."""
+        await self.receive(request)
+        if not self.authorized(request):
+            return self.error(401, "invalid API key")
+        return json_response(object_info(request.path_params["node_class"], self.no_model_files))
 
     async def get_history(self, request: Request) -> Response:
         await self.admit(request, submit=False)

@@ -59,10 +59,10 @@ from zimage_ui.providers.hosted.base import (
     steps_sent,
     unsupported_notes,
 )
+from zimage_ui.providers.hosted.comfyui_files import KEY_VAR, missing_file_hint, serving_problem
 
 LABEL = "ComfyUI"
 URL_VAR = "ZIMAGE_COMFYUI_URL"
-KEY_VAR = "ZIMAGE_COMFYUI_API_KEY"
 WORKFLOW_VAR = "ZIMAGE_COMFYUI_WORKFLOW"
 TEMPLATE = Path(__file__).with_name("comfyui_z_image_turbo.json")
 MAX_WORKFLOW_BYTES = 2 * 2**20
@@ -202,7 +202,8 @@ def fill_workflow(
 
 
 def node_errors_text(body: Any) -> str | None:
-    """ComfyUI's refusal of a graph as one line: each node's errors, else the prompt's error."""
+    """ComfyUI's refusal of a graph as one line: each node's errors, else the prompt's error; a
+    missing model file names the folder it belongs in."""
     if not isinstance(body, dict):
         return None
     parts: list[str] = []
@@ -214,7 +215,8 @@ def node_errors_text(body: Any) -> str | None:
             for error in entry.get("errors") or []:
                 if isinstance(error, dict):
                     said = ": ".join(str(error[k]) for k in ("message", "details") if error.get(k))
-                    parts.append(f"node {node_id} ({entry.get('class_type', '?')}): {said}")
+                    hint = missing_file_hint(error)
+                    parts.append(f"node {node_id} ({entry.get('class_type', '?')}): {said}{hint}")
     if parts:
         return "; ".join(parts)
     error = body.get("error")
@@ -327,15 +329,17 @@ class ComfyUIProvider(SelfHostedProvider):
         return {"prompt": graph, "client_id": uuid.uuid4().hex}, sent, notes
 
     def availability(self, keys: KeyRing) -> Availability:
-        """Usable once its URL is set and the workflow reads; the key is optional (behind a proxy)."""
+        """Usable once its URL is set, the workflow reads, and the server has the workflow's model
+        files (asked of `/object_info`, remembered for PROBE_TTL_S); the key is optional."""
         status = super().availability(keys)
         if not status.usable:
             return status
         try:
-            read_workflow(env.raw(WORKFLOW_VAR))
+            graph = read_workflow(env.raw(WORKFLOW_VAR))
         except WorkflowError as exc:
             return Availability(False, str(exc))
-        return status
+        problem = serving_problem(self.base_url(), keys.get(KEY_VAR) or "", graph)
+        return Availability(False, problem) if problem else status
 
     async def execute(self, session: HttpSession, prepared: PreparedRequest, progress: ProgressFn) -> JobDone:
         root = self.base_of(prepared)
