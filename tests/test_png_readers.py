@@ -21,7 +21,7 @@ from sd_prompt_reader.image_data_reader import ImageDataReader
 
 from tests.emulators import Emulator
 from zimage_ui.infotext import parse_infotext
-from zimage_ui.metadata import PNG_SIGNATURE, read_text_chunks
+from zimage_ui.metadata import A1111_SAMPLERS, A1111_SCHEDULES, PNG_SIGNATURE, read_text_chunks
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import Provider
 from zimage_ui.runner import Outcome, generate_one
@@ -51,20 +51,23 @@ def expected(outcome: Outcome) -> dict[str, object]:
         "seed": sent.seed,
         "steps": sent.steps_written,
         "size": (sent.width, sent.height),
+        # what the engine ran: Z-Image's Euler on even steps, or a ComfyUI graph's own, in A1111's words
+        "sampler": A1111_SAMPLERS.get(sent.sampler, sent.sampler) or "Euler",
+        "schedule": A1111_SCHEDULES.get(sent.schedule, sent.schedule) or "Simple",
     }
 
 
 def check_readers(png: bytes, want: dict[str, object]) -> None:
     text = read_text_chunks(png)["parameters"]
     _, _, values = parse_infotext(text)
-    assert values["Steps"].isdigit() and values["Sampler"] == "Euler"
+    assert values["Steps"].isdigit() and values["Sampler"] == want["sampler"]
     assert chunk_kinds(png)["parameters"] == ("tEXt" if _latin_1(text) else "iTXt")
     width, height = want["size"]  # type: ignore[misc]
 
     info = ParserManager().parse(io.BytesIO(png))
     assert info is not None and info.generator is Generators.AUTOMATIC1111
     [sampler] = info.samplers
-    assert sampler.name == "Euler" and sampler.parameters["scheduler"] == "Simple"
+    assert sampler.name == want["sampler"] and sampler.parameters["scheduler"] == want["schedule"]
     assert [p.value for p in info.prompts] == [want["prompt"]]
     assert [p.value for p in info.negative_prompts] == ([want["negative"]] if want["negative"] else [])
     assert (sampler.parameters["seed"], sampler.parameters["steps"]) == (
@@ -78,7 +81,7 @@ def check_readers(png: bytes, want: dict[str, object]) -> None:
     assert reader.status is BaseFormat.Status.READ_SUCCESS and reader.tool == "A1111 webUI"
     assert (reader.positive, reader.negative) == (want["prompt"], want["negative"])
     assert reader.parameter["seed"] == str(want["seed"]) and reader.parameter["steps"] == str(want["steps"])
-    assert reader.parameter["sampler"] == "Euler" and reader.parameter["model"] == "Z-Image-Turbo"
+    assert reader.parameter["sampler"] == want["sampler"] and reader.parameter["model"] == "Z-Image-Turbo"
     assert (reader.width, reader.height) == (str(width), str(height))
 
 
@@ -106,6 +109,10 @@ async def test_every_hosted_providers_png_reads_in_sd_parsers_and_sd_prompt_read
     used = provider.capabilities.negative_prompt and provider.id not in NEGATIVE_NEEDS_GUIDANCE
     assert want["negative"] == (NEGATIVE if used else "")
     assert want["steps"] == 8  # sent as asked, or the provider's own (EvoLink, RunPod): Turbo's 8
+    # the shipped ComfyUI template runs res_multistep (A1111 has no such sampler) on "simple"
+    assert (want["sampler"], want["schedule"]) == (
+        ("res_multistep", "Simple") if provider.id == "comfyui" else ("Euler", "Simple")
+    )
     check_readers(outcome.pngs[0], want)
     assert chunk_kinds(outcome.pngs[0])["parameters"] == ("tEXt" if prompt == LATIN_1 else "iTXt")
 

@@ -43,6 +43,34 @@ def a1111_quote(value: object) -> str:
 # diffusers' class name is recognised by no reader. sd-parsers' A1111 parser needs a Sampler.
 SAMPLER = "Euler"
 SCHEDULE_TYPE = "Simple"
+# A ComfyUI graph names its own sampler and scheduler: A1111's words where A1111 has the same one
+# (its sd_samplers_kdiffusion and sd_schedulers names), else ComfyUI's own (res_multistep has none).
+A1111_SAMPLERS = {
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "heun": "Heun",
+    "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a",
+    "lms": "LMS",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_2s_ancestral": "DPM++ 2S a",
+    "dpmpp_3m_sde": "DPM++ 3M SDE",
+    "lcm": "LCM",
+    "ddim": "DDIM",
+    "uni_pc": "UniPC",
+}
+A1111_SCHEDULES = {
+    "simple": "Simple",
+    "normal": "Normal",
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "sgm_uniform": "SGM Uniform",
+    "beta": "Beta",
+    "ddim_uniform": "DDIM",
+    "kl_optimal": "KL Optimal",
+}
 
 # sd-webui-controlnet's infotext: one `ControlNet N` entry per unit, its settings in one quoted
 # value, `Module` (the preprocessor: here what the control image shows, already made), `Model`,
@@ -88,8 +116,8 @@ def infotext(params: GenerationParams, sent: SentValues, provider: str, table: T
     """
     fields: dict[str, object] = {
         "Steps": sent.steps_written,
-        "Sampler": SAMPLER,
-        "Schedule type": SCHEDULE_TYPE,
+        "Sampler": A1111_SAMPLERS.get(sent.sampler, sent.sampler) or SAMPLER,
+        "Schedule type": A1111_SCHEDULES.get(sent.schedule, sent.schedule) or SCHEDULE_TYPE,
     }
     if sent.guidance:  # sent, and above 0: what A1111 calls CFG above 1
         fields[CFG_KEY] = cfg_scale(sent.guidance)

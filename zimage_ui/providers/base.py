@@ -143,6 +143,10 @@ class SentValues:
     # The guidance the model got, in diffusers' convention (0: none); None: the provider has no
     # guidance setting, so none was sent and the PNG states none.
     guidance: float | None = None
+    # The sampler and schedule the engine ran, in its own words, where it says ("": Z-Image's
+    # flow-matching Euler on even steps, which every provider but a ComfyUI graph runs)
+    sampler: str = ""
+    schedule: str = ""
     negative_sent: bool = False  # the negative prompt reached the model (a field it has, and used)
     # The steps a provider that takes no steps value runs. EvoLink's and RunPod's docs give neither
     # a steps field nor a count: they serve Z-Image-Turbo, whose model card gives 8 network passes.

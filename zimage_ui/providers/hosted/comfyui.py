@@ -192,6 +192,8 @@ def fill_workflow(
         seed=params.seed,
         shift=params.shift,
         guidance=params.guidance_scale,  # as cfg = 1 + guidance
+        sampler=str(sampler_name or ""),
+        schedule=str(scheduler or ""),
         negative_sent=negative_sent,
         extra_fields=(("cfg", cfg), ("sampler_name", sampler_name), ("scheduler", scheduler)),
     )
