@@ -19,6 +19,6 @@ python -m ruff check .
 python -m ruff format --check .
 python -m mypy
 # One process by default. `bash scripts/test.sh -n 2 --dist loadfile` runs two pytest-xdist workers
-# (a file per worker); on two cores that saves about a quarter, but the painted-mask browser test
-# then loses its stroke (the editor is reset under load), so CI keeps one process.
+# (a file per worker), a little faster on two cores; under that load the painted-mask browser test
+# has lost its stroke (the editor's value not yet sent when Generate is clicked), so CI keeps one.
 python -m pytest "$@"
