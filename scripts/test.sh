@@ -15,6 +15,12 @@ python -m pip install -q -r requirements-test.txt
 # SD Prompt Reader's parser, for tests/test_png_readers.py: its package also pins a GUI stack and
 # Pillow 10.3, so it comes without dependencies; its parser needs only Pillow and piexif.
 python -m pip install -q --no-deps sd-prompt-reader==1.3.5 piexif==1.1.3
+# A venv holding only gradio_client (the version gradio pins), for tests/test_client_contract.py:
+# the API as a client with nothing of this project sees it. Outside the checkout.
+client_venv="${TEST_CLIENT_VENV:-/tmp/zimage-ui-client-venv}"
+[ -x "$client_venv/bin/python" ] || python -m venv "$client_venv"
+"$client_venv/bin/python" -m pip install -q \
+  "gradio_client==$(python -c 'import gradio_client; print(gradio_client.__version__)')"
 python -m ruff check .
 python -m ruff format --check .
 python -m mypy
