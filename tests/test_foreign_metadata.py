@@ -194,3 +194,21 @@ def test_a_comfyui_image_with_a1111_text_reads_the_text():
     assert read.source == "parameters" and read.params["seed"] == 1234567890
     assert read.message.endswith("Its ComfyUI graph can't be run here: the settings come from its text.")
     assert read.ignored["workflow"] == "(ComfyUI graph: can't be run here)"
+
+
+def test_a_comfyui_graph_loading_z_image_keeps_its_steps_in_the_command():
+    """Its loader loads z_image_turbo_bf16.safetensors: its steps and guidance suit Turbo, so `info`
+    prints them in the command instead of swapping in Turbo's; another model's graph does not."""
+    from zimage_ui.cli_output import settings_report
+
+    read = read_png_settings(comfy_png(comfy_graph(seed=5)))
+    assert read.turbo and read.params["num_inference_steps"] == 8
+    record, _lines = settings_report(read)
+    assert "--steps 8" in record["command"] and "--seed 5" in record["command"]
+    other = comfy_graph(seed=5)
+    for node in other.values():
+        if "unet_name" in node["inputs"]:
+            node["inputs"]["unet_name"] = "flux1-dev.safetensors"
+    read = read_png_settings(comfy_png(other))
+    assert not read.turbo
+    assert "--steps" not in (settings_report(read)[0]["command"] or "")

@@ -182,7 +182,7 @@ def settings_report(read: ReadBack) -> tuple[dict[str, Any], list[str]]:
     An image made by another model (not ours, no provider of ours) keeps Turbo's steps and
     guidance in the command: its own suit that model, not Turbo.
     """
-    turbo = read.source == "zimage" or read.provider is not None
+    turbo = read.turbo
     again = {k: v for k, v in read.params.items() if turbo or k not in TURBO_TUNED}
     record = {
         "kind": "settings" if read.source else "none",

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from zimage_ui.params import MODEL_NAME
+
 FOOOCUS_SCHEME_KEY = "fooocus_scheme"  # PNG chunk Fooocus writes beside `parameters`: "fooocus" or "a1111"
 COMFY_KEYS = ("prompt", "workflow")  # ComfyUI's API-format graph, and its editor layout
 
@@ -171,6 +173,18 @@ def comfyui(raw: str | None) -> Found | None:
     for key in ("sampler_name", "scheduler", "denoise"):
         if key in inputs:
             extra[key] = _text(inputs[key])
+    if _loads_z_image(nodes):  # its steps and guidance suit Turbo: kept, not swapped for Turbo's
+        values["Model"] = MODEL_NAME
     prompt = _encoded_text(nodes, inputs.get("positive"))
     negative = _encoded_text(nodes, inputs.get("negative")) or ""
     return Found(prompt, negative.strip(), values, extra)
+
+
+_Z_IMAGE_FILE = re.compile(r"z[-_ ]?image", re.IGNORECASE)
+_MODEL_INPUTS = ("unet_name", "ckpt_name")
+
+
+def _loads_z_image(nodes: dict[str, Any]) -> bool:
+    """The graph's model loader loads a Z-Image file (`z_image_turbo_bf16.safetensors`, ...)."""
+    names = [_inputs(node).get(name) for node in nodes.values() for name in _MODEL_INPUTS]
+    return any(isinstance(name, str) and _Z_IMAGE_FILE.search(name) for name in names)

@@ -61,6 +61,7 @@ class ReadBack:
     source: Source | None = None
     ignored: dict[str, str] = field(default_factory=dict)  # infotext key -> value (and why unused)
     message: str = ""
+    turbo: bool = False  # made with Z-Image-Turbo (here, or a ComfyUI graph loading it): its steps suit it
 
 
 def unquote(text: str) -> str:
@@ -274,7 +275,7 @@ def _from_values(found: Found, source: Source, prefix: str = "") -> ReadBack:
     model = values.get("Model")
     if model and model != MODEL_NAME:
         message += f" Made with {model}, not {MODEL_NAME}: its steps and CFG scale suit that model."
-    return ReadBack(params, provider, source, ignored, prefix + message)
+    return ReadBack(params, provider, source, ignored, prefix + message, turbo=ours or provider is not None)
 
 
 def _from_parameters(text: str, scheme: str | None, prefix: str = "") -> ReadBack:
@@ -328,7 +329,7 @@ def _from_zimage(raw: str) -> ReadBack | str:
         + _seed_note(params.seed)
         + "".join(f" {note}" for note in notes)
     )
-    return ReadBack(values, provider, "zimage", ignored, message)
+    return ReadBack(values, provider, "zimage", ignored, message, turbo=True)
 
 
 def _recorded_inputs(inputs: ImageInputs | None) -> tuple[dict[str, Any] | None, list[str], list[str]]:
@@ -426,11 +427,13 @@ def read_png_settings(data: bytes) -> ReadBack:
         if not graph:
             return read
         message = read.message + " Its ComfyUI graph can't be run here: the settings come from its text."
-        return ReadBack(read.params, read.provider, read.source, {**read.ignored, **graph}, message)
+        return ReadBack(
+            read.params, read.provider, read.source, {**read.ignored, **graph}, message, read.turbo
+        )
     comfy = foreign_metadata.comfyui(chunks.get("prompt"))
     if comfy is not None and (comfy.prompt is not None or comfy.values):
         read = _from_values(comfy, "comfyui", prefix)
-        return ReadBack(read.params, None, read.source, {**read.ignored, **graph}, read.message)
+        return ReadBack(read.params, None, read.source, {**read.ignored, **graph}, read.message, read.turbo)
     if graph:
         why = f": {comfy.extra['graph']}" if comfy and "graph" in comfy.extra else ""
         message = (

@@ -53,7 +53,7 @@ def read_image(path: str | None) -> tuple[str, dict[str, Any] | None, dict[str, 
     read = dict(result.params)
     if result.provider:
         read["provider"] = result.provider
-    state = {"params": read, "turbo": result.source == "zimage" or result.provider is not None}
+    state = {"params": read, "turbo": result.turbo}
     return result.message, (state if read else None), result.ignored or None
 
 
