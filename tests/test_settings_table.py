@@ -173,3 +173,15 @@ def test_the_built_models_cross_a_process_boundary_by_pickle():
         copy = pickle.loads(pickle.dumps(value))
         assert copy == value and type(copy) is type(value)
     assert pickle.loads(pickle.dumps(one)) != pickle.loads(pickle.dumps(two))
+
+
+def test_the_endpoints_share_one_hidden_input_per_setting():
+    """Every component is state each new session builds: /generate, /compare and /sweep take the
+    same prompt and settings inputs, and only their own arguments are theirs."""
+    from gradio.components.api_component import Api
+
+    from zimage_ui.ui import build_demo
+
+    labels = [block.label for block in build_demo().blocks.values() if isinstance(block, Api)]
+    assert all(labels.count(setting.short) == 1 for setting in TABLE), labels
+    assert labels.count("sides") == 1 and labels.count("x_kind") == 1

@@ -12,6 +12,7 @@ which `ui.form.api_params` reads by the page's rules.
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 import gradio as gr
 from gradio.components.api_component import Api
+from gradio.context import get_blocks_context
 from gradio_client.utils import python_type_to_json_schema
 
 from zimage_ui.params import DEFAULT_STRENGTH
@@ -152,6 +154,21 @@ API_ARGS = "_zimage_api_args"
 
 
 def api_components(endpoint: Impl) -> list[Api]:
-    """Hidden inputs for an endpoint's arguments before the image inputs, in its signature's order;
-    created in the Blocks being built. The image inputs are the panel's own hidden components."""
-    return [arg.component() for arg in getattr(endpoint, API_ARGS)]
+    """Hidden inputs for an endpoint's arguments before the image inputs, in its signature's order.
+
+    Made once per Blocks being built and shared between endpoints where an argument is the same
+    (the prompt and every setting): each component is state every new session builds, so three
+    endpoints cost 17 inputs, not 33. The image inputs are the panel's own hidden components."""
+    context = get_blocks_context()
+    made: dict[str, Api] = getattr(context, _SHARED, None) or {}
+    setattr(context, _SHARED, made)
+    components = []
+    for arg in getattr(endpoint, API_ARGS):
+        key = json.dumps([arg.name, arg.json_schema(), repr(arg.default)], sort_keys=True)
+        if key not in made:
+            made[key] = arg.component()
+        components.append(made[key])
+    return components
+
+
+_SHARED = "_zimage_api_inputs"
