@@ -408,3 +408,27 @@ async def test_a_server_without_the_model_files_is_not_usable_and_says_what_goes
     with pytest.raises(ProviderError, match=r"qwen_3_4b.safetensors \(in models/text_encoders/\)"):
         await run(provider())
     assert not comfyui.calls("POST", "/prompt")  # refused before anything was queued
+
+
+def test_a_workflow_whose_save_node_is_refused_says_why_at_once():
+    """ComfyUI queues a prompt when some of its outputs validate, listing the others' errors under
+    node_errors with the outputs each blocks (`dependent_outputs`): when ours is among them, the
+    run says why instead of waiting for images that never come."""
+    from zimage_ui.providers.hosted.comfyui import output_refused
+
+    error = {
+        "type": "value_not_in_list",
+        "message": "Value not in list",
+        "details": "unet_name: 'z_image_turbo_fp8.safetensors' not in []",
+        "extra_info": {"input_name": "unet_name", "received_value": "z_image_turbo_fp8.safetensors"},
+    }
+    queued = {
+        "prompt_id": "p1",
+        "number": 3,
+        "node_errors": {"16": {"errors": [error], "dependent_outputs": ["9"], "class_type": "UNETLoader"}},
+    }
+    reason = output_refused(queued, "9")
+    assert reason is not None and "node 16 (UNETLoader): Value not in list" in reason
+    assert "put it in ComfyUI's models/diffusion_models/" in reason
+    assert output_refused(queued, "30") is None  # another output failed: ours runs
+    assert output_refused({"prompt_id": "p1", "node_errors": {}}, "9") is None

@@ -266,6 +266,22 @@ def interrupted(provider: str) -> Cancelled:
     )
 
 
+def output_refused(queued: Any, save_node: str) -> str | None:
+    """Why ComfyUI queued the prompt for a workflow's other outputs but not the SaveImage node the
+    images are read from: the `node_errors` of that node or of a node it depends on (ComfyUI lists
+    the outputs each failing node blocks under `dependent_outputs`); None when ours will run."""
+    node_errors = queued.get("node_errors") if isinstance(queued, dict) else None
+    if not isinstance(node_errors, dict):
+        return None
+    ours = {
+        node_id: entry
+        for node_id, entry in node_errors.items()
+        if node_id == save_node
+        or (isinstance(entry, dict) and save_node in (entry.get("dependent_outputs") or []))
+    }
+    return node_errors_text({"node_errors": ours}) if ours else None
+
+
 def saved_images(entry: dict[str, Any], save_node: str) -> list[dict[str, str]]:
     images = dig(entry, "outputs", save_node, "images")
     if not isinstance(images, list) or not images:
@@ -364,6 +380,9 @@ class ComfyUIProvider(SelfHostedProvider):
                 (f"{root}/interrupt", {"prompt_id": prompt_id}),
             ]
         )
+        if reason := output_refused(queued, only_node(graph, "SaveImage", "")):
+            # its other outputs run, ours never will: say why now instead of waiting for no images
+            raise JobFailed(self.id, f"ComfyUI will not run the workflow's SaveImage: {reason}")
         if queued.get("node_errors"):
             notes.append(
                 f"ComfyUI skipped some outputs: {node_errors_text({'node_errors': queued['node_errors']})}"
