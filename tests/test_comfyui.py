@@ -432,3 +432,31 @@ def test_a_workflow_whose_save_node_is_refused_says_why_at_once():
     assert "put it in ComfyUI's models/diffusion_models/" in reason
     assert output_refused(queued, "30") is None  # another output failed: ours runs
     assert output_refused({"prompt_id": "p1", "node_errors": {}}, "9") is None
+
+
+@pytest.mark.parametrize("path", ["stall", "trickle", "endless", "bomb.json", "stacked.png", "echo"])
+def test_a_misbehaving_server_costs_the_check_its_deadline_and_nothing_more(
+    hostile_http, path: str, monkeypatch: pytest.MonkeyPatch
+):
+    """The model-file check runs on the event loop's caller: a server that stalls, trickles, never
+    ends, bombs or refuses holds it for PROBE_TIMEOUT_S at most, keeps no more than the cap, and is
+    an unknown (the run reports what it meets), never a crash."""
+    import time
+    import tracemalloc
+
+    from zimage_ui.providers.hosted import comfyui_files
+
+    monkeypatch.setattr(comfyui_files, "PROBE_TIMEOUT_S", 0.5)
+    comfyui_files.forget_probes()
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        problem = comfyui_files.serving_problem(f"{hostile_http.url}/{path}", "k-123", TEMPLATE_GRAPH)
+        waited = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        comfyui_files.forget_probes()
+    assert problem is None
+    assert waited < 0.5 + 1.0, waited  # the deadline, and a margin for a loaded machine
+    assert peak < comfyui_files.MAX_OBJECT_INFO_BYTES * 3, peak

@@ -5,6 +5,7 @@ without the model is not counted usable and a refusal says which file to put whe
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import re
 import threading
@@ -14,6 +15,7 @@ from urllib.parse import quote
 
 import httpx2
 
+from zimage_ui.net.decoding import EncodingRefused
 from zimage_ui.net.transport2 import Bounded
 from zimage_ui.redaction import safe_url
 
@@ -131,19 +133,35 @@ def serving_problem(root: str, key: str, graph: dict[str, Any]) -> str | None:
 
 
 def _object_info(root: str, key: str, classes: set[str]) -> dict[str, Any] | None:
-    """`/object_info/{class}` of each class, merged; None when the server does not answer so."""
+    """`/object_info/{class}` of each class, merged; None when the server does not answer so
+    within PROBE_TIMEOUT_S in all. The requests run on a worker thread the caller waits for at
+    most that long, so a server that stalls or trickles never holds the event loop longer."""
+    future = _PROBE_WORKER.submit(_ask_object_info, root, key, classes, time.monotonic() + PROBE_TIMEOUT_S)
+    try:
+        return future.result(timeout=PROBE_TIMEOUT_S)
+    except concurrent.futures.TimeoutError:
+        return None  # the worker ends by its own timeouts; its late answer is dropped
+
+
+_PROBE_WORKER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="comfyui-probe")
+
+
+def _ask_object_info(root: str, key: str, classes: set[str], deadline: float) -> dict[str, Any] | None:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    timeout = httpx2.Timeout(PROBE_TIMEOUT_S, connect=min(PROBE_TIMEOUT_S, 1.0))
     transport = Bounded(httpx2.HTTPTransport(), MAX_OBJECT_INFO_BYTES, PROBE_TIMEOUT_S)
     found: dict[str, Any] = {}
     try:
-        with httpx2.Client(transport=transport, timeout=timeout, headers=headers) as client:
+        with httpx2.Client(transport=transport, headers=headers) as client:
             for class_type in sorted(classes):
-                answer = client.get(f"{root}/object_info/{quote(class_type, safe='')}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                timeout = httpx2.Timeout(left, connect=min(left, 1.0))
+                answer = client.get(f"{root}/object_info/{quote(class_type, safe='')}", timeout=timeout)
                 data = answer.json() if answer.status_code == 200 else None
                 if not isinstance(data, dict):
                     return None
                 found.update(data)
-    except (httpx2.HTTPError, ValueError, OSError):
+    except (httpx2.HTTPError, EncodingRefused, ValueError, OSError):  # refused bodies too: capped, bombs
         return None
     return found
