@@ -327,8 +327,8 @@ class ParamsCore(BaseModel):
         try:
             return int(value)  # type: ignore[call-overload]
         except (TypeError, ValueError):
-            raise ValueError(
-                f"{value!r} is not a whole number: use 0..{MAX_SEED}, or leave empty for random"
+            raise ValueError(  # its first 40 characters: never a whole structure or digit string echoed
+                f"{str(value)[:40]!r} is not a whole number: use 0..{MAX_SEED}, or leave empty for random"
             ) from None
 
     @model_validator(mode="after")

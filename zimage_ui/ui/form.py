@@ -124,40 +124,32 @@ def api_inputs(form: Form) -> list[Component]:
 
 
 def _api_value(setting: Setting, value: Any, problems: dict[str, str]) -> Any:
-    """One API argument as the params take it; a wrong type goes to `problems` by its name."""
+    """One API argument as the params take it; a wrong type goes to `problems` by its name. The
+    seed goes on as sent ("random": none) for the params' own seed rule: a number or its digits."""
     name = setting.short
     if value is None or (isinstance(value, str) and not value.strip() and setting.kind is not str):
-        if setting.control == "seed":
-            return None
-        if setting.default is None:
+        if setting.default is None and setting.control != "seed":
             problems[name] = "missing: give a value"
         return setting.default
     if setting.control == "seed":
-        return _api_seed(value, problems)
+        return None if isinstance(value, str) and value.strip().lower() == "random" else value
     if setting.kind is str:
         if not isinstance(value, str):
-            problems[name] = f"{str(value)[:40]!r} is not text"
+            problems[name] = f"{_shown(value)} is not text"
         return value
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if setting.kind is int and not (is_number and float(value).is_integer()):
-        problems[name] = f"{str(value)[:40]!r} is not a whole number: give one, like {setting.default}"
+        problems[name] = f"{_shown(value)} is not a whole number: give one, like {setting.default}"
         return setting.default
     if not is_number:
-        problems[name] = f"{str(value)[:40]!r} is not a number: give one, like {setting.default}"
+        problems[name] = f"{_shown(value)} is not a number: give one, like {setting.default}"
         return setting.default
     return int(value) if setting.kind is int else float(value)
 
 
-def _api_seed(value: Any, problems: dict[str, str]) -> int | None:
-    """A seed as sent: a whole number or its digits; "random" draws one."""
-    if isinstance(value, str) and value.strip().lower() == "random":
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
-        return int(value)
-    problems["seed"] = f"{str(value)[:40]!r} is not a seed: give a whole number, or none for a random one"
-    return None
+def _shown(value: Any) -> str:
+    """A wrong value as a message quotes it: its first 40 characters, never a whole structure."""
+    return repr(str(value)[:40]) if isinstance(value, (str, int, float)) else f"a {type(value).__name__}"
 
 
 def _whole(value: float | None, name: str) -> int:
