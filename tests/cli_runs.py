@@ -13,7 +13,6 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from unittest import mock
 
@@ -29,19 +28,11 @@ class CliRun:
     stderr: str
 
 
-@contextlib.contextmanager
-def _environment(env: dict[str, str] | None) -> Iterator[None]:
-    """With `env`: exactly those variables, as a subprocess given `env=` would see."""
-    if env is None:
-        yield
-        return
-    with mock.patch.dict(os.environ, env, clear=True):
-        yield
-
-
 def cli(*args: str, env: dict[str, str] | None = None) -> CliRun:
     out, err = io.StringIO(), io.StringIO()
-    with _environment(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    # with `env`: exactly those variables, as a subprocess given `env=` would see
+    environment = mock.patch.dict(os.environ, env or {}, clear=env is not None)
+    with environment, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(list(args))
         except SystemExit as exc:  # argparse: --help, --version, a bad flag

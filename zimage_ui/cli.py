@@ -49,6 +49,7 @@ from zimage_ui.params import (
     MAX_LORAS,
     LoraRef,
 )
+from zimage_ui.providers import PROVIDERS
 from zimage_ui.settings import TABLE, Setting, Table
 from zimage_ui.sweep import AXIS_LABELS, DEFAULT_MAX_CELLS
 
@@ -239,8 +240,6 @@ def add_param_flags(parser: argparse.ArgumentParser, json_help: str, table: Tabl
 
 def inputs_taken() -> str:
     """Who takes which image input, from the providers' capabilities (the README says the same)."""
-    from zimage_ui.providers import PROVIDERS
-
     kinds = {
         "an input image": lambda c: c.image_input,
         "a mask": lambda c: c.mask_input,
@@ -250,7 +249,7 @@ def inputs_taken() -> str:
     parts = []
     for kind, takes in kinds.items():
         ids = [pid for pid, provider in PROVIDERS.items() if takes(provider.capabilities)]
-        parts.append(f"{kind}: {', '.join(ids) if ids else 'the local model with a ControlNet configured'}")
+        parts.append(f"{kind}: {', '.join(ids) or 'no provider here'}")
     return "; ".join(parts) + ". A provider that can't take one refuses the run and says which."
 
 

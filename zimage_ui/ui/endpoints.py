@@ -158,7 +158,7 @@ def api_components(endpoint: Impl) -> list[Api]:
 
     Made once per Blocks being built and shared between endpoints where an argument is the same
     (the prompt and every setting): each component is state every new session builds, so three
-    endpoints cost 17 inputs, not 33. The image inputs are the panel's own hidden components."""
+    endpoints cost 16 inputs, not 34. The image inputs are the panel's own hidden components."""
     context = get_blocks_context()
     made: dict[str, Api] = getattr(context, _SHARED, None) or {}
     setattr(context, _SHARED, made)
