@@ -1,5 +1,5 @@
-"""A provider's answer in any shape is read or refused as "not the documented shape"
-(`Unexpected`), never as a Python error: with the broad catch around answers narrowed to
+"""A provider's answer in any shape is read, refused as "not the documented shape"
+(`Unexpected`) or reported as the API's own refusal (`Refused`), never as a Python error: with the broad catch around answers narrowed to
 `Unexpected`, an AttributeError or TypeError now means a bug here, and is reported as one."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from zimage_ui.providers.hosted import (
     runpod,
     scenario,
 )
+from zimage_ui.providers.hosted.base import Refused
 
 KEYS = [
     "status",
@@ -92,7 +93,7 @@ def test_a_reader_takes_any_json_or_says_unexpected(name: str):
     def read(data: Any) -> None:
         try:
             reader(data)
-        except (Unexpected, ZImageError):  # not the documented shape; or the API's own refusal
+        except (Unexpected, Refused, ZImageError):  # not the documented shape; or the API's own refusal
             pass
         except Exception as exc:
             raise AssertionError(f"{name}({data!r}) raised {exc!r}") from None
