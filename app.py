@@ -1,5 +1,7 @@
 """Serve the Z-Image-Turbo playground: `python app.py [--host HOST] [--port PORT] [--mcp]`.
 
+The page at `/`, its API at `/api/`, and with `--mcp` the MCP tools at `/gradio_api/mcp/`.
+
 Also the Hugging Face Space's app_file. Host and port default to Gradio's own
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT variables, then 127.0.0.1:7860.
 """
@@ -10,10 +12,8 @@ import argparse
 
 from zimage_ui import env
 from zimage_ui.providers import default_provider_id, get_provider
-from zimage_ui.runs import max_active_runs
 from zimage_ui.ui import build_demo
-
-MAX_UPLOAD = "50mb"  # PNG info reads images up to 50 MB; presets are far smaller
+from zimage_ui.ui.serve import serve
 
 
 def parse_args() -> argparse.Namespace:
@@ -23,7 +23,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--mcp",
         action="store_true",
-        help="also serve an MCP server (tools: generate, compare, sweep, providers); "
+        help="also serve the MCP tools (generate, compare, sweep, providers) at /gradio_api/mcp/; "
         "GRADIO_MCP_SERVER=true does the same",
     )
     return parser.parse_args()
@@ -33,13 +33,7 @@ def main() -> None:
     args = parse_args()
     # Build the default local pipeline in the background so the first click is quick.
     get_provider(default_provider_id()).warm_up()
-    # No allowed_paths: the page serves only what it hands to Gradio's cache, never a folder.
-    build_demo().queue(default_concurrency_limit=None, max_size=max_active_runs()).launch(
-        server_name=args.host,
-        server_port=args.port,
-        max_file_size=MAX_UPLOAD,
-        mcp_server=True if args.mcp else None,  # None: Gradio reads GRADIO_MCP_SERVER
-    )
+    serve(build_demo(), host=args.host, port=args.port, mcp=args.mcp or env.get("GRADIO_MCP_SERVER"))
 
 
 if __name__ == "__main__":

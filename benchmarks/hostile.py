@@ -26,7 +26,7 @@ from gradio_client import Client
 
 from benchmarks._machine import machine
 from tests.hostile import HostileServer
-from tests.serving import running_app
+from tests.serving import api_url, running_app
 
 ATTACKS = {  # name: (provider, what its base URL points at)
     "control: plain 404 answers": ("inferencesh", "/nothing"),
@@ -49,7 +49,7 @@ def app_pid(url: str) -> int:
 
 
 def bystander(url: str, rounds: int) -> list[float]:
-    client = Client(url, verbose=False)
+    client = Client(api_url(url), verbose=False)
     latencies = []
     for number in range(rounds):
         started = time.monotonic()
@@ -62,7 +62,7 @@ def bystander(url: str, rounds: int) -> list[float]:
 
 
 def attacker(url: str, provider: str, stop: threading.Event, outcomes: list[str]) -> None:
-    client = Client(url, verbose=False)
+    client = Client(api_url(url), verbose=False)
     while not stop.is_set():
         try:
             client.predict(provider=provider, prompt="x", seed=1, api_name="/generate")

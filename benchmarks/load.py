@@ -23,12 +23,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gradio_client import Client
 
 from benchmarks._machine import machine
 from tests.emulators import EMULATORS, running
-from tests.serving import running_app
+from tests.serving import api_url, running_app
 from zimage_ui.metadata import read_text_chunks
 
 SEED = "1234"
@@ -37,7 +38,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def app_pid(url: str) -> int:
     """The process serving `url` (found by the port on its command line)."""
-    port = url.rstrip("/").rsplit(":", 1)[1].encode()
+    port = str(urlsplit(url).port).encode()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
@@ -127,7 +128,7 @@ def main() -> None:
             "TMPDIR": str(scratch),  # the app's Gradio cache and run folders, to count files left
         }
         with running_app(env) as url:
-            measured = measure(url, args, scratch)
+            measured = measure(api_url(url), args, scratch)  # the app's API: its own small Blocks
     bare_env = {"TMPDIR": str(scratch), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     with running_app(bare_env, script="benchmarks/bare_app.py") as url:
         floor = measure(url, args, scratch)

@@ -22,6 +22,11 @@ def app_log(url: str) -> str:
     return (ROOT / ".pytest_cache" / f"app-{port}.log").read_text()
 
 
+def api_url(url: str) -> str:
+    """Where the running app at `url` serves its API (`ui.api`): what `gradio_client` is given."""
+    return f"{url.rstrip('/')}/api/"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

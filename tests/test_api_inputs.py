@@ -10,6 +10,8 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from tests.serving import api_url
+
 
 @pytest.fixture(scope="module")
 def url(plain_app: str) -> str:
@@ -20,7 +22,7 @@ SETTINGS = {"provider": "diffusers-tiny", "prompt": "a heron", "width": 256, "he
 
 
 def test_generate_takes_an_uploaded_image_and_its_strength(url: str, photo: Path):
-    client = Client(url, verbose=False)
+    client = Client(api_url(url), verbose=False)
     _, seed, status, sent = client.predict(
         **SETTINGS, image=handle_file(str(photo)), strength=0.5, api_name="/generate"
     )
@@ -29,7 +31,7 @@ def test_generate_takes_an_uploaded_image_and_its_strength(url: str, photo: Path
 
 
 def test_typed_server_paths_are_refused(url: str):
-    client = Client(url, verbose=False)
+    client = Client(api_url(url), verbose=False)
     with pytest.raises(Exception, match="give an https URL or upload the file"):
         client.predict(**SETTINGS, image_url="/etc/passwd", api_name="/generate")
     with pytest.raises(Exception, match=r"LoRA 1.*give an https URL or upload the file"):
@@ -65,7 +67,7 @@ def test_sessions_at_once_with_one_seed_each_get_their_own_input_images_result(u
         photos.append(path)
 
     def run(path: Path) -> bytes:
-        gallery, _seed, status, _sent = Client(url, verbose=False).predict(
+        gallery, _seed, status, _sent = Client(api_url(url), verbose=False).predict(
             **SETTINGS, image=handle_file(str(path)), strength=0.3, api_name="/generate"
         )
         assert "Done" in status, status

@@ -5,12 +5,13 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from tests.serving import api_url
 from zimage_ui.metadata import read_text_chunks
 
 
 @pytest.fixture(scope="module")
 def client(plain_app: str) -> Client:
-    return Client(plain_app, verbose=False)
+    return Client(api_url(plain_app), verbose=False)
 
 
 def test_generate_endpoint_returns_png_with_the_seed_used(client: Client):

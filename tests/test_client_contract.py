@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 CLIENT_VENV = Path(os.environ.get("TEST_CLIENT_VENV") or "/tmp/zimage-ui-client-venv")
 CALLS = Path(__file__).with_name("clients") / "gradio_client_calls.py"
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_a_client_with_only_gradio_client_gets_what_the_readme_promises(plain_app: str):
@@ -18,8 +20,11 @@ def test_a_client_with_only_gradio_client_gets_what_the_readme_promises(plain_ap
     probe = "import importlib.util as u; print(u.find_spec('zimage_ui'), u.find_spec('gradio'))"
     isolated = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, cwd="/", timeout=60)
     assert isolated.stdout.split() == ["None", "None"], isolated  # only the client, none of us
+    shown = re.search(r'Client\("http://127\.0\.0\.1:7860/([^"]*)"\)', README.read_text())
+    assert shown and shown[1] == "api/", "the README's client example gives the API's address"
+    address = plain_app.rstrip("/") + "/" + shown[1]
     run = subprocess.run(
-        [str(python), str(CALLS), plain_app], capture_output=True, text=True, cwd="/", timeout=300
+        [str(python), str(CALLS), address], capture_output=True, text=True, cwd="/", timeout=300
     )
     assert run.returncode == 0, run.stderr[-3000:]
     got = json.loads(run.stdout)

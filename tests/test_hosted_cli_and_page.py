@@ -7,7 +7,7 @@ import pytest
 from gradio_client import Client
 
 from tests.emulators import EMULATORS, Emulator
-from tests.serving import running_app
+from tests.serving import api_url, running_app
 from tests.test_cli import cli
 from zimage_ui.metadata import read_provenance, read_text_chunks
 
@@ -93,7 +93,7 @@ def page_client(emulator_servers: dict[str, Emulator], tmp_path_factory) -> Iter
     for emulator in emulator_servers.values():
         env.update(emulator.env())
     with running_app(env) as url:
-        yield Client(url, verbose=False)
+        yield Client(api_url(url), verbose=False)
 
 
 @pytest.mark.parametrize("provider", HOSTED)

@@ -17,7 +17,7 @@ import pytest
 from gradio_client import Client
 
 from tests.hostile import HostileServer, leaked
-from tests.serving import ROOT, app_log, running_app
+from tests.serving import ROOT, api_url, app_log, running_app
 from tests.test_hostile import KEY, SECRET
 
 MEMORY_BUDGET_MB = 150
@@ -83,7 +83,7 @@ class PeakRss:
 
 @pytest.mark.parametrize("provider", sorted(ATTACKS))
 def test_an_attack_through_the_app_ends_clean_and_small(app: str, provider: str) -> None:
-    client = Client(app, verbose=False)
+    client = Client(api_url(app), verbose=False)
     client.predict(provider="diffusers-tiny", prompt="warm", width=256, height=256, api_name="/generate")
     with PeakRss(app) as rss:
         started = time.monotonic()
@@ -107,7 +107,7 @@ def test_a_visitors_bomb_url_through_the_app_is_refused_small(
 ) -> None:
     """An anonymous visitor's input-image URL answering a compression bomb: three requests, each
     refused naming the image, the app's memory within 150 MB."""
-    client = Client(app, verbose=False)
+    client = Client(api_url(app), verbose=False)
     with PeakRss(app) as rss:
         for _ in range(3):
             with pytest.raises(Exception) as caught:
@@ -124,13 +124,14 @@ def test_a_client_that_goes_away_frees_its_run(app: str) -> None:
     leaves the slot free within seconds, not at the run's 30 s deadline."""
     script = (
         "from gradio_client import Client; import sys; "
-        "Client(sys.argv[1], verbose=False).predict(provider='runpod', prompt='x', api_name='/generate')"
+        "Client(sys.argv[1].rstrip('/') + '/api/', verbose=False)"
+        ".predict(provider='runpod', prompt='x', api_name='/generate')"
     )
     gone = subprocess.Popen([sys.executable, "-c", script, app], cwd=ROOT)
     time.sleep(4)  # the run has started and holds the only slot
     gone.kill()
     gone.wait(10)
-    client = Client(app, verbose=False)
+    client = Client(api_url(app), verbose=False)
     deadline = time.monotonic() + 8
     while True:
         try:
@@ -156,7 +157,9 @@ def test_a_space_lists_no_owner_engine_for_visitors(hostile_http: HostileServer)
         "AIML_API_KEY": KEY,
     }
     with running_app(env) as url:
-        listed = {row["id"]: row for row in Client(url, verbose=False).predict(api_name="/providers")}
+        listed = {
+            row["id"]: row for row in Client(api_url(url), verbose=False).predict(api_name="/providers")
+        }
     for provider in ("comfyui", "openai-compatible", "openai-gpu2", "huggingface", "aimlapi"):
         assert not listed[provider]["usable"], provider
     assert listed["diffusers-tiny"]["usable"]

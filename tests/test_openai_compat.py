@@ -220,10 +220,10 @@ def test_two_endpoints_are_two_providers_compared_side_by_side_on_the_page(
 ) -> None:
     from gradio_client import Client
 
-    from tests.serving import running_app
+    from tests.serving import api_url, running_app
 
     with running_app({**env, "ZIMAGE_SERVER_KEYS": "all"}) as url:
-        client = Client(url, verbose=False)
+        client = Client(api_url(url), verbose=False)
         listed = {row["id"]: row for row in client.predict(api_name="/providers")}
         assert listed["openai-sglang"]["usable"] and listed["openai-vllm"]["usable"]
         images, report = client.predict(

@@ -181,7 +181,9 @@ def test_the_endpoints_share_one_hidden_input_per_setting():
     from gradio.components.api_component import Api
 
     from zimage_ui.ui import build_demo
+    from zimage_ui.ui.api import build_api
 
-    labels = [block.label for block in build_demo().blocks.values() if isinstance(block, Api)]
+    labels = [block.label for block in build_api().blocks.values() if isinstance(block, Api)]
     assert all(labels.count(setting.short) == 1 for setting in TABLE), labels
     assert labels.count("sides") == 1 and labels.count("x_kind") == 1
+    assert not [block for block in build_demo().blocks.values() if isinstance(block, Api)]  # not the page's

@@ -17,7 +17,7 @@ import pytest
 from gradio_client import Client
 
 from tests.emulators import Emulator
-from tests.serving import app_log, running_app
+from tests.serving import api_url, app_log, running_app
 from zimage_ui.metadata import read_provenance, read_text_chunks
 
 SESSIONS = 20
@@ -28,7 +28,7 @@ def client_of(url: str) -> Client:
     """A gradio_client for the shared app. Its 20 s read timeout is for a person waiting; here
     several sessions share two cores (and, under pytest-xdist, another worker), so a slow answer
     is not the failure these tests look for: their assertions are about whose image is whose."""
-    return Client(url, verbose=False, httpx_kwargs={"timeout": 180})
+    return Client(api_url(url), verbose=False, httpx_kwargs={"timeout": 180})
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_sweep_cells_carry_captions_and_failures_stay_in_place(
     url, _team = shared_app
     emulator_servers["evolink"].reset()
     emulator_servers["evolink"].behaviour.fail_reason = "prompt refused"
-    status, _grid, cells, _file = client_of(url).predict(
+    status, _grid, cells = client_of(url).predict(
         "a red fox", "diffusers-tiny", "provider", "diffusers-tiny, evolink",
         width=512, height=512, seed=8, steps=4,
         api_name="/sweep",

@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
-from tests.serving import app_log, running_app
+from tests.serving import api_url, app_log, running_app
 
 STAND_INS = Path(__file__).parent / "stand_ins"
 FOX = {"prompt": "a red fox", "width": 256, "height": 256, "seed": 7, "steps": 4}
@@ -47,7 +47,7 @@ def _wait_for(url: str, text: str, after: int = 0, timeout_s: float = 30) -> int
 
 
 def test_a_generation_runs_in_the_zerogpu_worker(zero_gpu_app: str):
-    client = Client(zero_gpu_app, verbose=False)
+    client = Client(api_url(zero_gpu_app), verbose=False)
     assert "the pipeline runs on cpu" in app_log(zero_gpu_app)  # loaded at start-up, before launch
     gallery, seed_used, status, sent = client.predict(provider="diffusers", **FOX, api_name="/generate")
     assert "Done" in status and seed_used == "7"
@@ -60,7 +60,7 @@ def test_a_generation_runs_in_the_zerogpu_worker(zero_gpu_app: str):
 
 
 def test_progress_reaches_the_client_and_its_cancel_ends_the_worker(zero_gpu_app: str):
-    client = Client(zero_gpu_app, verbose=False)
+    client = Client(api_url(zero_gpu_app), verbose=False)
     start = len(app_log(zero_gpu_app))
     job = client.submit(
         prompt="a red fox",

@@ -72,7 +72,7 @@ class Environment(BaseSettings):
     ZIMAGE_SESSION_HOSTED_LIMIT: float = _var(6.0, SERVER, "hosted requests one session has in flight", gt=0)
     ZIMAGE_MAX_ACTIVE_RUNS: float = _var(64.0, SERVER, "runs on the server at once", gt=0)
     ZIMAGE_TIMEOUT_S: float = _var(300.0, SERVER, "deadline of one hosted run or download, seconds", gt=0)
-    ZIMAGE_POLL_INTERVAL_S: float = _var(1.0, SERVER, "seconds between status polls", gt=0)
+    ZIMAGE_POLL_INTERVAL_S: float = _var(1.0, SERVER, "longest pause between status polls, s", gt=0)
     ZIMAGE_ALLOW_PRIVATE_URLS: str = _var("", SERVER, "1 lets visitor URLs reach private addresses")
     ZIMAGE_SWEEP_MAX_CELLS: int = _var(36, SERVER, "most cells one sweep may have", gt=0)
     ZIMAGE_VOTES_PATH: str = _var("", SERVER, "where blind votes are appended (JSON lines)")
@@ -83,6 +83,7 @@ class Environment(BaseSettings):
     GRADIO_TEMP_DIR: str = _var("", SERVER, "Gradio's upload and cache folder (default: <temp>/gradio)")
     GRADIO_SERVER_NAME: str = _var("127.0.0.1", SERVER, "where `python app.py` serves: the host")
     GRADIO_SERVER_PORT: int = _var(7860, SERVER, "where `python app.py` serves: the port", gt=0, lt=65536)
+    GRADIO_MCP_SERVER: bool = _var(False, SERVER, "true also serves the MCP tools (as `app.py --mcp`)")
     SPACE_ID: str = _var("", SERVER, "set by Hugging Face: marks a public Space")
 
     # ---- hosted providers

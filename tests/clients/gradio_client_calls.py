@@ -31,7 +31,7 @@ images, report = client.predict(
 )
 out["compare"] = {"images": [image["caption"] for image in images], "report": report}
 
-status, grid, cells, grid_file = client.predict(
+status, grid, cells = client.predict(
     "a red fox", "diffusers-tiny", "steps", "1, 2", width=256, height=256, seed=3, api_name="/sweep"
 )
 out["sweep"] = {"status": status, "cells": [cell["caption"] for cell in cells]}

@@ -3,7 +3,8 @@
 Shared settings (prompt, size, seed, steps...) sit on the left, read and filled as one
 named form (`form.py`); the tabs on the right use them: Generate on one provider,
 Compare several sides, Sweep a grid, read settings back from a PNG, and browse the
-History. Each tab module owns its layout, its wiring and its handlers.
+History. Each tab module owns its layout, its wiring and its handlers. The public API
+is a Blocks of its own (`api.py`), served beside the page with the MCP tools (`serve.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from zimage_ui.runs import cache_ttl_s
 from zimage_ui.ui.common import SessionState
 from zimage_ui.ui.compare_tab import build_compare_tab
 from zimage_ui.ui.form import Form
-from zimage_ui.ui.generate_tab import build_generate_tab, providers
+from zimage_ui.ui.generate_tab import build_generate_tab
 from zimage_ui.ui.history_tab import build_history_tab
 from zimage_ui.ui.info_tab import build_info_tab
 from zimage_ui.ui.inputs_panel import build_inputs_panel
@@ -71,6 +72,5 @@ def build_demo() -> gr.Blocks:
         presets.wire(demo, form, state.keys)
         info.wire(form, presets, sweep)
         past.wire(demo, form, presets, state)
-        gr.api(providers, api_name="providers")
         demo.load(None, None, None, js=RUN_FROM_KEYBOARD_JS)
     return demo

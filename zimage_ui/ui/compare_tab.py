@@ -30,14 +30,13 @@ from zimage_ui.ui.common import (
     stop_handler,
     user_error,
 )
-from zimage_ui.ui.endpoints import ApiArg, api_components, settings_endpoint
+from zimage_ui.ui.endpoints import ApiArg, settings_endpoint
 from zimage_ui.ui.form import (
     UNCHANGED,
     Form,
     SideControls,
     Updates,
     Values,
-    api_inputs,
     api_params,
 )
 from zimage_ui.ui.generate_tab import use_as_input_updates
@@ -147,9 +146,6 @@ class CompareTab:
     vote_row: gr.Row
     vote_buttons: dict[str, gr.Button]
     leaderboard: gr.Dataframe
-    api: gr.Button  # never shown: it carries the public /compare endpoint
-    api_images: gr.Gallery
-    api_report: gr.JSON
     images: gr.State = field(default_factory=lambda: gr.State([]))
     blind_state: gr.State = field(default_factory=lambda: gr.State(None))
 
@@ -207,14 +203,6 @@ class CompareTab:
                 ],
                 **PRIVATE_SAYING,
             )
-        self.api.click(
-            compare,
-            [*api_components(compare), *api_inputs(form)],
-            [self.api_images, self.api_report],
-            api_name="compare",
-            concurrency_limit=None,
-            show_progress="hidden",
-        )
 
     def on_count(self, data: Values) -> Updates:
         n = int(data[self.count])
@@ -423,10 +411,6 @@ def build_compare_tab(default_provider: str) -> CompareTab:
         }
     with gr.Accordion("Blind vote leaderboard", open=False):
         board = gr.Dataframe(value=leaderboard_rows(), interactive=False, elem_id="leaderboard")
-    with gr.Group(visible=False):
-        api = gr.Button()
-        api_images = gr.Gallery(label="Images", format="png")
-        api_report = gr.JSON(label="Report")
     return CompareTab(
         count,
         blind,
@@ -441,9 +425,6 @@ def build_compare_tab(default_provider: str) -> CompareTab:
         vote_row,
         vote_buttons,
         board,
-        api,
-        api_images,
-        api_report,
     )
 
 

@@ -20,7 +20,8 @@ from zimage_ui.runs import RUNS
 log = logging.getLogger(__name__)
 CHECK_EVERY_S = 1.0
 
-_watchers: dict[int, asyncio.Task[None]] = {}  # one per event loop (by id), started with the first run
+# One per event loop and Blocks (the page's, the API's), by id, started with its first run.
+_watchers: dict[tuple[int, int], asyncio.Task[None]] = {}
 
 
 def gone_sessions(active_jobs: Iterable[Any], with_runs: set[str]) -> set[str]:
@@ -49,9 +50,13 @@ async def _watch(blocks: Any) -> None:
 
 
 def watch_departures(blocks: Any) -> None:
-    """Start the watcher on the running loop, once (a no-op outside an event loop)."""
+    """Start the watcher of `blocks`' queue on the running loop, once (a no-op outside an event
+    loop, or outside a Gradio event: an MCP call has no queue to watch)."""
+    if blocks is None:
+        return
     with contextlib.suppress(RuntimeError):
         loop = asyncio.get_running_loop()
-        task = _watchers.get(id(loop))
+        key = (id(loop), id(blocks))
+        task = _watchers.get(key)
         if task is None or task.done():
-            _watchers[id(loop)] = loop.create_task(_watch(blocks))
+            _watchers[key] = loop.create_task(_watch(blocks))

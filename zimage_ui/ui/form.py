@@ -118,11 +118,6 @@ def with_visitor_inputs(params: GenerationParams, read: Callable[[], ImageInputs
         raise user_error(f"Check the image input: {exc}", title="Invalid settings") from None
 
 
-def api_inputs(form: Form) -> list[Component]:
-    """The endpoints' hidden image input components, after the shared settings (none without a panel)."""
-    return form.image_inputs.api.components() if form.image_inputs else []
-
-
 def _api_value(setting: Setting, value: Any, problems: dict[str, str]) -> Any:
     """One API argument as the params take it; a wrong type goes to `problems` by its name. The
     seed goes on as sent ("random": none) for the params' own seed rule: a number or its digits."""

@@ -30,8 +30,8 @@ from zimage_ui.ui.common import (
     stop_handler,
     user_error,
 )
-from zimage_ui.ui.endpoints import ApiArg, api_components, settings_endpoint
-from zimage_ui.ui.form import UNCHANGED, Block, Form, Updates, Values, api_inputs, api_params
+from zimage_ui.ui.endpoints import ApiArg, settings_endpoint
+from zimage_ui.ui.form import UNCHANGED, Block, Form, Updates, Values, api_params
 from zimage_ui.ui.settings_panel import NEGATIVE_PROMPT_OFF, SettingsPanel, provider_choices
 
 TINY_NOTICE = (
@@ -111,7 +111,6 @@ class GenerateTab:
     sent: gr.JSON
     curl: gr.Code
     python: gr.Code
-    api: gr.Button  # never shown: it carries the public /generate endpoint
     last_prepared: gr.State = field(default_factory=lambda: gr.State(None))
     selected: gr.State = field(default_factory=lambda: gr.State(None))  # the gallery image picked
 
@@ -170,15 +169,6 @@ class GenerateTab:
                 [inputs.image, inputs.image_url, inputs.control_image, inputs.accordion],
                 **PRIVATE_SAYING,
             )
-        # The API's /generate: named parameters, no session state.
-        self.api.click(
-            generate,
-            [*api_components(generate), *api_inputs(form)],
-            [self.gallery, self.seed_used, self.status, self.sent],
-            api_name="generate",
-            concurrency_limit=None,
-            show_progress="hidden",
-        )
 
     def on_provider(self, data: Values) -> Updates:
         """Every hint and range recomputed from the chosen provider's capabilities.
@@ -325,7 +315,6 @@ def build_generate_tab(default_provider: str) -> GenerateTab:
             )
         with gr.Tab("Python"):
             python = gr.Code(language="python", label="Copy as Python (httpx)", elem_id="code-python")
-    api = gr.Button(visible=False)
     return GenerateTab(
         provider,
         tiny_notice,
@@ -339,7 +328,6 @@ def build_generate_tab(default_provider: str) -> GenerateTab:
         sent,
         curl,
         python,
-        api,
     )
 
 

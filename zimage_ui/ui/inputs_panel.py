@@ -171,20 +171,6 @@ class LoraRow:
         return upload, upload_problem(upload, "LoRA file")
 
 
-@dataclass
-class ApiInputs:
-    """The public endpoints' image inputs (hidden): an upload (gradio FileData) or an https URL,
-    the strength, and LoRAs as text (`REF SCALE; REF SCALE`, refs: https URLs or model ids)."""
-
-    image: gr.Image
-    image_url: gr.Textbox
-    strength: gr.Number
-    loras: gr.Textbox
-
-    def components(self) -> list[Any]:
-        return [self.image, self.image_url, self.strength, self.loras]
-
-
 API_INPUT_DOCS = {
     "image": "An input image for image-to-image, uploaded (gradio_client: handle_file(path)); or none.",
     "image_url": "Or the input image as an https URL (never a server path).",
@@ -249,7 +235,6 @@ class InputsPanel:
     control_kind: gr.Dropdown
     control_scale: gr.Slider
     loras: list[LoraRow]
-    api: ApiInputs
 
     def components(self) -> list[Any]:
         rows = [c for row in self.loras for c in (row.ref, row.file, row.scale)]
@@ -514,13 +499,6 @@ def build_inputs_panel() -> InputsPanel:
                         elem_id=f"lora-{number}-scale",
                     )
                 loras.append(LoraRow(ref, file, scale))
-    with gr.Group(visible=False):
-        api = ApiInputs(
-            gr.Image(value=None, label="Input image", type="filepath"),
-            gr.Textbox(value="", label="Input image URL"),
-            gr.Number(label="Strength", value=DEFAULT_STRENGTH),
-            gr.Textbox(value="", label="LoRAs"),
-        )
     return InputsPanel(
         accordion,
         note,
@@ -535,5 +513,4 @@ def build_inputs_panel() -> InputsPanel:
         control_kind,
         control_scale,
         loras,
-        api,
     )

@@ -28,8 +28,8 @@ from zimage_ui.sweep import (
     run_sweep,
 )
 from zimage_ui.ui.common import PRIVATE, follow, owned_run, save_run_files, stop_handler, user_error
-from zimage_ui.ui.endpoints import ApiArg, api_components, settings_endpoint
-from zimage_ui.ui.form import Form, Updates, Values, api_inputs, api_params
+from zimage_ui.ui.endpoints import ApiArg, settings_endpoint
+from zimage_ui.ui.form import Form, Updates, Values, api_params
 from zimage_ui.ui.settings_panel import provider_choices
 
 NO_AXIS = "none"
@@ -50,7 +50,6 @@ class SweepTab:
     grid: gr.Image
     gallery: gr.Gallery
     grid_file: gr.File
-    api: gr.Button  # never shown: it carries the public /sweep endpoint
 
     def wire(self, form: Form, keys: gr.State) -> None:
         self._form, self._keys = form, keys
@@ -77,14 +76,6 @@ class SweepTab:
             concurrency_limit=None,
         )
         self.stop.click(stop_handler("sweep"), None, self.status, **PRIVATE)
-        self.api.click(
-            sweep,
-            [*api_components(sweep), *api_inputs(form)],
-            outputs,
-            api_name="sweep",
-            concurrency_limit=None,
-            show_progress="hidden",
-        )
 
     def on_axes(self, data: Values) -> Updates:
         text = cell_count_text(
@@ -165,9 +156,8 @@ def build_sweep_tab(default_provider: str) -> SweepTab:
         elem_id="sweep-cells-gallery",
     )
     grid_file = gr.File(label="Grid PNG (records the axes)", interactive=False)
-    api = gr.Button(visible=False)
     return SweepTab(
-        provider, x_kind, x_values, y_kind, y_values, cells, run, stop, status, grid, gallery, grid_file, api
+        provider, x_kind, x_values, y_kind, y_values, cells, run, stop, status, grid, gallery, grid_file
     )
 
 
@@ -263,10 +253,10 @@ async def sweep(
     y_values: str,
     request: gr.Request,
     **values: Any,
-) -> tuple[str, str, list[tuple[str, str]], str]:
+) -> tuple[str, str, list[tuple[str, str]]]:
     spec = sweep_spec(api_params(values), provider, x_kind, x_values, y_kind, y_values)
     status, grid, cells = await run_cells(spec, KeyRing.for_visitor(), request)
-    return status, grid, cells, grid
+    return status, grid, cells
 
 
 def cell_caption(spec: SweepSpec, x: int, y: int) -> str:

@@ -1,0 +1,62 @@
+"""The page, the API and MCP on one server (`ui.serve`): an API call builds none of the page's
+session state, and each address answers for itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import gradio as gr
+import pytest
+from gradio.routes import App
+from starlette.testclient import TestClient
+
+from zimage_ui.ui import build_demo
+from zimage_ui.ui.api import build_api
+from zimage_ui.ui.mcp_tools import McpEndpoint
+from zimage_ui.ui.serve import beside_the_page, queued
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[TestClient, gr.Blocks, gr.Blocks]]:
+    """The same assembly `serve` launches, on an in-process test client (lifespan included)."""
+    page, api = queued(build_demo()), queued(build_api())
+    app = App.create_app(page, app_kwargs={"lifespan": beside_the_page(api, McpEndpoint())})
+    with TestClient(app) as http:
+        yield http, page, api
+
+
+def call(http: TestClient, endpoint: str, data: list[object], session: str) -> str:
+    """An API call as a raw HTTP client makes it (Gradio's /call route); the stream's last event."""
+    started = http.post(f"/api/gradio_api/call/{endpoint}", json={"data": data, "session_hash": session})
+    assert started.status_code == 200, started.text
+    stream = http.get(f"/api/gradio_api/call/{endpoint}/{started.json()['event_id']}")
+    return stream.text.strip().rsplit("\n", 1)[-1]
+
+
+def test_api_calls_build_the_api_sessions_only_never_the_pages(served) -> None:
+    http, page, api = served
+    for number in range(3):
+        last = call(http, "providers", [], f"client-{number}")
+        assert "diffusers-tiny" in last, last
+    assert len(api.state_holder.session_data) >= 3  # each new client is a session of the API's
+    assert len(page.state_holder.session_data) == 0  # and none of the page's
+    assert len(api.blocks) < len(page.blocks) / 5, (len(api.blocks), len(page.blocks))
+
+
+def test_each_address_serves_its_own_app(served) -> None:
+    http, _page, _api = served
+    page_config, api_config = http.get("/config").json(), http.get("/api/config").json()
+    assert page_config["title"] == "Z-Image-Turbo playground"
+    assert api_config["title"] == "Z-Image-Turbo playground API"
+    page_endpoints = {dep.get("api_name") for dep in page_config["dependencies"]}
+    assert not {"generate", "compare", "sweep", "providers"} & page_endpoints  # the API is at /api/
+    info = http.get("/api/gradio_api/info").json()
+    assert set(info["named_endpoints"]) == {"/generate", "/compare", "/sweep", "/providers"}
+    listed = http.post(
+        "/gradio_api/mcp/",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+        headers={"Accept": "application/json, text/event-stream"},
+    )
+    data = json.loads(listed.text.split("data: ", 1)[1].splitlines()[0])
+    assert {tool["name"] for tool in data["result"]["tools"]} == {"generate", "compare", "sweep", "providers"}

@@ -1,0 +1,81 @@
+"""Serve the page at `/`, the API at `/api/` and (when asked) the MCP tools at `/gradio_api/mcp/`.
+
+The page is launched the usual way (`Blocks.launch`: on a ZeroGPU Space the `spaces` package
+hooks exactly that). The API's small Blocks and the MCP endpoint are mounted on the page's own
+server as it starts (a lifespan handed to `launch`), ahead of the page's routes, and started and
+stopped with it. Each Blocks keeps its own queue and its own sessions: an API or MCP call never
+builds the page's session state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import gradio as gr
+from fastapi import FastAPI
+from starlette.routing import Mount
+
+from zimage_ui.runs import max_active_runs
+from zimage_ui.ui.api import API_PATH, build_api
+from zimage_ui.ui.mcp_tools import MCP_PATH, McpEndpoint
+
+MAX_UPLOAD = "50mb"  # PNG info reads images up to 50 MB; presets are far smaller
+# Page sessions kept at once (Gradio's default: 10,000). Each holds the state of every component
+# of the page (about 0.6 MB); the least recently used goes first, closed tabs after an hour.
+PAGE_SESSION_CAPACITY = 1000
+FOOTER = [{"label": "Use via API", "url": f"{API_PATH.lstrip('/')}/?view=api"}, "gradio", "settings"]
+
+
+def _mount_first(app: FastAPI, path: str, asgi: Any) -> Mount:
+    """Mount `asgi` at `path` ahead of every route already there (the page's own)."""
+    mount = Mount(path, app=asgi)
+    app.router.routes.insert(0, mount)
+    return mount
+
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+
+
+def beside_the_page(api: gr.Blocks, mcp: McpEndpoint | None) -> Lifespan:
+    """The lifespan that mounts the API (and MCP) on the page's server and runs them with it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        page_lifespan = app.router.lifespan_context
+        gr.mount_gradio_app(app, api, path=API_PATH, max_file_size=MAX_UPLOAD, footer_links=["api"])
+        app.router.lifespan_context = page_lifespan  # already running: only the API's part is new
+        mounted = app.router.routes.pop()
+        app.router.routes.insert(0, mounted)
+        async with AsyncExitStack() as stack:
+            api_app = mounted.app  # type: ignore[attr-defined]
+            await stack.enter_async_context(api_app.router.lifespan_context(api_app))
+            api.run_startup_events()
+            await api.run_extra_startup_events()
+            if mcp is not None:
+                _mount_first(app, MCP_PATH, mcp)
+                await stack.enter_async_context(mcp.running())
+            yield
+
+    return lifespan
+
+
+def queued(blocks: gr.Blocks) -> gr.Blocks:
+    """No per-event limit (our runs module bounds the work); the line is as long as the run limit."""
+    return blocks.queue(default_concurrency_limit=None, max_size=max_active_runs())
+
+
+def serve(page: gr.Blocks, *, host: str, port: int, mcp: bool) -> None:
+    """Launch the page with the API beside it; blocks until the server stops."""
+    api = queued(build_api())
+    # No allowed_paths: the page serves only what it hands to Gradio's cache, never a folder.
+    queued(page).launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=MAX_UPLOAD,
+        mcp_server=False,  # ours (`ui.mcp_tools`), not Gradio's, serves MCP_PATH
+        state_session_capacity=PAGE_SESSION_CAPACITY,
+        footer_links=FOOTER,  # type: ignore[arg-type]
+        app_kwargs={"lifespan": beside_the_page(api, McpEndpoint() if mcp else None)},
+    )
