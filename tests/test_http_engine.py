@@ -324,6 +324,26 @@ async def test_poll_returns_once_check_has_a_value(monkeypatch: pytest.MonkeyPat
     assert calls[-1] - calls[0] >= 0.14
 
 
+async def test_polling_starts_quick_and_backs_off_to_the_configured_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await real_sleep(0)
+
+    async def check() -> str | None:
+        return "done" if len(pauses) == 7 else None
+
+    monkeypatch.setenv("ZIMAGE_POLL_INTERVAL_S", "1.0")
+    monkeypatch.setattr("zimage_ui.net.session.asyncio.sleep", sleep)
+    async with session(engine(Recorder(ok()))) as s:
+        assert await s.poll(check) == "done"
+    assert pauses == pytest.approx([0.25, 0.375, 0.5625, 0.84375, 1.0, 1.0, 1.0])
+
+
 async def test_deadline_ends_polling_with_provider_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZIMAGE_TIMEOUT_S", "0.3")
 

@@ -28,6 +28,7 @@ from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import PROVIDERS
 from zimage_ui.providers.base import KeyRing, ignore_progress
 from zimage_ui.runner import Outcome, generate_one
+from zimage_ui.runs import session_hosted_limit
 from zimage_ui.settings import TABLE
 from zimage_ui.sheets import render_grid
 
@@ -42,7 +43,6 @@ AXIS_LABELS: dict[str, str] = {
 _FIELD = TABLE.sweep_fields()  # an axis that sets one setting: its short name -> canonical name
 GRID_KEY = "zimage-grid"
 DEFAULT_MAX_CELLS: int = env.Environment.model_fields["ZIMAGE_SWEEP_MAX_CELLS"].default
-CONCURRENT_CELLS = 4  # hosted cells at once; local cells share the one device anyway
 MAX_AXIS_TEXT = 4000  # characters of one axis's values
 GRID_CELL_MAX = 384  # a grid cell's longest side in pixels: the full-size cells are separate files
 
@@ -272,7 +272,9 @@ async def run_sweep(
     spec = spec.model_copy(update={"params": spec.params.with_concrete_seed()})  # recorded in the grid
     cells = plan(spec)
     total, done = spec.cell_count, 0
-    gate = asyncio.Semaphore(CONCURRENT_CELLS)
+    # As many cells at once as the session may have hosted requests in flight (the session's own
+    # gate holds the rest); local cells wait for the one device anyway.
+    gate = asyncio.Semaphore(max(1, int(session_hosted_limit())))
 
     async def run_cell(cell: Cell) -> Outcome:
         nonlocal done

@@ -59,8 +59,12 @@ def timeout_s() -> float:
     return float(env.get("ZIMAGE_TIMEOUT_S"))
 
 
+FIRST_POLL_S = 0.25  # the first pause between status checks
+POLL_BACKOFF = 1.5  # each pause this much longer than the last, up to `poll_interval_s()`
+
+
 def poll_interval_s() -> float:
-    """Pause between status checks, from `ZIMAGE_POLL_INTERVAL_S` (read at call time)."""
+    """The longest pause between status checks, `ZIMAGE_POLL_INTERVAL_S` (read at call time)."""
     return float(env.get("ZIMAGE_POLL_INTERVAL_S"))
 
 
@@ -230,13 +234,17 @@ class HttpSession:
         return self._json(response)
 
     async def poll(self, check: Callable[[], Awaitable[T | None]]) -> T:
-        """Call `check` until it returns a value, `ZIMAGE_POLL_INTERVAL_S` apart, within the deadline."""
-        interval = poll_interval_s()
+        """Call `check` until it returns a value, within the deadline: first `FIRST_POLL_S` apart
+        (a quick job is seen done soon), then each pause `POLL_BACKOFF` times the last, up to
+        `ZIMAGE_POLL_INTERVAL_S`."""
+        longest = poll_interval_s()
+        interval = min(FIRST_POLL_S, longest)
         while True:
             result = await check()
             if result is not None:
                 return result
             await self._guard(asyncio.sleep(interval))
+            interval = min(interval * POLL_BACKOFF, longest)
 
     async def download_image(self, url: str, *, with_key: bool = False) -> Image.Image:
         """Fetch an image URL without the provider's Authorization header, capped and validated;

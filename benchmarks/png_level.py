@@ -1,0 +1,81 @@
+"""What the PNG compression level costs: encode time and file size of one generated image.
+
+For each size and content, the median time to encode with the app's own writer
+(`metadata.png_with_chunks`, provenance chunks included) at levels 1, 3 and 6 (Pillow's
+default), and each file's size against level 6's, measured in one run. "photo-like" is smooth
+colour with fine grain (what a diffusion model draws); "noise" is the worst case (the tiny
+model's untrained output).
+
+    python -m benchmarks.png_level [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+from PIL import Image
+
+from benchmarks._machine import machine
+from zimage_ui import metadata
+
+LEVELS = (1, 3, 6)
+SIZES = (512, 1024, 2048)
+CHUNKS = {"parameters": "a red fox in snow\nSteps: 8, Sampler: Euler, Seed: 7, Size: 1024x1024"}
+
+
+def photo_like(size: int, rng: np.random.Generator) -> Image.Image:
+    """Soft shapes (blurred noise at a few scales) over a colour gradient, with faint grain."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    image = np.stack([0.6 * x + 0.2, 0.5 * y + 0.25, 0.7 - 0.4 * x * y], axis=-1)
+    for scale in (64, 16, 4):
+        blobs = Image.fromarray(rng.integers(0, 256, (size // scale, size // scale, 3), dtype=np.uint8))
+        soft = blobs.resize((size, size), Image.Resampling.BICUBIC)
+        image += (np.asarray(soft) / 255 - 0.5) * (0.5 / (64 // scale + 1))
+    image += rng.normal(0, 0.004, image.shape)
+    return Image.fromarray((image.clip(0, 1) * 255).astype(np.uint8))
+
+
+def noise(size: int, rng: np.random.Generator) -> Image.Image:
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def median_ms(work: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    rng = np.random.default_rng(7)
+    print(f"machine: {machine()}")
+    print(f"medians of {args.repeats}; size and time ratios against level 6 in the same run\n")
+    print("| content | size | level | encode ms | x level 6 time | KiB | x level 6 size |")
+    print("|---|---|---|---|---|---|---|")
+    for name, make in (("photo-like", photo_like), ("noise", noise)):
+        for size in SIZES:
+            image = make(size, rng)
+            measured = {}
+            for level in LEVELS:
+                encode = partial(metadata.png_with_chunks, image, CHUNKS, compress_level=level)
+                measured[level] = (median_ms(encode, args.repeats), len(encode()))
+            base_ms, base_bytes = measured[6]
+            for level, (ms, length) in measured.items():
+                print(
+                    f"| {name} | {size}² | {level} | {ms:.0f} | {ms / base_ms:.2f} | {length / 1024:.0f} "
+                    f"| {length / base_bytes:.2f} |"
+                )
+
+
+if __name__ == "__main__":
+    main()
