@@ -1,0 +1,193 @@
+"""What the app adds to an image: round trips against a direct pipeline call, and session memory.
+
+Round trips, on `diffusers-tiny` (the real Z-Image pipeline code, tiny weights) at 256², 512²
+and 1024², 8 steps, the paths interleaved in each round, medians of `--repeats`:
+- direct: the tiny pipeline called in this process, the way the provider calls it (the
+  FlowMatch scheduler with the shift, a seeded CPU generator), PNG not included;
+- runner: `runner.generate_one` in this process (validation, prepare, run, PNG with provenance);
+- app raw HTTP: the running app's `/api/` `generate` over Gradio's `/call` route, one keep-alive
+  `httpx` client and one session hash, the answer's PNG fetched;
+- gradio_client: the same call through `gradio_client` (one Client, files downloaded).
+The app runs in its own process (`python app.py`), with the same tiny model.
+
+Sessions: the app's RSS before and after `--sessions` new API sessions (a raw `/call` each,
+with a fresh session hash), against the same count of calls in one session.
+
+    python -m benchmarks.overhead [--repeats 5] [--sessions 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+from gradio_client import Client
+
+from benchmarks._machine import machine
+from benchmarks.load import app_pid, rss_mib
+from tests.serving import api_url, running_app
+from zimage_ui.params import GenerationParams
+from zimage_ui.runner import generate_one
+
+SIZES = (256, 512, 1024)
+STEPS = 8
+PROMPT = "a red fox in snow"
+
+
+def direct_call(size: int) -> Callable[[], object]:
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from zimage_ui.providers.local.tiny_model import build_tiny_pipeline
+
+    pipeline = build_tiny_pipeline()
+
+    def run() -> object:
+        pipeline.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+            pipeline.scheduler.config, shift=3.0, use_dynamic_shifting=False
+        )
+        return pipeline(  # type: ignore[operator]
+            prompt=PROMPT,
+            width=size,
+            height=size,
+            num_inference_steps=STEPS,
+            guidance_scale=0.0,
+            generator=torch.Generator("cpu").manual_seed(7),
+        ).images[0]
+
+    return run
+
+
+def runner_call(size: int) -> Callable[[], object]:
+    params = GenerationParams(prompt=PROMPT, width=size, height=size, num_inference_steps=STEPS, seed=7)
+
+    def run() -> object:
+        outcome = asyncio.run(generate_one("diffusers-tiny", params))
+        assert outcome.ok and outcome.pngs, outcome.error
+        return outcome.pngs
+
+    return run
+
+
+def call_generate(http: httpx.Client, api: str, session: str, named: dict[str, object]) -> bytes:
+    """One /generate over Gradio's /call route (every argument by position, as that route takes
+    them); the first image's PNG fetched."""
+    values = {"prompt": PROMPT, "provider": "diffusers-tiny", **named}
+    data = [values.get(name, default) for name, default in _signature(http, api)]
+    event = http.post(f"{api}gradio_api/call/generate", json={"data": data, "session_hash": session})
+    stream = http.get(f"{api}gradio_api/call/generate/{event.json()['event_id']}")
+    last = stream.text.strip().rsplit("data: ", 1)[-1]
+    images = json.loads(last)[0]
+    return http.get(images[0]["image"]["url"]).content
+
+
+_SIGNATURES: dict[str, list[tuple[str, object]]] = {}
+
+
+def _signature(http: httpx.Client, api: str) -> list[tuple[str, object]]:
+    if api not in _SIGNATURES:
+        info = http.get(f"{api}gradio_api/info").json()["named_endpoints"]["/generate"]["parameters"]
+        _SIGNATURES[api] = [(p["parameter_name"], p["parameter_default"]) for p in info]
+    return _SIGNATURES[api]
+
+
+def client_call(client: Client, size: int) -> Callable[[], object]:
+    def run() -> object:
+        return client.predict(
+            PROMPT, "diffusers-tiny", width=size, height=size, steps=STEPS, seed=7, api_name="/generate"
+        )
+
+    return run
+
+
+def median_s(work: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def round_trips(url: str, repeats: int) -> None:
+    api = api_url(url)
+    columns = ["size", "direct s", "runner s", "app raw HTTP s", "gradio_client s"]
+    columns += ["runner/direct", "app/direct", "client/direct"]
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|---|---|---|")
+    with httpx.Client(timeout=300) as http:
+        client = Client(api, verbose=False, download_files=tempfile.mkdtemp())
+        for size in SIZES:
+            session = uuid.uuid4().hex
+            settings = {"width": size, "height": size, "steps": STEPS, "seed": 7}
+            paths: dict[str, Callable[[], object]] = {
+                "direct": direct_call(size),
+                "runner": runner_call(size),
+                "raw": functools.partial(call_generate, http, api, session, settings),
+                "client": client_call(client, size),
+            }
+            for work in paths.values():  # warm: first calls build and cache
+                work()
+            times: dict[str, list[float]] = {name: [] for name in paths}
+            for _ in range(repeats):  # interleaved: each round runs every path once
+                for name, work in paths.items():
+                    times[name].append(median_s(work, 1))
+            m = {name: statistics.median(values) for name, values in times.items()}
+            print(
+                f"| {size}² | {m['direct']:.3f} | {m['runner']:.3f} | {m['raw']:.3f} | {m['client']:.3f} "
+                f"| {m['runner'] / m['direct']:.2f} | {m['raw'] / m['direct']:.2f} "
+                f"| {m['client'] / m['direct']:.2f} |"
+            )
+
+
+def sessions(url: str, count: int) -> None:
+    api, pid = api_url(url), app_pid(url)
+
+    def providers(http: httpx.Client, session: str) -> None:
+        event = http.post(f"{api}gradio_api/call/providers", json={"data": [], "session_hash": session})
+        http.get(f"{api}gradio_api/call/providers/{event.json()['event_id']}").raise_for_status()
+
+    with httpx.Client(timeout=60) as http:
+        for _ in range(20):  # warm: imports, first allocations
+            providers(http, uuid.uuid4().hex)
+        one = uuid.uuid4().hex
+        before = rss_mib(pid)
+        for _ in range(count):
+            providers(http, one)
+        same = rss_mib(pid)
+        for _ in range(count):
+            providers(http, uuid.uuid4().hex)
+        after = rss_mib(pid)
+    print(
+        f"\n| calls | app RSS before MiB | after {count} calls in one session | after {count} new sessions |"
+    )
+    print("|---|---|---|---|")
+    print(
+        f"| {count} | {before:.0f} | {same:.0f} (+{same - before:.1f}) | {after:.0f} (+{after - same:.1f}) |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sessions", type=int, default=300)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    with running_app({"ZIMAGE_SERVER_KEYS": "none", "NO_PROXY": "127.0.0.1,localhost"}) as url:
+        print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
+        round_trips(url, args.repeats)
+        sessions(url, args.sessions)
+        print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
