@@ -1,6 +1,7 @@
 """A provider's answer in any shape is read, refused as "not the documented shape"
-(`Unexpected`) or reported as the API's own refusal (`Refused`), never as a Python error: with the broad catch around answers narrowed to
-`Unexpected`, an AttributeError or TypeError now means a bug here, and is reported as one."""
+(`Unexpected`) or reported as the API's own refusal (`Refused`), never as a Python error: with
+the broad catch around answers narrowed to `Unexpected`, an AttributeError or TypeError now
+means a bug here, and is reported as one."""
 
 from __future__ import annotations
 

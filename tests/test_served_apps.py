@@ -51,6 +51,8 @@ def test_each_address_serves_its_own_app(served) -> None:
     assert api_config["title"] == "Z-Image-Turbo playground API"
     page_endpoints = {dep.get("api_name") for dep in page_config["dependencies"]}
     assert not {"generate", "compare", "sweep", "providers"} & page_endpoints  # the API is at /api/
+    assert "[Use via API](api/)" in json.dumps(page_config)  # and the page's header links there
+    assert not api_config.get("mcp_server")  # MCP is ours, at /gradio_api/mcp/, not Gradio's
     info = http.get("/api/gradio_api/info").json()
     assert set(info["named_endpoints"]) == {"/generate", "/compare", "/sweep", "/providers"}
     listed = http.post(

@@ -13,6 +13,7 @@ import gradio as gr
 
 from zimage_ui.providers import default_provider_id
 from zimage_ui.runs import cache_ttl_s
+from zimage_ui.ui.api import API_PATH
 from zimage_ui.ui.common import SessionState
 from zimage_ui.ui.compare_tab import build_compare_tab
 from zimage_ui.ui.form import Form
@@ -25,6 +26,7 @@ from zimage_ui.ui.settings_panel import build_keys_panel, build_settings_panel
 from zimage_ui.ui.sweep_tab import build_sweep_tab
 
 TITLE = "Z-Image-Turbo playground"
+API_LINK = f"{API_PATH.lstrip('/')}/"  # relative: right behind a proxy or on a Space
 # Ctrl+Enter (Cmd+Enter on a Mac) in the prompt runs the tab in view: Generate, Compare or Sweep.
 RUN_FROM_KEYBOARD_JS = """() => {
     document.addEventListener("keydown", (event) => {
@@ -42,7 +44,10 @@ def build_demo() -> gr.Blocks:
     ttl = int(cache_ttl_s())
     # Gradio's cache holds every file the page hands out; files older than the TTL are deleted.
     with gr.Blocks(title=TITLE, delete_cache=(max(60, min(ttl // 4, 900)), ttl)) as demo:
-        gr.Markdown(f"# {TITLE}\nOne prompt, any provider: your own GPU or a hosted API, side by side.")
+        gr.Markdown(
+            f"# {TITLE}\nOne prompt, any provider: your own GPU or a hosted API, side by side. "
+            f"[Use via API]({API_LINK})"
+        )
         state = SessionState()
         with gr.Row():
             with gr.Column(scale=4, min_width=360):

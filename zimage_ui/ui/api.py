@@ -23,8 +23,8 @@ API_TITLE = "Z-Image-Turbo playground API"
 SESSION_CAPACITY = 1000  # API sessions kept at once (Gradio's default is 10,000); each is small
 API_INTRO = f"""# {API_TITLE}
 This address serves the playground's API: `/generate`, `/compare`, `/sweep` and `/providers`.
-Call it with `gradio_client` (`Client("<this page's URL>")`), or open **Use via API** below for
-every argument, its type and its range. The playground itself is one level up."""
+Call it with `gradio_client` (`Client("<this page's URL>")`); "Use via API" at the bottom of
+this page lists every argument, its type and its range. The playground itself is one level up."""
 
 
 def build_api() -> gr.Blocks:

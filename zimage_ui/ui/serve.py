@@ -25,7 +25,9 @@ MAX_UPLOAD = "50mb"  # PNG info reads images up to 50 MB; presets are far smalle
 # Page sessions kept at once (Gradio's default: 10,000). Each holds the state of every component
 # of the page (about 0.6 MB); the least recently used goes first, closed tabs after an hour.
 PAGE_SESSION_CAPACITY = 1000
-FOOTER = [{"label": "Use via API", "url": f"{API_PATH.lstrip('/')}/?view=api"}, "gradio", "settings"]
+# The page has no API of its own (Gradio's "Use via API" would show an empty one): its header
+# links to the API's page instead (`ui.API_LINK`).
+FOOTER = ["gradio", "settings"]
 
 
 def _mount_first(app: FastAPI, path: str, asgi: Any) -> Mount:
@@ -44,7 +46,9 @@ def beside_the_page(api: gr.Blocks, mcp: McpEndpoint | None) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         page_lifespan = app.router.lifespan_context
-        gr.mount_gradio_app(app, api, path=API_PATH, max_file_size=MAX_UPLOAD, footer_links=["api"])
+        gr.mount_gradio_app(
+            app, api, path=API_PATH, max_file_size=MAX_UPLOAD, footer_links=["api"], mcp_server=False
+        )
         app.router.lifespan_context = page_lifespan  # already running: only the API's part is new
         mounted = app.router.routes.pop()
         app.router.routes.insert(0, mounted)
