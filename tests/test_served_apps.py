@@ -4,7 +4,9 @@ session state, and each address answers for itself."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -42,6 +44,25 @@ def test_api_calls_build_the_api_sessions_only_never_the_pages(served) -> None:
     assert len(api.state_holder.session_data) >= 3  # each new client is a session of the API's
     assert len(page.state_holder.session_data) == 0  # and none of the page's
     assert len(api.blocks) < len(page.blocks) / 5, (len(api.blocks), len(page.blocks))
+
+
+def test_an_image_is_written_once_and_served_from_its_run_folder(served) -> None:
+    """Gradio serves a run's file where the run wrote it: no hash, no second copy in its cache."""
+    from zimage_ui.runs import work_root
+
+    http, _page, api = served
+    info = http.get("/api/gradio_api/info").json()["named_endpoints"]["/generate"]["parameters"]
+    seed = random.randrange(10**9)  # a file name no earlier run left in the shared cache folder
+    given = {"prompt": "a heron", "width": 256, "height": 256, "steps": 2, "seed": seed}
+    data = [given.get(p["parameter_name"], p["parameter_default"]) for p in info]
+    last = call(http, "generate", data, "one-client")
+    images = json.loads(last.split("data: ", 1)[1])[0]
+    path = Path(images[0]["image"]["path"])
+    assert path.is_relative_to(work_root()), path  # the run's own file, not a copy
+    assert path.name == f"diffusers-tiny-{seed}-0.png"
+    assert http.get(images[0]["image"]["url"].split("/api", 1)[1].join(["/api", ""])).status_code == 200
+    served_copies = [f for f in Path(api.GRADIO_CACHE).rglob(path.name) if f != path]
+    assert not served_copies, served_copies
 
 
 def test_each_address_serves_its_own_app(served) -> None:

@@ -19,6 +19,7 @@ from gradio_client import Client
 from tests.emulators import Emulator
 from tests.serving import api_url, app_log, running_app
 from zimage_ui.metadata import read_provenance, read_text_chunks
+from zimage_ui.visitor_files import upload_folder
 
 SESSIONS = 20
 SEED = "4242"
@@ -112,10 +113,13 @@ def test_team_copies_are_kept_per_run_and_never_served(shared_app: tuple[str, Pa
     for copy in copies:
         answer = httpx.get(f"{url}gradio_api/file={copy}", timeout=10)
         assert answer.status_code == 403, "a file in ZIMAGE_OUTPUT_DIR was served"
-    private = Path(gallery[0]["image"])  # the client's download; the app's own run folders:
-    runs = sorted(Path("/tmp").glob("zimage-ui-runs-*/process-*/*/diffusers-tiny-5-0.png"))
-    assert runs and private.exists()
-    assert httpx.get(f"{url}gradio_api/file={runs[-1]}", timeout=10).status_code == 403
+    # The run's own file is what Gradio serves (no second copy), at a path holding the process's
+    # random tag and the run's random id: without both, nothing answers.
+    runs = sorted(upload_folder().glob("zimage-ui-runs-*/process-*/*/diffusers-tiny-5-0.png"))
+    assert runs and Path(gallery[0]["image"]).read_bytes() == runs[-1].read_bytes()
+    run_folder, process_folder = runs[-1].parent, runs[-1].parent.parent
+    for guess in (process_folder / runs[-1].name, process_folder.parent / runs[-1].name, run_folder):
+        assert httpx.get(f"{url}gradio_api/file={guess}", timeout=10).status_code in (403, 404), guess
 
 
 def test_cached_file_urls_cannot_be_guessed_from_provider_and_seed(shared_app: tuple[str, Path]) -> None:
@@ -135,9 +139,9 @@ def test_cached_file_urls_cannot_be_guessed_from_provider_and_seed(shared_app: t
     name = Path(final[0][0]["image"]).name
     assert name == "diffusers-tiny-9-0.png"
     # What a stranger might try: the old shared folder, by provider and seed, answers nothing.
-    guesses = [f"/tmp/zimage-ui/{name}", f"/tmp/gradio/{name}"]
+    guesses = [f"/tmp/zimage-ui/{name}", f"/tmp/gradio/{name}", f"{upload_folder()}/{name}"]
     for guess in guesses:
-        assert httpx.get(f"{url}gradio_api/file={guess}", timeout=10).status_code == 403
+        assert httpx.get(f"{url}gradio_api/file={guess}", timeout=10).status_code in (403, 404)
 
 
 def test_a_sweep_range_of_a_billion_values_is_refused_at_once(shared_app: tuple[str, Path]) -> None:

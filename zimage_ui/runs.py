@@ -1,8 +1,10 @@
 """Runs on a shared instance: each Generate, Compare or Sweep owns an id, a Stop and its files.
 
-- A run's files go to its own private folder (`work_root()/<run id>/`), named so that no two
-  sides, cells or images share a name; the page hands them to Gradio, which copies them into
-  its cache. The work root is never served, and old run folders are pruned on a schedule.
+- A run's files go to its own folder (`work_root()/<run id>/`), named so that no two sides,
+  cells or images share a name. The work root is inside Gradio's upload and cache folder, so
+  Gradio serves a run's files where they are (no hash, no second copy): a file is reachable only
+  by its full path, which holds the process's random tag and the run's random id, and only the
+  run's own session is told it. Old run folders are pruned on a schedule.
 - Stop reaches the runs of one kind ("generate", "compare", "sweep") in one browser session,
   and nothing else.
 - Bounded work: at most `ZIMAGE_MAX_ACTIVE_RUNS` runs at once on the server (a clear "busy"
@@ -31,6 +33,7 @@ from zimage_ui import env
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import ServerBusy
 from zimage_ui.files import write_atomic
+from zimage_ui.visitor_files import upload_folder
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,8 @@ PROCESS_PREFIX = "process-"
 
 
 def work_root() -> Path:
-    """This process's private folder for run files: `<tmp>/zimage-ui-runs-<uid>/process-<pid>-<tag>`.
+    """This process's folder for run files: `<upload folder>/zimage-ui-runs-<uid>/process-<pid>-<tag>`
+    (the upload folder: Gradio's, `visitor_files.upload_folder`).
 
     The parent (mode 0700) is shared by this user's processes; each process prunes only its own
     runs, and the folders of processes that have ended once they are older than the cache TTL, so
@@ -74,7 +78,9 @@ def work_root() -> Path:
     global _root
     with _root_lock:
         if _root is None or not _root.is_dir():
-            parent = _own_folder(Path(tempfile.gettempdir()) / f"zimage-ui-runs-{os.getuid()}")
+            served = upload_folder()
+            served.mkdir(parents=True, exist_ok=True)
+            parent = _own_folder(served / f"zimage-ui-runs-{os.getuid()}")
             _root = parent / f"{PROCESS_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
             _root.mkdir(mode=0o700, exist_ok=True)
         return _root
@@ -103,7 +109,7 @@ def _own_folder(path: Path) -> Path:
         return path
     except OSError as exc:
         log.warning("not using %s (%s); using a fresh private folder", path, exc)
-        fresh = Path(tempfile.mkdtemp(prefix="zimage-ui-runs-"))
+        fresh = Path(tempfile.mkdtemp(prefix="zimage-ui-runs-", dir=upload_folder()))
         atexit.register(shutil.rmtree, fresh, True)
         return fresh
 
