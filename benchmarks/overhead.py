@@ -13,7 +13,10 @@ The app runs in its own process (`python app.py`), with the same tiny model.
 Sessions: the app's RSS before and after `--sessions` new API sessions (a raw `/call` each,
 with a fresh session hash), against the same count of calls in one session.
 
-    python -m benchmarks.overhead [--repeats 5] [--sessions 300]
+Then `benchmarks.hosted_app`'s tables (a second app, on the RunPod emulator): the event loop's
+latency through a 36-cell 1024² sweep, and a 4-side compare against one side.
+
+    python -m benchmarks.overhead [--repeats 5] [--sessions 300] [--delay 0.5]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import httpx
 from gradio_client import Client
 
 from benchmarks._machine import machine
+from benchmarks.hosted_app import hosted_tables
 from benchmarks.load import app_pid, rss_mib
 from tests.serving import api_url, running_app
 from zimage_ui.params import GenerationParams
@@ -67,11 +71,13 @@ def direct_call(size: int) -> Callable[[], object]:
     return run
 
 
-def runner_call(size: int) -> Callable[[], object]:
+def runner_call(size: int, loop: asyncio.AbstractEventLoop) -> Callable[[], object]:
+    """`generate_one` on one long-lived event loop, as the app runs it (a new loop per call would
+    add its own setup and teardown)."""
     params = GenerationParams(prompt=PROMPT, width=size, height=size, num_inference_steps=STEPS, seed=7)
 
     def run() -> object:
-        outcome = asyncio.run(generate_one("diffusers-tiny", params))
+        outcome = loop.run_until_complete(generate_one("diffusers-tiny", params))
         assert outcome.ok and outcome.pngs, outcome.error
         return outcome.pngs
 
@@ -109,15 +115,6 @@ def client_call(client: Client, size: int) -> Callable[[], object]:
     return run
 
 
-def median_s(work: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def round_trips(url: str, repeats: int) -> None:
     api = api_url(url)
     columns = ["size", "direct s", "runner s", "app raw HTTP s", "gradio_client s"]
@@ -126,12 +123,13 @@ def round_trips(url: str, repeats: int) -> None:
     print("|---|---|---|---|---|---|---|---|")
     with httpx.Client(timeout=300) as http:
         client = Client(api, verbose=False, download_files=tempfile.mkdtemp())
+        loop = asyncio.new_event_loop()
         for size in SIZES:
             session = uuid.uuid4().hex
             settings = {"width": size, "height": size, "steps": STEPS, "seed": 7}
             paths: dict[str, Callable[[], object]] = {
                 "direct": direct_call(size),
-                "runner": runner_call(size),
+                "runner": runner_call(size, loop),
                 "raw": functools.partial(call_generate, http, api, session, settings),
                 "client": client_call(client, size),
             }
@@ -140,7 +138,9 @@ def round_trips(url: str, repeats: int) -> None:
             times: dict[str, list[float]] = {name: [] for name in paths}
             for _ in range(repeats):  # interleaved: each round runs every path once
                 for name, work in paths.items():
-                    times[name].append(median_s(work, 1))
+                    started = time.perf_counter()
+                    work()
+                    times[name].append(time.perf_counter() - started)
             m = {name: statistics.median(values) for name, values in times.items()}
             print(
                 f"| {size}² | {m['direct']:.3f} | {m['runner']:.3f} | {m['raw']:.3f} | {m['client']:.3f} "
@@ -180,13 +180,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=300)
+    parser.add_argument("--delay", type=float, default=0.5, help="seconds each emulated job takes")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with running_app({"ZIMAGE_SERVER_KEYS": "none", "NO_PROXY": "127.0.0.1,localhost"}) as url:
         print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
         round_trips(url, args.repeats)
         sessions(url, args.sessions)
-        print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
+    for line in hosted_tables(args.delay, 1024, args.repeats):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,12 @@ model's untrained output).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from functools import partial
 
 import numpy as np
 from PIL import Image
 
-from benchmarks._machine import machine
+from benchmarks._machine import machine, median_ms
 from zimage_ui import metadata
 
 LEVELS = (1, 3, 6)
@@ -42,15 +39,6 @@ def photo_like(size: int, rng: np.random.Generator) -> Image.Image:
 
 def noise(size: int, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-
-
-def median_ms(work: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:

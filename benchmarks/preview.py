@@ -15,26 +15,15 @@ import argparse
 import itertools
 import statistics
 import time
-from collections.abc import Callable
 
 import torch
 
-from benchmarks._machine import machine
+from benchmarks._machine import machine, median_ms
 from zimage_ui.providers.local.preview import estimate_clean_latents, latent_to_rgb
 from zimage_ui.providers.local.tiny_model import build_tiny_pipeline
 
 SIZES = (512, 1024, 2048)
 STEPS = 8
-
-
-def median_ms(work: Callable[[], object], repeats: int) -> float:
-    work()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def step_ms(pipeline: object, size: int) -> float:
