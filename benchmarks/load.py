@@ -1,7 +1,8 @@
 """Many sessions at once on one instance: throughput, latency, cross-talk, memory and files.
 
 Starts the real app (`python app.py`) against the loopback emulators, then N sessions (one
-`gradio_client` each, in threads) make M requests each on one hosted provider, all with the
+keep-alive HTTP client and session hash each, in threads, on the API's raw `/call` route) make
+M requests each on one hosted provider, all with the
 same seed and each with its own prompt. Every emulated job takes `--delay` seconds, so the
 ideal is N requests per delay. Reports requests/s against that ideal, p50/p95 latency,
 errors, cross-talk (a PNG holding another session's prompt), the app's RSS before and after,
@@ -14,18 +15,20 @@ the files it left, and the app's own CPU time per request. Loopback only, bounde
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gradio_client import Client
+import httpx
 
 from benchmarks._machine import machine
 from tests.emulators import EMULATORS, running
@@ -66,45 +69,58 @@ def files_under(folder: Path) -> int:
     return sum(1 for path in folder.rglob("*") if path.is_file())
 
 
-def session(
-    url: str, provider: str, index: int, requests: int, size: int, downloads: Path
-) -> tuple[list[float], int, int]:
-    client = Client(url, verbose=False, download_files=str(downloads))
+def parameters(http: httpx.Client, url: str) -> list[tuple[str, object]]:
+    """`/generate`'s arguments in order, with their defaults (Gradio's /call route takes them by place)."""
+    info = http.get(f"{url}gradio_api/info").json()["named_endpoints"]["/generate"]["parameters"]
+    return [(p["parameter_name"], p.get("parameter_default")) for p in info]
+
+
+def session(url: str, provider: str, index: int, requests: int, size: int) -> tuple[list[float], int, int]:
+    """One visitor: a keep-alive HTTP client and one session hash, `requests` calls one after another
+    over Gradio's `/call` route, each answer's first PNG fetched and its prompt checked."""
     latencies, errors, crosstalk = [], 0, 0
-    for number in range(requests):
-        prompt = f"session {index} request {number}: a harbour at dusk"
-        started = time.perf_counter()
-        try:
-            gallery, *_ = client.predict(
-                prompt, provider, width=size, height=size, seed=SEED, steps=8, api_name="/generate"
+    with httpx.Client(timeout=300) as http:
+        order, session_hash = parameters(http, url), uuid.uuid4().hex
+        for number in range(requests):
+            prompt = f"session {index} request {number}: a harbour at dusk"
+            given = {
+                "prompt": prompt,
+                "provider": provider,
+                "width": size,
+                "height": size,
+                "seed": SEED,
+                "steps": 8,
+            }
+            data = [given.get(name, default) for name, default in order]
+            started = time.perf_counter()
+            event = http.post(
+                f"{url}gradio_api/call/generate", json={"data": data, "session_hash": session_hash}
             )
-        except Exception:
-            errors += 1
-            continue
-        latencies.append(time.perf_counter() - started)
-        text = read_text_chunks(Path(gallery[0]["image"]).read_bytes())["parameters"]
-        crosstalk += text.split("\n")[0] != prompt
+            stream = http.get(f"{url}gradio_api/call/generate/{event.json()['event_id']}").text
+            if "event: complete" not in stream:
+                errors += 1
+                continue
+            gallery = json.loads(stream.strip().rsplit("data: ", 1)[1])[0]
+            png = http.get(gallery[0]["image"]["url"]).content
+            latencies.append(time.perf_counter() - started)
+            crosstalk += read_text_chunks(png)["parameters"].split("\n")[0] != prompt
     return latencies, errors, crosstalk
 
 
 def measure(url: str, args: argparse.Namespace, scratch: Path) -> tuple:
     """Run every session against `url`; results, wall time, the server's CPU s, RSS, files left."""
     pid = app_pid(url)
-    downloads = Path(tempfile.mkdtemp(prefix="zimage-load-client-"))  # the clients' copies
-    session(url, args.provider, -1, 1, args.size, downloads)  # warm up: first request, imports
+    session(url, args.provider, -1, 1, args.size)  # warm up: first request, imports
     rss_before, files_before, cpu_before = rss_mib(pid), files_under(scratch), cpu_seconds(pid)
-    started = time.perf_counter()
+    started, own_before = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(args.sessions) as pool:
         results = list(
-            pool.map(
-                lambda i: session(url, args.provider, i, args.requests, args.size, downloads),
-                range(args.sessions),
-            )
+            pool.map(lambda i: session(url, args.provider, i, args.requests, args.size), range(args.sessions))
         )
-    wall = time.perf_counter() - started
+    wall, own = time.perf_counter() - started, time.process_time() - own_before
     cpu = cpu_seconds(pid) - cpu_before
-    shutil.rmtree(downloads, ignore_errors=True)
-    return results, wall, cpu, rss_before, rss_mib(pid), files_under(scratch) - files_before
+    files_left = files_under(scratch) - files_before
+    return results, wall, cpu, rss_before, rss_mib(pid), files_left, own
 
 
 def main() -> None:
@@ -133,7 +149,7 @@ def main() -> None:
     with running_app(bare_env, script="benchmarks/bare_app.py") as url:
         floor = measure(url, args, scratch)
     shutil.rmtree(scratch, ignore_errors=True)
-    results, wall, cpu, rss_before, rss_after, files_left = measured
+    results, wall, cpu, rss_before, rss_after, files_left, own = measured
     latencies = sorted(value for result in results for value in result[0])
     errors, crosstalk = sum(r[1] for r in results), sum(r[2] for r in results)
     done = len(latencies)
@@ -160,6 +176,7 @@ def main() -> None:
         ("the app's own CPU ms per request (difference)", f"{1000 * (cpu - floor[2]) / max(done, 1):.1f}"),
         ("app RSS MiB before -> after", f"{rss_before:.0f} -> {rss_after:.0f}"),
         ("files left (cache + run folders)", f"{files_left}, removed after ZIMAGE_CACHE_TTL_S"),
+        ("this benchmark's own CPU s (the clients)", f"{own:.1f} ({own / wall:.2f} cores)"),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
