@@ -123,7 +123,9 @@ async def compare_sides(
             shown, params, keys=keys, cancel=run.token, progress=report, hosted_gate=run.hosted_gate
         )
         hidden = blind and all(o.ok for o in outcomes)
-        saved = [await save_run_files(run, o, f"side{k + 1}-") for k, o in enumerate(outcomes)]
+        saved = list(
+            await asyncio.gather(*(save_run_files(run, o, f"side{k + 1}-") for k, o in enumerate(outcomes)))
+        )
         images = [
             await _shown_image(run, o, paths, BLIND_NAMES[k] if hidden else None)
             for k, (o, paths) in enumerate(zip(outcomes, saved, strict=True))
