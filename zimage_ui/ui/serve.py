@@ -28,6 +28,9 @@ PAGE_SESSION_CAPACITY = 1000
 # The page has no API of its own (Gradio's "Use via API" would show an empty one): its header
 # links to the API's page instead (`ui.API_LINK`).
 FOOTER = ["gradio", "settings"]
+# The API page's one control is Gradio's footer button, drawn in hint grey (#BBBBC2 on white,
+# 1.9:1): the body text colour makes it readable (axe-core: color-contrast).
+API_CSS = "footer .show-api, footer .show-api * { color: var(--body-text-color); }"
 
 
 def _mount_first(app: FastAPI, path: str, asgi: Any) -> Mount:
@@ -47,7 +50,13 @@ def beside_the_page(api: gr.Blocks, mcp: McpEndpoint | None) -> Lifespan:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         page_lifespan = app.router.lifespan_context
         gr.mount_gradio_app(
-            app, api, path=API_PATH, max_file_size=MAX_UPLOAD, footer_links=["api"], mcp_server=False
+            app,
+            api,
+            path=API_PATH,
+            max_file_size=MAX_UPLOAD,
+            footer_links=["api"],
+            mcp_server=False,
+            css=API_CSS,
         )
         app.router.lifespan_context = page_lifespan  # already running: only the API's part is new
         mounted = app.router.routes.pop()
