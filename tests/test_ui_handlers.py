@@ -194,3 +194,21 @@ def test_a_key_typed_on_the_page_is_refused_by_export_link_and_team_save(
         assert typed not in str(updates)
     assert not list(tmp_path.iterdir()), "nothing reached the team folder"
     assert presets.on_link({**data, presets._keys: {}})[presets.query] != ""  # without the key: a link
+
+
+@pytest.mark.parametrize(
+    ("x_kind", "x_values", "y_kind", "y_values", "said"),
+    [
+        ("steps", "0, 4", "none", "", "0 steps is outside 1..50"),
+        ("steps", "4, 8", "shift", "1, 11", "shift 11.0 is outside 1..10"),
+        ("seed", "1, -2", "none", "", "Seed: -2"),
+    ],
+)
+def test_the_cell_count_says_what_the_run_would_refuse_as_values_are_typed(
+    x_kind: str, x_values: str, y_kind: str, y_values: str, said: str
+) -> None:
+    from zimage_ui.ui.sweep_tab import cell_count_text
+
+    text = cell_count_text(x_kind, x_values, y_kind, y_values, "a fox")
+    assert text.startswith("⚠") and said in text and "cells" not in text, text
+    assert cell_count_text(x_kind, "4, 8", "none", "", "a fox") == "**2 cells** (limit 36)"

@@ -213,6 +213,20 @@ def plan(spec: SweepSpec) -> list[list[Cell]]:
     return rows
 
 
+def axis_problem(axis: Axis) -> str | None:
+    """What is wrong with an axis's values by the settings' own rules (steps 1..50, shift...), as
+    the run would say it; checked as they are typed, before the rest of the form is known. Axes
+    that depend on the form (provider, prompt S/R, the input image's strength, LoRA scales) are
+    checked with it, when the sweep runs."""
+    if axis.kind in ("provider", "prompt_sr", *INPUT_OVERRIDES):
+        return None
+    try:
+        plan(SweepSpec(params=GenerationParams(prompt="a check"), provider="any", x=axis))
+    except InvalidParams as exc:
+        return str(exc)
+    return None
+
+
 def _set(axis: Axis, value: str | int | float, provider: str, values: dict, prompt: str) -> str:
     if axis.kind == "provider":
         return str(value)

@@ -21,6 +21,7 @@ from zimage_ui.sweep import (
     AXIS_LABELS,
     Axis,
     SweepSpec,
+    axis_problem,
     check_size,
     max_cells,
     parse_axis,
@@ -173,6 +174,9 @@ def cell_count_text(x_kind: str, x_text: str, y_kind: str, y_text: str, prompt: 
         x, y = axes_of(x_kind, x_text, y_kind, y_text, prompt or "")
     except InvalidParams as exc:
         return f"⚠ {exc}"
+    problems = [problem for axis in (x, y) if axis and (problem := axis_problem(axis))]
+    if problems:
+        return "⚠ " + "; ".join(problems)
     count = len(x.values) * (len(y.values) if y else 1)
     limit = max_cells()
     if count > limit:
