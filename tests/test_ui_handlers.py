@@ -113,6 +113,16 @@ def test_reading_the_form_names_each_wrong_field(page: Page):
     assert page.form.read({**values, s.width: 512}).width == 512
 
 
+def test_a_width_out_of_range_reaches_the_app_which_names_the_field(page: Page):
+    """Gradio's own range check would refuse 13 before any handler ran, as a toast naming no field
+    and an "Error" badge on whatever was listening; the app's check names the field."""
+    s = page.form.settings
+    assert (s.width.preprocess(13), s.height.preprocess(5000)) == (13, 5000)
+    values = dict(zip(s.components(), ["a fox", "", 13, 512, "", True, 8, 0.0, 3.0, 1], strict=True))
+    with pytest.raises(gr.Error, match=r"width: 13 is outside 256\.\.2048"):
+        page.form.read(values)
+
+
 def test_an_export_of_a_bad_form_says_why_and_makes_no_file(page: Page):
     s, presets = page.form.settings, page.presets
     data = {c: v for c, v in zip(s.components(), ["x", "", 500, 512, "", True, 8, 0.0, 3.0, 1], strict=True)}
@@ -212,3 +222,19 @@ def test_the_cell_count_says_what_the_run_would_refuse_as_values_are_typed(
     text = cell_count_text(x_kind, x_values, y_kind, y_values, "a fox")
     assert text.startswith("⚠") and said in text and "cells" not in text, text
     assert cell_count_text(x_kind, "4, 8", "none", "", "a fox") == "**2 cells** (limit 36)"
+
+
+def test_team_presets_saved_elsewhere_are_listed_when_the_panel_opens(monkeypatch, tmp_path: Path):
+    """The team folder is read each time the presets panel opens: a preset another browser saved
+    (here written straight into the folder) appears without a restart, and a pick still there stays."""
+    from zimage_ui.preset_sharing import save_team_preset
+
+    monkeypatch.setenv("ZIMAGE_PRESETS_DIR", str(tmp_path))
+    save_team_preset(tmp_path, Preset(name="dawn", prompt="a heron at dawn", provider="diffusers-tiny"))
+    with gr.Blocks():
+        presets = build_presets_panel()
+    assert [choice[0] for choice in presets.team.choices] == ["dawn"]
+    save_team_preset(tmp_path, Preset(name="dusk", prompt="a heron at dusk", provider="diffusers-tiny"))
+    updates = presets.on_team_refresh({presets.team: "dawn"})
+    assert updates[presets.team]["choices"] == ["dawn", "dusk"] and updates[presets.team]["value"] == "dawn"
+    assert presets.on_team_refresh({presets.team: "gone"})[presets.team]["value"] is None

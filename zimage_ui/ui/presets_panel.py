@@ -69,6 +69,7 @@ class PresetsPanel:
     query: gr.Textbox
     link: gr.Textbox
     status: gr.Markdown
+    accordion: gr.Accordion
 
     def wire(self, demo: gr.Blocks, form: Form, keys: gr.State) -> None:
         """Every change to the form goes through `Form.fill`: whole, or not at all."""
@@ -84,6 +85,9 @@ class PresetsPanel:
         )
         self.team_load.click(self.on_team_load, {self.team, keys}, fill, **PRIVATE)
         self.team_save.click(self.on_team_save, reads, [self.team, self.status], **PRIVATE)
+        # The team folder changes under us (another browser saves to it): read it each time the
+        # panel opens, not once at start.
+        self.accordion.expand(self.on_team_refresh, {self.team}, [self.team], **PRIVATE)
         self.link_button.click(self.on_link, reads, [self.query, self.status], **PRIVATE).then(
             None, self.query, self.link, js=SHARE_LINK_JS
         )
@@ -173,6 +177,11 @@ class PresetsPanel:
     def on_page_load(self, data: Values) -> Updates:
         return {self.saved: gr.update(choices=sorted(data[self.store] or {}))}
 
+    def on_team_refresh(self, data: Values) -> Updates:
+        choices = team_choices()
+        kept = data[self.team] if data[self.team] in choices else None
+        return {self.team: gr.update(choices=choices, value=kept)}
+
     def on_team_load(self, data: Values) -> Updates:
         folder = team_folder()
         if folder is None:
@@ -230,7 +239,7 @@ class PresetsPanel:
 
 def build_presets_panel() -> PresetsPanel:
     folder = team_folder()
-    with gr.Accordion("Presets and sharing", open=False, elem_id="presets"):
+    with gr.Accordion("Presets and sharing", open=False, elem_id="presets") as accordion:
         with gr.Row():
             name = gr.Textbox(label="Preset name", max_lines=1, scale=2, elem_id="preset-name")
             include_sides = gr.Checkbox(label="Include comparison sides", scale=1)
@@ -289,6 +298,7 @@ def build_presets_panel() -> PresetsPanel:
         query,
         link,
         status,
+        accordion,
     )
 
 

@@ -115,6 +115,13 @@ def control_options(setting: Setting) -> dict[str, Any]:
     }
 
 
+def box_options(setting: Setting) -> dict[str, Any]:
+    """A number box's options without Gradio's own range check: that check runs before any handler
+    and answers a width of 13 with a toast naming no field and an "Error" badge on the outputs of
+    whatever was listening. The params check the range instead, naming the field."""
+    return {k: v for k, v in control_options(setting).items() if k not in ("minimum", "maximum")}
+
+
 def build_settings_panel() -> SettingsPanel:
     prompt = gr.Textbox(
         label="Prompt",
@@ -139,8 +146,8 @@ def build_settings_panel() -> SettingsPanel:
                 label="Size", choices=size_choices("1024"), value="1024x1024", scale=2, elem_id="size"
             )
         with gr.Row():
-            width = gr.Number(**control_options(TABLE["width"]), precision=0)
-            height = gr.Number(**control_options(TABLE["height"]), precision=0)
+            width = gr.Number(**box_options(TABLE["width"]), precision=0)
+            height = gr.Number(**box_options(TABLE["height"]), precision=0)
     with gr.Group(), gr.Row(equal_height=True):
         # A textbox, not gr.Number: a number box can't be empty and would show a misleading 0.
         seed = gr.Textbox(
