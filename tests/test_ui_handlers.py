@@ -238,3 +238,21 @@ def test_team_presets_saved_elsewhere_are_listed_when_the_panel_opens(monkeypatc
     updates = presets.on_team_refresh({presets.team: "dawn"})
     assert updates[presets.team]["choices"] == ["dawn", "dusk"] and updates[presets.team]["value"] == "dawn"
     assert presets.on_team_refresh({presets.team: "gone"})[presets.team]["value"] is None
+
+
+async def test_an_empty_prompt_is_said_once_in_the_status():
+    """The status says what is wrong in one sentence: "Check the form" once, the field named."""
+    from zimage_ui.ui.common import SessionState
+
+    with gr.Blocks() as demo:
+        panel = build_settings_panel()
+        generate = build_generate_tab("diffusers-tiny")
+        state = SessionState()
+        form = Form(panel.settings, generate.provider, None, [], None)  # type: ignore[arg-type]
+        generate.wire(demo, form, panel, state)
+    values = ["", "", 512, 512, "", True, 8, 0.0, 3.0, 1]
+    data = dict(zip(panel.settings.components(), values, strict=True))
+    data |= {generate.provider: "diffusers-tiny", state.keys: {}, state.history: []}
+    first = await anext(generate.on_generate(data, request=None))  # type: ignore[arg-type]
+    status = first[generate.status]
+    assert status.count("Check the form") == 1 and "prompt" in status, status

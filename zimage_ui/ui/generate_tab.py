@@ -230,7 +230,7 @@ class GenerateTab:
         try:
             params = self._form.read(data).with_concrete_seed()
         except gr.Error as exc:
-            yield {self.status: f"**Check the form.** {exc.message}"}
+            yield {self.status: f"**{exc.title}.** {exc.message}"}  # one "Check the form", not two
             return
         provider_id, state = data[self.provider], self._state
         keys = KeyRing.for_visitor(data[state.keys])
