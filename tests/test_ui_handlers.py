@@ -240,8 +240,22 @@ def test_team_presets_saved_elsewhere_are_listed_when_the_panel_opens(monkeypatc
     assert presets.on_team_refresh({presets.team: "gone"})[presets.team]["value"] is None
 
 
-async def test_an_empty_prompt_is_said_once_in_the_status():
-    """The status says what is wrong in one sentence: "Check the form" once, the field named."""
+@dataclass
+class WiredGenerate:
+    panel: SettingsPanel
+    generate: GenerateTab
+    state: object
+
+    def data(self, prompt: str, provider: str = "diffusers-tiny") -> dict:
+        values = [prompt, "", 256, 256, "", True, 2, 0.0, 3.0, 1]
+        data = dict(zip(self.panel.settings.components(), values, strict=True))
+        state = self.state
+        return data | {self.generate.provider: provider, state.keys: {}, state.history: []}  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def wired() -> WiredGenerate:
+    """The Generate tab wired to a settings panel and a session's state, as the page does."""
     from zimage_ui.ui.common import SessionState
 
     with gr.Blocks() as demo:
@@ -250,9 +264,34 @@ async def test_an_empty_prompt_is_said_once_in_the_status():
         state = SessionState()
         form = Form(panel.settings, generate.provider, None, [], None)  # type: ignore[arg-type]
         generate.wire(demo, form, panel, state)
-    values = ["", "", 512, 512, "", True, 8, 0.0, 3.0, 1]
-    data = dict(zip(panel.settings.components(), values, strict=True))
-    data |= {generate.provider: "diffusers-tiny", state.keys: {}, state.history: []}
-    first = await anext(generate.on_generate(data, request=None))  # type: ignore[arg-type]
-    status = first[generate.status]
+    return WiredGenerate(panel, generate, state)
+
+
+async def test_an_empty_prompt_is_said_once_in_the_status(wired: WiredGenerate):
+    """The status says what is wrong in one sentence: "Check the form" once, the field named."""
+    first = await anext(wired.generate.on_generate(wired.data(""), request=None))  # type: ignore[arg-type]
+    status = first[wired.generate.status]
     assert status.count("Check the form") == 1 and "prompt" in status, status
+
+
+async def test_a_failed_run_leaves_the_seed_of_the_images_still_shown(wired: WiredGenerate, monkeypatch):
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    monkeypatch.setenv("ZIMAGE_SERVER_KEYS", "none")
+    updates = [u async for u in wired.generate.on_generate(wired.data("a fox", "runpod"), request=None)]  # type: ignore[arg-type]
+    last = updates[-1]
+    assert (
+        last[wired.generate.status].startswith("**Failed.**") and "not usable" in last[wired.generate.status]
+    )
+    assert wired.generate.seed_used not in last and wired.state.last_seed not in last  # type: ignore[attr-defined]
+
+
+def test_picking_an_image_shows_its_own_seed_for_reuse(wired: WiredGenerate):
+    generate, state = wired.generate, wired.state
+    picked = gr.SelectData(
+        None, {"index": 2, "value": {"image": {}, "caption": "seed 4242"}, "selected": True}
+    )
+    updates = generate.on_select(picked)
+    assert updates[generate.selected] == 2 and updates[generate.seed_used] == "4242"
+    assert updates[state.last_seed] == 4242  # type: ignore[attr-defined]
+    batch = gr.SelectData(None, {"index": 1, "value": {"caption": "image 2 of the batch"}, "selected": True})
+    assert generate.on_select(batch) == {generate.selected: 1}  # no seed of its own: the run's stays

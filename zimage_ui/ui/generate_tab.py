@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +160,7 @@ class GenerateTab:
             show_progress_on=[self.status],
         ).then(self.show_code, {self.last_prepared, state.keys}, [self.curl, self.python], **PRIVATE)
         self.stop.click(stop_handler("generate"), None, self.status, **PRIVATE)
-        self.gallery.select(self.on_select, None, [self.selected], **PRIVATE)
+        self.gallery.select(self.on_select, None, [self.selected, self.seed_used, state.last_seed], **PRIVATE)
         self.gallery.change(lambda: None, None, [self.selected], **PRIVATE)  # new images: none picked
         if form.image_inputs is not None:
             inputs = form.image_inputs
@@ -203,7 +204,13 @@ class GenerateTab:
         }
 
     def on_select(self, event: gr.SelectData) -> Updates:
-        return {self.selected: event.index}
+        """The picked image; its own seed (from its caption) becomes the seed shown and the one
+        "Reuse last seed" takes. A batch image whose seed the provider did not say keeps the run's."""
+        updates: Updates = {self.selected: event.index}
+        caption = event.value.get("caption") if isinstance(event.value, dict) else None
+        if isinstance(caption, str) and (found := re.fullmatch(r"seed (\d+)", caption)):
+            updates |= {self.seed_used: found[1], self._state.last_seed: int(found[1])}
+        return updates
 
     def on_use_as_input(self, data: Values) -> Updates:
         """The gallery's picked image (else its first) becomes the input image."""
@@ -253,14 +260,14 @@ class GenerateTab:
             return
         updates: Updates = {
             self.preview: gr.update(value=None, visible=False),
-            self.seed_used: str(params.seed),
             self.status: outcome_status(outcome),
             self.sent: outcome.prepared.display() if outcome.prepared else None,
             self.last_prepared: outcome.prepared,
             state.history: remember(outcome, paths, keys, data[state.history]),
         }
-        if outcome.ok:  # a failure keeps the last images: the status line says what went wrong
-            updates |= {self.gallery: gallery_items(outcome, paths), state.last_seed: outcome.seed}
+        if outcome.ok:  # a failure keeps the last images and their seed: the status says what went wrong
+            shown = {self.seed_used: str(outcome.seed), state.last_seed: outcome.seed}
+            updates |= {self.gallery: gallery_items(outcome, paths), **shown}
         yield updates
 
     def show_code(self, data: Values) -> Updates:
