@@ -295,3 +295,18 @@ def test_picking_an_image_shows_its_own_seed_for_reuse(wired: WiredGenerate):
     assert updates[state.last_seed] == 4242  # type: ignore[attr-defined]
     batch = gr.SelectData(None, {"index": 1, "value": {"caption": "image 2 of the batch"}, "selected": True})
     assert generate.on_select(batch) == {generate.selected: 1}  # no seed of its own: the run's stays
+
+
+def test_usable_providers_come_first_so_a_typed_filter_picks_one_that_runs(monkeypatch):
+    from zimage_ui.providers import availability
+    from zimage_ui.providers.base import KeyRing
+    from zimage_ui.ui.settings_panel import provider_choices
+
+    monkeypatch.setenv("ZIMAGE_DEVICE", "cpu")
+    keys = KeyRing({"RUNPOD_API_KEY": "rp-test-key"})
+    usable = {pid for pid, status in availability(keys).items() if status.usable}
+    ids = [pid for _label, pid in provider_choices(keys)]
+    assert {"diffusers-tiny", "runpod"} <= usable and sorted(ids) == sorted(availability(keys))
+    assert ids[: len(usable)] == [pid for pid in ids if pid in usable]  # every usable one first
+    typed = [pid for label, pid in provider_choices(keys) if "tiny" in label.lower()]
+    assert typed[0] == "diffusers-tiny", typed  # what Enter takes after typing "tiny"

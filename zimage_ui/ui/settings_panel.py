@@ -22,8 +22,12 @@ NEGATIVE_PROMPT_OFF = (
 
 
 def provider_choices(keys: KeyRing) -> list[tuple[str, str]]:
+    """The provider dropdown's entries, the usable ones first (in registry order each): a person
+    typing "tiny" filters to every entry that mentions it, and Enter takes the first, which must be
+    one that can run, not `diffusers` whose reason names diffusers-tiny."""
     statuses = availability(keys)
-    return [(choice_label(PROVIDERS[pid], status), pid) for pid, status in statuses.items()]
+    ordered = sorted(statuses.items(), key=lambda item: not item[1].usable)
+    return [(choice_label(PROVIDERS[pid], status), pid) for pid, status in ordered]
 
 
 def all_key_names() -> list[str]:
