@@ -310,3 +310,13 @@ def test_usable_providers_come_first_so_a_typed_filter_picks_one_that_runs(monke
     assert ids[: len(usable)] == [pid for pid in ids if pid in usable]  # every usable one first
     typed = [pid for label, pid in provider_choices(keys) if "tiny" in label.lower()]
     assert typed[0] == "diffusers-tiny", typed  # what Enter takes after typing "tiny"
+
+
+def test_the_provider_summary_follows_keys_typed_on_the_page(wired: WiredGenerate, monkeypatch):
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    monkeypatch.setenv("ZIMAGE_SERVER_KEYS", "none")
+    generate, summary = wired.generate, wired.panel.capabilities
+    data = wired.data("a fox", "runpod")
+    assert "runpod is not usable here" in generate.on_provider(data)[summary]
+    typed = {**data, wired.state.keys: {"RUNPOD_API_KEY": "rp-typed-key"}}  # type: ignore[attr-defined]
+    assert "not usable" not in generate.on_provider(typed)[summary]

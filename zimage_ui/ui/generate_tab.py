@@ -135,8 +135,9 @@ class GenerateTab:
         ]
         if form.image_inputs is not None:
             hint_outputs += form.image_inputs.hints()
-        hint_inputs: set[Block] = {self.provider, s.guidance, s.steps, s.num_images}
-        for trigger in (self.provider.change, demo.load):
+        hint_inputs: set[Block] = {self.provider, s.guidance, s.steps, s.num_images, state.keys}
+        # Keys typed on the page change what is usable: the summary is said again then too.
+        for trigger in (self.provider.change, state.keys.change, demo.load):
             trigger(self.on_provider, hint_inputs, hint_outputs, **PRIVATE)
         s.guidance.change(self.on_guidance, {self.provider, s.guidance}, [s.negative_prompt], **PRIVATE)
 
@@ -180,7 +181,7 @@ class GenerateTab:
         s, provider_id = self._panel.settings, data[self.provider]
         provider = get_provider(provider_id)
         caps = provider.capabilities
-        status = provider.availability(KeyRing.for_visitor())
+        status = provider.availability(KeyRing.for_visitor(data[self._state.keys]))
         summary = capabilities_text(caps)
         if provider.details():
             summary += f"\n\n{provider.details()}"
