@@ -320,3 +320,42 @@ def test_the_provider_summary_follows_keys_typed_on_the_page(wired: WiredGenerat
     assert "runpod is not usable here" in generate.on_provider(data)[summary]
     typed = {**data, wired.state.keys: {"RUNPOD_API_KEY": "rp-typed-key"}}  # type: ignore[attr-defined]
     assert "not usable" not in generate.on_provider(typed)[summary]
+
+
+@pytest.fixture
+def wired_compare():
+    """The Compare tab wired to the form and a session's state, as the page does."""
+    from zimage_ui.ui.common import SessionState
+
+    with gr.Blocks():
+        panel = build_settings_panel()
+        generate = build_generate_tab("diffusers-tiny")
+        compare = build_compare_tab("diffusers-tiny")
+        state = SessionState()
+        form = Form(panel.settings, generate.provider, compare.count, compare.sides, None)  # type: ignore[arg-type]
+        compare.wire(form, state)
+    values = ["a fox", "", 256, 256, "1", False, 2, 0.0, 3.0, 1]
+    data = dict(zip(panel.settings.components(), values, strict=True))
+    data |= {generate.provider: "diffusers-tiny", compare.count: 2, compare.blind: False}
+    data |= {state.keys: {}, state.history: []}
+    for number, side in enumerate(compare.sides):
+        data |= {c: "" for c in side.inputs()} | {side.provider: "diffusers-tiny"}
+        data[side.steps] = str(number + 1)
+    return compare, data
+
+
+async def test_a_new_comparison_titles_its_own_sides_from_the_start(wired_compare):
+    compare, data = wired_compare
+    first, *_rest = [updates async for updates in compare.on_run(data, request=None)]
+    titles = [first[result.title] for result in compare.results[:2]]
+    assert titles == ["**1. diffusers-tiny (steps 1)**", "**2. diffusers-tiny (steps 2)**"], titles
+
+
+def test_a_vote_reveals_the_names_and_retires_the_vote_prompt(page: Page, monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("ZIMAGE_VOTES_PATH", str(tmp_path / "votes.jsonl"))
+    compare = page.compare
+    round_ = {"providers": ["diffusers-tiny", "runpod"], "prompt": "a fox", "seed": 3}
+    updates = compare.vote_handler("left")({compare.blind_state: round_})
+    statuses = [updates[result.status] for result in compare.results[:2]]
+    assert statuses == ["Made by **diffusers-tiny**.", "Made by **runpod**."]
+    assert "Vote to see" not in str(updates)

@@ -198,6 +198,8 @@ class CompareTab:
                 [
                     self.results[0].title,
                     self.results[1].title,
+                    self.results[0].status,
+                    self.results[1].status,
                     self.summary,
                     self.blind_state,
                     self.vote_row,
@@ -240,9 +242,13 @@ class CompareTab:
                 on_progress=lambda index, update: updates.put_nowait((index, update)),
             )
         )
-        titles = {r.title: f"**Side {BLIND_NAMES[k]}**" if blind else "" for k, r in enumerate(results)}
+        # This run's titles from its start: the last run's would name sides that are not running.
+        titles = {
+            r.title: f"**Side {BLIND_NAMES[k]}**" if blind else f"**{k + 1}. {sides[k].title()}**"
+            for k, r in enumerate(results)
+        }
         yield {
-            **{k: v for k, v in titles.items() if v},
+            **titles,
             **{r.status: "waiting…" for r in results},
             **{r.image: None for r in results},
             **{r.sent: None for r in results},
@@ -336,6 +342,8 @@ class CompareTab:
             return {
                 self.results[0].title: f"**Side A: {left}**",
                 self.results[1].title: f"**Side B: {right}**",
+                self.results[0].status: f"Made by **{left}**.",  # "vote to see" is no longer true
+                self.results[1].status: f"Made by **{right}**.",
                 self.summary: reveal,
                 self.blind_state: None,
                 self.vote_row: gr.update(visible=False),
