@@ -267,3 +267,23 @@ def test_the_cli_on_the_cpu_makes_the_tiny_models_pixels(tiny_checkpoint: Path, 
         images.append(np.asarray(Image.open(record["images"][0]).convert("RGB")))
     assert images[0].shape == (256, 256, 3)
     assert np.array_equal(images[0], images[1])
+
+
+def test_what_was_sent_names_a_local_input_by_its_file_name_never_its_server_path(tmp_path: Path) -> None:
+    from zimage_ui.params import ImageInputs, LoraRef
+    from zimage_ui.providers.local.generation import pipeline_kwargs
+
+    upload = tmp_path / "gradio" / "0123abcd" / "photo.png"
+    lora = tmp_path / "gradio" / "4567ef" / "ink.safetensors"
+    loras = [LoraRef(ref=str(lora), scale=0.8), LoraRef(ref="owner/ink-wash", scale=1.0)]
+    painted = ImageInputs(image=str(upload), mask=str(upload.with_name("mask.png")), loras=loras)
+    posed = ImageInputs(control_image=str(upload.with_name("pose.png")))
+    linked = ImageInputs(image="https://cdn.test/photo.png")
+    shown = {
+        name: str(pipeline_kwargs(GenerationParams(prompt="a fox", seed=1, inputs=inputs)))
+        for name, inputs in (("painted", painted), ("posed", posed), ("linked", linked))
+    }
+    assert not [text for text in shown.values() if str(tmp_path) in text], shown
+    assert "'photo.png'" in shown["painted"] and "'mask.png'" in shown["painted"]
+    assert "ink.safetensors x 0.8" in shown["painted"] and "owner/ink-wash x 1" in shown["painted"]
+    assert "'pose.png'" in shown["posed"] and "'https://cdn.test/photo.png'" in shown["linked"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any, Protocol
 
 from PIL import Image
@@ -57,6 +58,12 @@ def image_seeds(params: GenerationParams) -> list[int]:
     return [image_seed(params.seed, index) for index in range(params.num_images)]
 
 
+def shown_ref(ref: str) -> str:
+    """An input image as "What was sent" shows it: a URL as given, a local file by its name (an
+    upload's server path says nothing to the person and too much to anyone else)."""
+    return ref if "://" in ref else PurePath(ref).name
+
+
 def pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
     """The exact keyword arguments of each pipeline call (Turbo's values always explicit).
 
@@ -84,20 +91,24 @@ def pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
     if params.image is not None:
         kind = "ZImageInpaintPipeline" if params.mask is not None else "ZImageImg2ImgPipeline"
         kwargs["pipeline"] = f"{kind}.from_pipe(the loaded pipeline)"
-        kwargs["image"] = f"the input image {params.image!r}, resized to {params.size}"
+        kwargs["image"] = f"the input image {shown_ref(params.image)!r}, resized to {params.size}"
         if params.mask is not None:
             kwargs["mask_image"] = (
-                f"the mask {params.mask!r}; outside it the input's own pixels are pasted back after "
-                f"decoding (edge blurred {MASK_BLUR_PX} px, as A1111 does)"
+                f"the mask {shown_ref(params.mask)!r}; outside it the input's own pixels are pasted back "
+                f"after decoding (edge blurred {MASK_BLUR_PX} px, as A1111 does)"
             )
         kwargs["strength"] = params.strength
     if params.control_image is not None:
         kwargs["pipeline"] = "ZImageControlNetPipeline.from_pipe(the loaded pipeline, controlnet=...)"
-        kwargs["control_image"] = f"the control image {params.control_image!r}, resized to {params.size}"
+        control = shown_ref(params.control_image)
+        kwargs["control_image"] = f"the control image {control!r}, resized to {params.size}"
         kwargs["control_kind"] = params.control_kind
         kwargs["controlnet_conditioning_scale"] = params.control_scale
     if params.loras:
-        kwargs["loras"] = [f"{lora.ref} x {lora.scale:g}" for lora in params.loras]
+        kwargs["loras"] = [
+            f"{shown_ref(lora.ref) if lora.source == 'file' else lora.ref} x {lora.scale:g}"
+            for lora in params.loras
+        ]
     return kwargs
 
 
