@@ -71,7 +71,8 @@ def test_a_mask_painted_with_the_brush_reaches_the_tiny_model(page: Page):
     if not sent.is_visible():
         page.get_by_text("What was sent", exact=True).first.click()
     expect(sent).to_contain_text("ZImageInpaintPipeline")  # a mask: the inpainting pipeline ran
-    expect(sent).to_contain_text("zimage-masks")
+    expect(sent).to_contain_text("the mask '")  # the painted mask, by its file name
+    expect(sent).not_to_contain_text("zimage-masks")  # never the server's folder
 
 
 def test_use_as_input_puts_the_result_in_the_input_image(page: Page):

@@ -178,7 +178,7 @@ def test_each_provider_greys_out_what_it_cant_take_in_refuse_inputs_words(page, 
     form, inputs, generate = page
     s = form.settings
     data = {generate.provider: provider_id, s.guidance: 0.0, s.steps: 8, s.num_images: 1}
-    updates = generate.on_provider(data)
+    updates = generate.on_provider({**data, generate._state.keys: {}})  # no key typed on the page
     caps = get_provider(provider_id).capabilities
     image = _update(updates, inputs.image)
     assert image["interactive"] == (caps.image_input and "file" in caps.image_sources)
@@ -201,7 +201,8 @@ def test_each_provider_greys_out_what_it_cant_take_in_refuse_inputs_words(page, 
 def test_text_only_aimlapi_greys_out_the_image_and_says_why(page):
     form, inputs, generate = page
     s = form.settings
-    updates = generate.on_provider({generate.provider: "aimlapi", s.guidance: 0, s.steps: 8, s.num_images: 1})
+    data = {generate.provider: "aimlapi", s.guidance: 0, s.steps: 8, s.num_images: 1}
+    updates = generate.on_provider({**data, generate._state.keys: {}})  # no key typed on the page
     assert _update(updates, inputs.image)["interactive"] is False
     assert _update(updates, inputs.strength)["info"] == "aimlapi takes no input image: text-to-image only"
     assert "Input image upload**: aimlapi takes no input image" in updates[inputs.note]
