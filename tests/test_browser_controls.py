@@ -94,6 +94,28 @@ def test_the_size_box_always_matches_width_and_height(page: Page):
     expect(page.locator("#size input")).to_have_value("1024x1024 (1:1)")
 
 
+def test_a_width_of_13_is_said_in_words_naming_the_field_with_no_error_badge(page: Page):
+    pick_provider(page, "diffusers-tiny")
+    page.fill("#prompt textarea", "a red fox")
+    page.fill("#width input", "13")
+    page.locator("#width input").press("Tab")
+    expect(page.locator("#size input")).to_have_value("Custom")
+    page.click("#generate")
+    status = page.locator("#status")
+    expect(status).to_contain_text("width: 13 is outside 256..2048")
+    expect(page.get_by_text("Error", exact=True)).to_have_count(0)  # no badge, no generic toast
+    expect(page.get_by_text("minimum value")).to_have_count(0)
+    page.fill("#width input", "256")
+    page.fill("#height input", "256")
+    page.locator("#height input").press("Tab")
+    page.click("#generate")
+    expect(status).to_contain_text("Done", timeout=60_000)  # the old message does not stay
+    expect(status).not_to_contain_text("width: 13")
+    page.fill("#width input", "1024")
+    page.fill("#height input", "1024")
+    page.locator("#height input").press("Tab")
+
+
 def test_saving_a_preset_without_a_name_says_a_name_is_needed(page: Page):
     page.get_by_text("Presets and sharing").click()
     page.fill("#preset-name input", "")
