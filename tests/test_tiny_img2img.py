@@ -232,3 +232,13 @@ async def test_copied_code_makes_the_same_image(files, inputs, tmp_path, monkeyp
     exec(compile(code, "<copied>", "exec"), {})
     copied = np.asarray(Image.open(tmp_path / "zimage-7.png").convert("RGB"), dtype=np.float64)
     assert np.array_equal(copied, app)
+
+
+async def test_a_damaged_lora_file_is_said_to_be_unreadable_without_its_server_path(tmp_path: Path):
+    upload = tmp_path / "gradio" / "0123abcd" / "ink.safetensors"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00" + b"not a tensor header")
+    outcome = await generate_one(TINY, _params(loras=[{"ref": str(upload), "scale": 1.0}]))
+    assert not outcome.ok
+    assert "the LoRA 'ink' can't be read" in outcome.error and "choose another file" in outcome.error
+    assert str(tmp_path) not in outcome.error and "OSError" not in outcome.error

@@ -29,6 +29,8 @@ _DERIVED: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictio
 _LORAS: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
 MAX_LOADED_LORAS = 8  # adapters kept loaded; the oldest not in use is deleted past this
 
+log = logging.getLogger(__name__)
+
 
 def pipeline_for(
     pipeline: Any, params: GenerationParams, controlnet: Callable[[Any], Any] | None = None
@@ -103,10 +105,18 @@ def apply_loras(provider_id: str, pipeline: Any, loras: tuple[LoraFile, ...]) ->
             loaded.remove(oldest)
         try:
             pipeline.load_lora_weights(lora.path, adapter_name=adapter)
-        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        except OSError:  # diffusers' "Unable to load weights from checkpoint file for '<path>'"
+            log.warning("LoRA %s could not be read", lora.path, exc_info=True)
             raise JobFailed(
                 provider_id,
-                f"the LoRA {lora.name!r} does not fit this model ({type(exc).__name__}: {exc})"[:400],
+                f"the LoRA {lora.name!r} can't be read: the file is damaged or not a LoRA "
+                "(.safetensors); choose another file",
+            ) from None
+        except (ValueError, KeyError, RuntimeError) as exc:
+            detail = str(exc).replace(str(lora.path), lora.name)  # the server's path is nobody's business
+            raise JobFailed(
+                provider_id,
+                f"the LoRA {lora.name!r} does not fit this model ({type(exc).__name__}: {detail})"[:400],
             ) from None
         loaded.append(adapter)
     pipeline.enable_lora()
