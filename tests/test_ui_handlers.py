@@ -346,9 +346,11 @@ def wired_compare():
 
 async def test_a_new_comparison_titles_its_own_sides_from_the_start(wired_compare):
     compare, data = wired_compare
-    first, *_rest = [updates async for updates in compare.on_run(data, request=None)]
+    first, *_running, last = [updates async for updates in compare.on_run(data, request=None)]
     titles = [first[result.title] for result in compare.results[:2]]
     assert titles == ["**1. diffusers-tiny (steps 1)**", "**2. diffusers-tiny (steps 2)**"], titles
+    pickers = [label for label, _value in last[compare.left]["choices"]]  # the A/B slider's
+    assert pickers == ["1. diffusers-tiny (steps 1)", "2. diffusers-tiny (steps 2)"], pickers
 
 
 def test_a_vote_reveals_the_names_and_retires_the_vote_prompt(page: Page, monkeypatch, tmp_path: Path):

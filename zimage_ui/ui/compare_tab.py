@@ -284,7 +284,12 @@ class CompareTab:
         if not blind:  # a blind round stays out of the history: it would name the sides before the vote
             for outcome, paths in zip(outcomes, done.saved, strict=True):
                 history = remember(outcome, paths, keys, history)
-        names = list(BLIND_NAMES) if hidden else [str(k + 1) for k in range(n)]
+        # The slider's pickers name each side as its column does (blind: A and B only).
+        names = (
+            list(BLIND_NAMES[:n])
+            if hidden
+            else [f"{k + 1}. {side.title()}" for k, side in enumerate(done.sides)]
+        )
         choices = [(name, str(k + 1)) for k, name in enumerate(names)]
         pair = (done.images[0], done.images[1]) if done.images[0] and done.images[1] else None
         blind_state = (
