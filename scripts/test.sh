@@ -12,6 +12,14 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 python -m pip install -q -r requirements-test.txt
+# axe-core (npm), injected into the page by tests/test_browser_a11y.py. Outside the checkout.
+axe_dir="${TEST_AXE_DIR:-/tmp/zimage-ui-axe}"
+if [ ! -f "$axe_dir/node_modules/axe-core/axe.min.js" ]; then
+  if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  npm install --silent --no-audit --no-fund --prefix "$axe_dir" axe-core@4.14.1 >/dev/null
+fi
 # SD Prompt Reader's parser, for tests/test_png_readers.py: its package also pins a GUI stack and
 # Pillow 10.3, so it comes without dependencies; its parser needs only Pillow and piexif.
 python -m pip install -q --no-deps sd-prompt-reader==1.3.5 piexif==1.1.3

@@ -28,7 +28,7 @@ from zimage_ui.ui.sweep_tab import build_sweep_tab
 TITLE = "Z-Image-Turbo playground"
 API_LINK = f"{API_PATH.lstrip('/')}/"  # relative: right behind a proxy or on a Space
 # Ctrl+Enter (Cmd+Enter on a Mac) in the prompt runs the tab in view: Generate, Compare or Sweep.
-RUN_FROM_KEYBOARD_JS = """() => {
+PAGE_JS = """() => {
     document.addEventListener("keydown", (event) => {
         if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) { return; }
         if (!event.target.closest || !event.target.closest("#prompt")) { return; }
@@ -36,6 +36,23 @@ RUN_FROM_KEYBOARD_JS = """() => {
             .find((button) => button.offsetParent !== null);
         if (run) { event.preventDefault(); run.click(); }
     });
+    // Two of Gradio's labels that axe-core refuses, mended as they appear: an empty image or
+    // gallery is a plain div with an aria-label, which ARIA forbids (as an image it may have one);
+    // a gallery thumbnail is named "Thumbnail 1 of 2" over its visible caption "seed 7", so a
+    // voice user saying what they see misses it (the name now starts with the caption).
+    const mendLabels = () => {
+        document.querySelectorAll("div.empty[aria-label]:not([role])")
+            .forEach((empty) => empty.setAttribute("role", "img"));
+        document.querySelectorAll("button.thumbnail-item[aria-label]").forEach((thumbnail) => {
+            const caption = thumbnail.querySelector(".caption-label")?.textContent?.trim();
+            const name = thumbnail.getAttribute("aria-label");
+            if (caption && !name.startsWith(caption)) {
+                thumbnail.setAttribute("aria-label", `${caption}, ${name.toLowerCase()}`);
+            }
+        });
+    };
+    mendLabels();
+    new MutationObserver(mendLabels).observe(document.body, { childList: true, subtree: true });
 }"""
 
 
@@ -77,5 +94,5 @@ def build_demo() -> gr.Blocks:
         presets.wire(demo, form, state.keys)
         info.wire(form, presets, sweep)
         past.wire(demo, form, presets, state)
-        demo.load(None, None, None, js=RUN_FROM_KEYBOARD_JS)
+        demo.load(None, None, None, js=PAGE_JS)
     return demo
