@@ -1,6 +1,6 @@
 """The page as axe-core (the npm package, injected into the page) sees it: no serious or critical
 violation at a laptop's and a phone's width, in the light and the dark theme, on the page as it
-opens and after a run; and the API's own page likewise."""
+opens and after a run; status lines a screen reader announces; and the API's own page likewise."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ def test_the_page_has_no_serious_violation_as_it_opens_and_after_a_run(
         page.wait_for_selector("#prompt textarea")
         page.wait_for_timeout(1000)  # the load events (provider hints) have run
         assert serious_violations(page) == [], (size, theme)
+        expect(page.locator("#status")).to_have_attribute("aria-live", "polite")  # messages are said
         pick_provider(page, "diffusers-tiny")
         page.fill("#prompt textarea", "a paper lantern")
         page.fill("#width input", "256")
@@ -59,6 +60,9 @@ def test_the_page_has_no_serious_violation_as_it_opens_and_after_a_run(
         page.click("#generate")
         expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
         assert serious_violations(page) == [], (size, theme, "after a run")
+        if size == "laptop":  # a phone hides Sweep behind Gradio's "..." tab menu (the layout's to mend)
+            page.get_by_role("tab", name="Sweep").click()  # a tab's status line, once it is drawn
+            expect(page.locator("#sweep-status")).to_have_attribute("aria-live", "polite")
     finally:
         page.close()
 

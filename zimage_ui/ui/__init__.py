@@ -29,6 +29,7 @@ TITLE = "Z-Image-Turbo playground"
 API_LINK = f"{API_PATH.lstrip('/')}/"  # relative: right behind a proxy or on a Space
 # Ctrl+Enter (Cmd+Enter on a Mac) in the prompt runs the tab in view: Generate, Compare or Sweep.
 PAGE_JS = """() => {
+    const LIVE = "#status, #compare-summary, #sweep-status, #preset-status";
     document.addEventListener("keydown", (event) => {
         if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) { return; }
         if (!event.target.closest || !event.target.closest("#prompt")) { return; }
@@ -41,6 +42,8 @@ PAGE_JS = """() => {
     // a gallery thumbnail is named "Thumbnail 1 of 2" over its visible caption "seed 7", so a
     // voice user saying what they see misses it (the name now starts with the caption).
     const mendLabels = () => {
+        // Status lines change without a page load: a screen reader says each new message.
+        document.querySelectorAll(LIVE).forEach((line) => line.setAttribute("aria-live", "polite"));
         document.querySelectorAll("div.empty[aria-label]:not([role])")
             .forEach((empty) => empty.setAttribute("role", "img"));
         document.querySelectorAll("button.thumbnail-item[aria-label]").forEach((thumbnail) => {
