@@ -174,13 +174,13 @@ def cell_count_text(x_kind: str, x_text: str, y_kind: str, y_text: str, prompt: 
         x, y = axes_of(x_kind, x_text, y_kind, y_text, prompt or "")
     except InvalidParams as exc:
         return f"⚠ {exc}"
+    count = len(x.values) * (len(y.values) if y else 1)
+    limit = max_cells()
+    if count > limit:  # said first: it also bounds the values checked below, on every keystroke
+        return f"⚠ **{count} cells** is over the limit of {limit}: use fewer values."
     problems = [problem for axis in (x, y) if axis and (problem := axis_problem(axis))]
     if problems:
         return "⚠ " + "; ".join(problems)
-    count = len(x.values) * (len(y.values) if y else 1)
-    limit = max_cells()
-    if count > limit:
-        return f"⚠ **{count} cells** is over the limit of {limit}: use fewer values."
     return f"**{count} cells** (limit {limit})"
 
 
