@@ -12,7 +12,7 @@ import contextlib
 import io
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -427,13 +427,11 @@ def read_png_settings(data: bytes) -> ReadBack:
         if not graph:
             return read
         message = read.message + " Its ComfyUI graph can't be run here: the settings come from its text."
-        return ReadBack(
-            read.params, read.provider, read.source, {**read.ignored, **graph}, message, read.turbo
-        )
+        return replace(read, ignored={**read.ignored, **graph}, message=message)
     comfy = foreign_metadata.comfyui(chunks.get("prompt"))
     if comfy is not None and (comfy.prompt is not None or comfy.values):
         read = _from_values(comfy, "comfyui", prefix)
-        return ReadBack(read.params, None, read.source, {**read.ignored, **graph}, read.message, read.turbo)
+        return replace(read, provider=None, ignored={**read.ignored, **graph})
     if graph:
         why = f": {comfy.extra['graph']}" if comfy and "graph" in comfy.extra else ""
         message = (

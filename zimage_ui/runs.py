@@ -45,6 +45,13 @@ def cache_ttl_s() -> float:
     return float(env.get("ZIMAGE_CACHE_TTL_S"))
 
 
+def cache_schedule() -> tuple[int, int]:
+    """Gradio's `delete_cache` for every Blocks served: how often to look (a quarter of the TTL,
+    1 to 15 minutes) and how old a file it handed out may get (the TTL), in seconds."""
+    ttl = int(cache_ttl_s())
+    return max(60, min(ttl // 4, 900)), ttl
+
+
 def max_active_runs() -> int:
     return int(env.get("ZIMAGE_MAX_ACTIVE_RUNS"))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gradio as gr
 
 from zimage_ui.providers import default_provider_id
-from zimage_ui.runs import cache_ttl_s
+from zimage_ui.runs import cache_schedule
 from zimage_ui.ui.api import API_PATH
 from zimage_ui.ui.common import SessionState
 from zimage_ui.ui.compare_tab import build_compare_tab
@@ -61,9 +61,8 @@ PAGE_JS = """() => {
 
 def build_demo() -> gr.Blocks:
     default_provider = default_provider_id()
-    ttl = int(cache_ttl_s())
     # Gradio's cache holds every file the page hands out; files older than the TTL are deleted.
-    with gr.Blocks(title=TITLE, delete_cache=(max(60, min(ttl // 4, 900)), ttl)) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=cache_schedule()) as demo:
         gr.Markdown(
             f"# {TITLE}\nOne prompt, any provider: your own GPU or a hosted API, side by side. "
             f"[Use via API]({API_LINK})"

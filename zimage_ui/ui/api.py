@@ -12,7 +12,7 @@ from __future__ import annotations
 import gradio as gr
 
 from zimage_ui.params import DEFAULT_STRENGTH
-from zimage_ui.runs import cache_ttl_s
+from zimage_ui.runs import cache_schedule
 from zimage_ui.ui.compare_tab import compare
 from zimage_ui.ui.endpoints import api_components
 from zimage_ui.ui.generate_tab import generate, providers
@@ -28,10 +28,7 @@ this page lists every argument, its type and its range. The playground itself is
 
 
 def build_api() -> gr.Blocks:
-    ttl = int(cache_ttl_s())
-    with gr.Blocks(
-        title=API_TITLE, delete_cache=(max(60, min(ttl // 4, 900)), ttl)
-    ) as api:  # fmt: skip
+    with gr.Blocks(title=API_TITLE, delete_cache=cache_schedule()) as api:
         api.state_session_capacity = SESSION_CAPACITY
         gr.Markdown(API_INTRO)
         with gr.Group(visible=False):

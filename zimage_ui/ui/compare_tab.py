@@ -81,6 +81,11 @@ def leaderboard_rows() -> Any:
     return {"headers": LEADERBOARD_COLUMNS, "data": rows or [["no votes yet", 0, 0, 0, 0, "-"]]}
 
 
+def side_name(index: int, side: Side) -> str:
+    """A side as its column's title and the A/B slider's pickers name it: "2. runpod (steps 4)"."""
+    return f"{index + 1}. {side.title()}"
+
+
 def blind_allowed(count: int) -> Any:
     """Blind mode compares exactly 2 sides, so it is off (and says why) otherwise."""
     if count == 2:
@@ -244,7 +249,7 @@ class CompareTab:
         )
         # This run's titles from its start: the last run's would name sides that are not running.
         titles = {
-            r.title: f"**Side {BLIND_NAMES[k]}**" if blind else f"**{k + 1}. {sides[k].title()}**"
+            r.title: f"**Side {BLIND_NAMES[k]}**" if blind else f"**{side_name(k, sides[k])}**"
             for k, r in enumerate(results)
         }
         yield {
@@ -270,7 +275,7 @@ class CompareTab:
         updates: Updates = {}
         for k, (result, side, outcome) in enumerate(zip(self.results, done.sides, outcomes, strict=False)):
             updates |= {
-                result.title: f"**Side {BLIND_NAMES[k]}**" if hidden else f"**{k + 1}. {side.title()}**",
+                result.title: f"**Side {BLIND_NAMES[k]}**" if hidden else f"**{side_name(k, side)}**",
                 result.image: done.images[k],
                 result.status: _blind_status() if hidden else outcome_status(outcome),
                 result.sent: None if hidden or not outcome.prepared else outcome.prepared.display(),
@@ -285,11 +290,7 @@ class CompareTab:
             for outcome, paths in zip(outcomes, done.saved, strict=True):
                 history = remember(outcome, paths, keys, history)
         # The slider's pickers name each side as its column does (blind: A and B only).
-        names = (
-            list(BLIND_NAMES[:n])
-            if hidden
-            else [f"{k + 1}. {side.title()}" for k, side in enumerate(done.sides)]
-        )
+        names = list(BLIND_NAMES) if hidden else [side_name(k, side) for k, side in enumerate(done.sides)]
         choices = [(name, str(k + 1)) for k, name in enumerate(names)]
         pair = (done.images[0], done.images[1]) if done.images[0] and done.images[1] else None
         blind_state = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,14 +87,24 @@ def steps_update(provider_id: str, caps: Capabilities, steps: float) -> Any:
     return gr.update(interactive=True, minimum=low, maximum=high, value=value, info=note)
 
 
+SEED_CAPTION = "seed "  # a gallery image's caption when its own seed is known, then the seed
+
+
 def gallery_items(outcome: Outcome, paths: list[Path]) -> list[tuple[str, str]]:
     """Each image with the seed it can be made again from (or the batch it came from)."""
     result = outcome.result
     items = []
     for index, path in enumerate(paths):
         seed = result.image_seed(index) if result else None
-        items.append((str(path), f"seed {seed}" if seed is not None else f"image {index + 1} of the batch"))
+        caption = f"{SEED_CAPTION}{seed}" if seed is not None else f"image {index + 1} of the batch"
+        items.append((str(path), caption))
     return items
+
+
+def caption_seed(caption: object) -> int | None:
+    """The seed a gallery caption names (`SEED_CAPTION`), if it names one."""
+    digits = caption.removeprefix(SEED_CAPTION) if isinstance(caption, str) else ""
+    return int(digits) if caption != digits and digits.isdigit() else None
 
 
 @dataclass
@@ -208,9 +217,9 @@ class GenerateTab:
         """The picked image; its own seed (from its caption) becomes the seed shown and the one
         "Reuse last seed" takes. A batch image whose seed the provider did not say keeps the run's."""
         updates: Updates = {self.selected: event.index}
-        caption = event.value.get("caption") if isinstance(event.value, dict) else None
-        if isinstance(caption, str) and (found := re.fullmatch(r"seed (\d+)", caption)):
-            updates |= {self.seed_used: found[1], self._state.last_seed: int(found[1])}
+        seed = caption_seed(event.value.get("caption") if isinstance(event.value, dict) else None)
+        if seed is not None:
+            updates |= {self.seed_used: str(seed), self._state.last_seed: seed}
         return updates
 
     def on_use_as_input(self, data: Values) -> Updates:

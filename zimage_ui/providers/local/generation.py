@@ -8,14 +8,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from pathlib import PurePath
 from typing import Any, Protocol
 
 from PIL import Image
 
 from zimage_ui.errors import Cancelled, JobFailed
 from zimage_ui.image_inputs import LoadedInputs, load_inputs
-from zimage_ui.params import GenerationParams, image_seed
+from zimage_ui.params import GenerationParams, image_seed, shareable_ref
 from zimage_ui.providers.base import (
     PreparedRequest,
     Progress,
@@ -58,12 +57,6 @@ def image_seeds(params: GenerationParams) -> list[int]:
     return [image_seed(params.seed, index) for index in range(params.num_images)]
 
 
-def shown_ref(ref: str) -> str:
-    """An input image as "What was sent" shows it: a URL as given, a local file by its name (an
-    upload's server path says nothing to the person and too much to anyone else)."""
-    return ref if "://" in ref else PurePath(ref).name
-
-
 def pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
     """The exact keyword arguments of each pipeline call (Turbo's values always explicit).
 
@@ -91,22 +84,22 @@ def pipeline_kwargs(params: GenerationParams) -> dict[str, Any]:
     if params.image is not None:
         kind = "ZImageInpaintPipeline" if params.mask is not None else "ZImageImg2ImgPipeline"
         kwargs["pipeline"] = f"{kind}.from_pipe(the loaded pipeline)"
-        kwargs["image"] = f"the input image {shown_ref(params.image)!r}, resized to {params.size}"
+        kwargs["image"] = f"the input image {shareable_ref(params.image)!r}, resized to {params.size}"
         if params.mask is not None:
             kwargs["mask_image"] = (
-                f"the mask {shown_ref(params.mask)!r}; outside it the input's own pixels are pasted back "
+                f"the mask {shareable_ref(params.mask)!r}; outside it the input's own pixels are pasted back "
                 f"after decoding (edge blurred {MASK_BLUR_PX} px, as A1111 does)"
             )
         kwargs["strength"] = params.strength
     if params.control_image is not None:
         kwargs["pipeline"] = "ZImageControlNetPipeline.from_pipe(the loaded pipeline, controlnet=...)"
-        control = shown_ref(params.control_image)
+        control = shareable_ref(params.control_image)
         kwargs["control_image"] = f"the control image {control!r}, resized to {params.size}"
         kwargs["control_kind"] = params.control_kind
         kwargs["controlnet_conditioning_scale"] = params.control_scale
     if params.loras:
         kwargs["loras"] = [
-            f"{shown_ref(lora.ref) if lora.source == 'file' else lora.ref} x {lora.scale:g}"
+            f"{lora.ref if lora.source == 'id' else shareable_ref(lora.ref)} x {lora.scale:g}"
             for lora in params.loras
         ]
     return kwargs
