@@ -25,7 +25,7 @@ from gradio_client import Client
 
 from benchmarks._machine import machine
 from tests.emulators import running
-from tests.serving import api_url, running_app
+from tests.serving import api_url, call_api, running_app
 
 PROBE_EVERY_S = 0.01
 
@@ -61,11 +61,7 @@ def row(name: str, latencies: list[float], took: float) -> str:
 
 def raw_call(http: httpx.Client, api: str, name: str, given: dict[str, object]) -> None:
     """One call over Gradio's `/call` route, to its last event (no file downloaded)."""
-    parameters = http.get(f"{api}gradio_api/info").json()["named_endpoints"][f"/{name}"]["parameters"]
-    data = [given.get(p["parameter_name"], p.get("parameter_default")) for p in parameters]
-    event = http.post(f"{api}gradio_api/call/{name}", json={"data": data, "session_hash": "probe"})
-    answer = http.get(f"{api}gradio_api/call/{name}/{event.json()['event_id']}").text
-    assert "event: complete" in answer, answer[-300:]
+    assert call_api(http, api, name, given, "probe") is not None, f"/{name} did not complete"
 
 
 def compare_rows(client: Client, api: str, runs: int, size: int) -> list[str]:

@@ -15,7 +15,6 @@ the files it left, and the app's own CPU time per request. Loopback only, bounde
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -32,7 +31,7 @@ import httpx
 
 from benchmarks._machine import machine
 from tests.emulators import EMULATORS, running
-from tests.serving import api_url, running_app
+from tests.serving import api_url, call_api, running_app
 from zimage_ui.metadata import read_text_chunks
 
 SEED = "1234"
@@ -69,18 +68,12 @@ def files_under(folder: Path) -> int:
     return sum(1 for path in folder.rglob("*") if path.is_file())
 
 
-def parameters(http: httpx.Client, url: str) -> list[tuple[str, object]]:
-    """`/generate`'s arguments in order, with their defaults (Gradio's /call route takes them by place)."""
-    info = http.get(f"{url}gradio_api/info").json()["named_endpoints"]["/generate"]["parameters"]
-    return [(p["parameter_name"], p.get("parameter_default")) for p in info]
-
-
 def session(url: str, provider: str, index: int, requests: int, size: int) -> tuple[list[float], int, int]:
     """One visitor: a keep-alive HTTP client and one session hash, `requests` calls one after another
     over Gradio's `/call` route, each answer's first PNG fetched and its prompt checked."""
     latencies, errors, crosstalk = [], 0, 0
     with httpx.Client(timeout=300) as http:
-        order, session_hash = parameters(http, url), uuid.uuid4().hex
+        session_hash = uuid.uuid4().hex
         for number in range(requests):
             prompt = f"session {index} request {number}: a harbour at dusk"
             given = {
@@ -91,16 +84,12 @@ def session(url: str, provider: str, index: int, requests: int, size: int) -> tu
                 "seed": SEED,
                 "steps": 8,
             }
-            data = [given.get(name, default) for name, default in order]
             started = time.perf_counter()
-            event = http.post(
-                f"{url}gradio_api/call/generate", json={"data": data, "session_hash": session_hash}
-            )
-            stream = http.get(f"{url}gradio_api/call/generate/{event.json()['event_id']}").text
-            if "event: complete" not in stream:
+            answer = call_api(http, url, "generate", given, session_hash)
+            if answer is None:
                 errors += 1
                 continue
-            gallery = json.loads(stream.strip().rsplit("data: ", 1)[1])[0]
+            gallery = answer[0]
             png = http.get(gallery[0]["image"]["url"]).content
             latencies.append(time.perf_counter() - started)
             crosstalk += read_text_chunks(png)["parameters"].split("\n")[0] != prompt

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
 import os
 import statistics
 import tempfile
@@ -38,7 +37,7 @@ from gradio_client import Client
 from benchmarks._machine import machine
 from benchmarks.hosted_app import hosted_tables
 from benchmarks.load import app_pid, rss_mib
-from tests.serving import api_url, running_app
+from tests.serving import api_url, call_api, running_app
 from zimage_ui.params import GenerationParams
 from zimage_ui.runner import generate_one
 
@@ -85,25 +84,12 @@ def runner_call(size: int, loop: asyncio.AbstractEventLoop) -> Callable[[], obje
 
 
 def call_generate(http: httpx.Client, api: str, session: str, named: dict[str, object]) -> bytes:
-    """One /generate over Gradio's /call route (every argument by position, as that route takes
-    them); the first image's PNG fetched."""
-    values = {"prompt": PROMPT, "provider": "diffusers-tiny", **named}
-    data = [values.get(name, default) for name, default in _signature(http, api)]
-    event = http.post(f"{api}gradio_api/call/generate", json={"data": data, "session_hash": session})
-    stream = http.get(f"{api}gradio_api/call/generate/{event.json()['event_id']}")
-    last = stream.text.strip().rsplit("data: ", 1)[-1]
-    images = json.loads(last)[0]
-    return http.get(images[0]["image"]["url"]).content
-
-
-_SIGNATURES: dict[str, list[tuple[str, object]]] = {}
-
-
-def _signature(http: httpx.Client, api: str) -> list[tuple[str, object]]:
-    if api not in _SIGNATURES:
-        info = http.get(f"{api}gradio_api/info").json()["named_endpoints"]["/generate"]["parameters"]
-        _SIGNATURES[api] = [(p["parameter_name"], p["parameter_default"]) for p in info]
-    return _SIGNATURES[api]
+    """One /generate over Gradio's /call route; the first image's PNG fetched."""
+    answer = call_api(
+        http, api, "generate", {"prompt": PROMPT, "provider": "diffusers-tiny", **named}, session
+    )
+    assert answer is not None, "the call did not complete"
+    return http.get(answer[0][0]["image"]["url"]).content
 
 
 def client_call(client: Client, size: int) -> Callable[[], object]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,6 +27,25 @@ def app_log(url: str) -> str:
 def api_url(url: str) -> str:
     """Where the running app at `url` serves its API (`ui.api`): what `gradio_client` is given."""
     return f"{url.rstrip('/')}/api/"
+
+
+_ORDER: dict[tuple[str, str], list[tuple[str, Any]]] = {}
+
+
+def call_api(http: httpx.Client, api: str, name: str, given: Mapping[str, Any], session: str) -> Any | None:
+    """One call of the API's `name` as a raw HTTP client makes it, over Gradio's `/call` route:
+    every argument by place (the order and defaults read once from `/gradio_api/info`, `given`
+    by name over them), then the event stream. The result's data, or None when it did not
+    complete (an error event). `http` may be Starlette's TestClient (an httpx.Client)."""
+    if (api, name) not in _ORDER:
+        info = http.get(f"{api}gradio_api/info").json()["named_endpoints"][f"/{name}"]["parameters"]
+        _ORDER[(api, name)] = [(p["parameter_name"], p.get("parameter_default")) for p in info]
+    data = [given.get(parameter, default) for parameter, default in _ORDER[(api, name)]]
+    event = http.post(f"{api}gradio_api/call/{name}", json={"data": data, "session_hash": session})
+    stream = http.get(f"{api}gradio_api/call/{name}/{event.json()['event_id']}").text
+    if "event: complete" not in stream:
+        return None
+    return json.loads(stream.strip().rsplit("data: ", 1)[1])
 
 
 def free_port() -> int:

@@ -13,6 +13,7 @@ import pytest
 from gradio.routes import App
 from starlette.testclient import TestClient
 
+from tests.serving import call_api
 from zimage_ui.ui import build_demo
 from zimage_ui.ui.api import build_api
 from zimage_ui.ui.mcp_tools import McpEndpoint
@@ -28,19 +29,11 @@ def served() -> Iterator[tuple[TestClient, gr.Blocks, gr.Blocks]]:
         yield http, page, api
 
 
-def call(http: TestClient, endpoint: str, data: list[object], session: str) -> str:
-    """An API call as a raw HTTP client makes it (Gradio's /call route); the stream's last event."""
-    started = http.post(f"/api/gradio_api/call/{endpoint}", json={"data": data, "session_hash": session})
-    assert started.status_code == 200, started.text
-    stream = http.get(f"/api/gradio_api/call/{endpoint}/{started.json()['event_id']}")
-    return stream.text.strip().rsplit("\n", 1)[-1]
-
-
 def test_api_calls_build_the_api_sessions_only_never_the_pages(served) -> None:
     http, page, api = served
     for number in range(3):
-        last = call(http, "providers", [], f"client-{number}")
-        assert "diffusers-tiny" in last, last
+        listed = call_api(http, "/api/", "providers", {}, f"client-{number}")
+        assert "diffusers-tiny" in json.dumps(listed), listed
     assert len(api.state_holder.session_data) >= 3  # each new client is a session of the API's
     assert len(page.state_holder.session_data) == 0  # and none of the page's
     assert len(api.blocks) < len(page.blocks) / 5, (len(api.blocks), len(page.blocks))
@@ -51,12 +44,11 @@ def test_an_image_is_written_once_and_served_from_its_run_folder(served) -> None
     from zimage_ui.runs import work_root
 
     http, _page, api = served
-    info = http.get("/api/gradio_api/info").json()["named_endpoints"]["/generate"]["parameters"]
     seed = random.randrange(10**9)  # a file name no earlier run left in the shared cache folder
     given = {"prompt": "a heron", "width": 256, "height": 256, "steps": 2, "seed": seed}
-    data = [given.get(p["parameter_name"], p["parameter_default"]) for p in info]
-    last = call(http, "generate", data, "one-client")
-    images = json.loads(last.split("data: ", 1)[1])[0]
+    answer = call_api(http, "/api/", "generate", given, "one-client")
+    assert answer is not None
+    images = answer[0]
     path = Path(images[0]["image"]["path"])
     assert path.is_relative_to(work_root()), path  # the run's own file, not a copy
     assert path.name == f"diffusers-tiny-{seed}-0.png"
