@@ -141,6 +141,11 @@ def test_generate_then_png_info_history_and_copy_as_code(site):
     expect(page.locator("#prompt textarea")).to_have_value("a paper crane", timeout=10_000)
     page.get_by_role("tab", name="History").click()  # restoring went back to Generate
     page.fill("#history-search textarea, #history-search input", "crane")
+    expect(page.locator("#history-gallery .caption-label").first).to_contain_text("seed 5150", timeout=10_000)
+    page.fill("#history-search textarea, #history-search input", "no such prompt")
+    expect(page.locator("#history-note")).to_contain_text("No image matches", timeout=10_000)
+    page.get_by_text("Team run log").click()
+    page.fill("#history-table-search textarea, #history-table-search input", "crane")
     expect(page.locator("#history-table")).to_contain_text("a paper crane", timeout=10_000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "history.png"), full_page=True)

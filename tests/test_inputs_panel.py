@@ -188,8 +188,10 @@ def test_each_provider_greys_out_what_it_cant_take_in_refuse_inputs_words(page, 
         params = GenerationParams(prompt="x", inputs=ImageInputs(image="https://example.test/x.png"))
         with pytest.raises(InvalidParams) as caught:
             refuse_inputs(params, caps, provider_id)
-        assert url["info"] == caught.value.fields["image"]
-        assert caught.value.fields["image"] in updates[inputs.note]
+        assert caught.value.fields["image"] in updates[inputs.note]  # said once, in the note
+        assert url["info"] == f"not on {provider_id} (see above)"
+        shown = [u.get("info") or u.get("label") or "" for u in updates.values() if isinstance(u, dict)]
+        assert not any(caught.value.fields["image"] in text for text in shown), shown
     takes_mask = caps.image_input and caps.mask_input
     assert _update(updates, inputs.mask_box)["visible"] == takes_mask  # an editor can't be greyed out
     assert _update(updates, inputs.mask_off)["visible"] != takes_mask
@@ -204,8 +206,9 @@ def test_text_only_aimlapi_greys_out_the_image_and_says_why(page):
     data = {generate.provider: "aimlapi", s.guidance: 0, s.steps: 8, s.num_images: 1}
     updates = generate.on_provider({**data, generate._state.keys: {}})  # no key typed on the page
     assert _update(updates, inputs.image)["interactive"] is False
-    assert _update(updates, inputs.strength)["info"] == "aimlapi takes no input image: text-to-image only"
-    assert "Input image upload**: aimlapi takes no input image" in updates[inputs.note]
+    assert _update(updates, inputs.strength)["info"] == "not on aimlapi (see above)"
+    assert "Input image upload, Input image URL, Mask**: aimlapi takes no input image" in updates[inputs.note]
+    assert updates[inputs.note].count("aimlapi takes no input image") == 1  # each reason once
     assert input_reasons("diffusers-tiny") == {} or "image" not in input_reasons("diffusers-tiny")
 
 

@@ -18,7 +18,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from zimage_ui import env
 from zimage_ui.keyguard import Secrets, known_secrets, scrub
@@ -77,6 +77,34 @@ class HistoryRow:
     def generation_params(self) -> GenerationParams:
         """The run's parameters with the seed it used, ready to run again."""
         return GenerationParams.model_validate({**self.params, "seed": self.seed})
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One image in a browser's history: its file, its caption, the prompt it was made from (for
+    search) and its settings as a preset (JSON). The browser keeps these and sends them back, so
+    each is read as untrusted (`from_dict`)."""
+
+    path: str
+    caption: str
+    prompt: str
+    preset: str
+
+    MAX_TEXT: ClassVar[int] = 20_000  # a preset with its inputs fits; anything longer is not ours
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "caption": self.caption, "prompt": self.prompt, "preset": self.preset}
+
+    @classmethod
+    def from_dict(cls, data: object) -> HistoryEntry | None:
+        """The entry a browser sent, or None when it is not one (wrong shape, a field not text, or
+        longer than any entry this app writes)."""
+        if not isinstance(data, dict):
+            return None
+        values = [data.get(name) for name in ("path", "caption", "prompt", "preset")]
+        if not all(isinstance(value, str) and len(value) <= cls.MAX_TEXT for value in values):
+            return None
+        return cls(*values)  # type: ignore[arg-type]
 
 
 def _utc(moment: datetime | None) -> str:
@@ -185,6 +213,22 @@ class HistoryStore:
             error=outcome.error,
             secrets=secrets,
         )
+
+    def forget_image(self, path: str) -> int:
+        """Take one image out of the runs that list it (the runs stay, for their figures); how
+        many runs listed it."""
+        changed = 0
+        with self._write_lock, self._connect() as db:
+            rows = db.execute("SELECT id, image_paths FROM runs WHERE instr(image_paths, ?) > 0", (path,))
+            for row_id, paths in rows.fetchall():
+                kept = [p for p in json.loads(paths) if p != path]
+                if len(kept) != len(json.loads(paths)):
+                    db.execute(
+                        "UPDATE runs SET image_paths = ? WHERE id = ?",
+                        (json.dumps(kept, ensure_ascii=False), row_id),
+                    )
+                    changed += 1
+        return changed
 
     def search(self, text: str = "", limit: int = 50) -> list[HistoryRow]:
         """Runs whose prompt contains `text` (case-insensitive for ASCII), newest first."""

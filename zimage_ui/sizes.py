@@ -1,15 +1,31 @@
-"""Size presets, grouped as the official Z-Image-Turbo Space groups them."""
+"""Size presets, grouped as the official Z-Image-Turbo Space groups them, plus 512 and 768 for
+quick drafts."""
 
 from __future__ import annotations
 
 import re
 from math import gcd
 
-SIZE_FAMILIES: dict[str, tuple[tuple[int, int], ...]] = {
-    "1024": (
-        (1024, 1024), (1152, 896), (896, 1152), (1152, 864), (864, 1152), (1248, 832),
-        (832, 1248), (1280, 720), (720, 1280), (1344, 576), (576, 1344),
-    ),
+Sizes = tuple[tuple[int, int], ...]
+SIZE_STEP = 16  # the pipeline's sizes are whole multiples of 16 (VAE 8 x patch 2)
+_1024: Sizes = (
+    (1024, 1024), (1152, 896), (896, 1152), (1152, 864), (864, 1152), (1248, 832),
+    (832, 1248), (1280, 720), (720, 1280), (1344, 576), (576, 1344),
+)  # fmt: skip
+
+
+def _scaled(sizes: Sizes, factor: float) -> Sizes:
+    """Quick sizes for drafts: the 1024 family's ratios at a smaller scale, on the 16 grid."""
+    return tuple(
+        (round(w * factor / SIZE_STEP) * SIZE_STEP, round(h * factor / SIZE_STEP) * SIZE_STEP)
+        for w, h in sizes
+    )
+
+
+SIZE_FAMILIES: dict[str, Sizes] = {
+    "512": _scaled(_1024, 0.5),
+    "768": _scaled(_1024, 0.75),
+    "1024": _1024,
     "1280": (
         (1280, 1280), (1440, 1120), (1120, 1440), (1472, 1104), (1104, 1472), (1536, 1024),
         (1024, 1536), (1536, 864), (864, 1536), (1680, 720), (720, 1680),
@@ -44,6 +60,14 @@ CUSTOM_SIZE = "custom"  # the Size choice shown when width x height is none of t
 def family_choices(family: str) -> list[tuple[str, str]]:
     """Dropdown (label, value) pairs for one family; value is "WxH"."""
     return [(size_label(w, h), f"{w}x{h}") for w, h in SIZE_FAMILIES[family]]
+
+
+def family_of(size: str, current: str) -> str | None:
+    """The family that lists a "WxH" size: the current one when it does, else the first that does."""
+    for family in (current, *SIZE_FAMILIES):
+        if family in SIZE_FAMILIES and size in {value for _label, value in family_choices(family)}:
+            return family
+    return None
 
 
 def size_choices(family: str) -> list[tuple[str, str]]:

@@ -1,10 +1,11 @@
 """The Gradio page: `build_demo()` lays the page out and asks each tab to wire itself.
 
-Shared settings (prompt, size, seed, steps...) sit on the left, read and filled as one
-named form (`form.py`); the tabs on the right use them: Generate on one provider,
-Compare several sides, Sweep a grid, read settings back from a PNG, and browse the
-History. Each tab module owns its layout, its wiring and its handlers. The public API
-is a Blocks of its own (`api.py`), served beside the page with the MCP tools (`serve.py`).
+The prompt heads the page; the tabs under it use it with the shared settings beside them
+(size, seed, steps...; below the tabs on a phone), read and filled as one named form
+(`form.py`): Generate on one provider, Compare several sides, Sweep a grid, read settings
+back from a PNG, and browse the History. Each tab module owns its layout, its wiring and its
+handlers. The public API is a Blocks of its own (`api.py`), served beside the page with the MCP
+tools (`serve.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from zimage_ui.ui.history_tab import build_history_tab
 from zimage_ui.ui.info_tab import build_info_tab
 from zimage_ui.ui.inputs_panel import build_inputs_panel
 from zimage_ui.ui.presets_panel import build_presets_panel
-from zimage_ui.ui.settings_panel import build_keys_panel, build_settings_panel
+from zimage_ui.ui.settings_panel import build_keys_panel, build_prompt, build_settings_panel
 from zimage_ui.ui.sweep_tab import build_sweep_tab
 
 TITLE = "Z-Image-Turbo playground"
@@ -54,6 +55,13 @@ PAGE_JS = """() => {
             }
         });
     };
+    // A gallery opening a new run's first image focuses its thumbnail, and the browser scrolled
+    // the page to it, away from the prompt and Generate: that focus no longer scrolls.
+    const focus = HTMLElement.prototype.focus;
+    HTMLElement.prototype.focus = function (options) {
+        const thumbnail = this.matches && this.matches("button.thumbnail-item");
+        return focus.call(this, thumbnail ? { ...options, preventScroll: true } : options);
+    };
     mendLabels();
     new MutationObserver(mendLabels).observe(document.body, { childList: true, subtree: true });
 }"""
@@ -65,36 +73,45 @@ def build_demo() -> gr.Blocks:
     with gr.Blocks(title=TITLE, delete_cache=cache_schedule()) as demo:
         gr.Markdown(
             f"# {TITLE}\nOne prompt, any provider: your own GPU or a hosted API, side by side. "
-            f"[Use via API]({API_LINK})"
+            f"[Use via API]({API_LINK})",
+            elem_id="header",
         )
         state = SessionState()
-        with gr.Row():
-            with gr.Column(scale=4, min_width=360):
-                panel = build_settings_panel()
+        # The job comes first: the prompt, then the tabs with their Run buttons and results; the
+        # settings stand beside them, and under them where the page is too narrow for both (a
+        # phone), so that the prompt, Generate and the result share the first screen.
+        with gr.Row(elem_id="page"):
+            with gr.Column(scale=7, min_width=320, elem_id="work"):
+                prompt = build_prompt()
+                with gr.Tabs(overflow_behavior="wrap", elem_id="tabs") as tabs:  # no tab behind a menu
+                    with gr.Tab("Generate", id="generate"):
+                        generate = build_generate_tab(default_provider)
+                    with gr.Tab("Compare", id="compare"):
+                        compare = build_compare_tab(default_provider)
+                    with gr.Tab("Sweep", id="sweep"):
+                        sweep = build_sweep_tab(default_provider)
+                    with gr.Tab("PNG info", id="png-info"):
+                        info = build_info_tab()
+                    with gr.Tab("History", id="history") as history_tab:
+                        past = build_history_tab()
+            with gr.Column(scale=4, min_width=320, elem_id="side-panel"):
+                with gr.Accordion("Settings", open=True, elem_id="settings"):
+                    panel = build_settings_panel(prompt)
                 image_inputs = build_inputs_panel()
                 presets = build_presets_panel()
                 keys = build_keys_panel()
-            with gr.Column(scale=7), gr.Tabs() as tabs:
-                with gr.Tab("Generate", id="generate"):
-                    generate = build_generate_tab(default_provider)
-                with gr.Tab("Compare", id="compare"):
-                    compare = build_compare_tab(default_provider)
-                with gr.Tab("Sweep", id="sweep"):
-                    sweep = build_sweep_tab(default_provider)
-                with gr.Tab("PNG info", id="png-info"):
-                    info = build_info_tab()
-                with gr.Tab("History", id="history"):
-                    past = build_history_tab()
 
         form = Form(panel.settings, generate.provider, compare.count, compare.sides, tabs, image_inputs)
         panel.wire(state.last_seed)
         image_inputs.wire()
+        image_inputs.show_chips([generate.input_chip, compare.input_chip, sweep.input_chip])
         keys.wire(state.keys, [generate.provider, sweep.provider, *(side.provider for side in compare.sides)])
         generate.wire(demo, form, panel, state)
         compare.wire(form, state)
-        sweep.wire(form, state.keys)
+        sweep.wire(form, state)
         presets.wire(demo, form, state.keys)
         info.wire(form, presets, sweep)
-        past.wire(demo, form, presets, state)
+        past.wire(demo, history_tab, form, presets, state)
+        state.keep_fresh()
         demo.load(None, None, None, js=PAGE_JS)
     return demo

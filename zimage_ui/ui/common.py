@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets as token_source
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -13,8 +14,9 @@ from typing import Any, TypeVar
 import gradio as gr
 from gradio.context import LocalContext
 
+from zimage_ui import env
 from zimage_ui.errors import PresetError, ServerBusy
-from zimage_ui.history import history_from_env
+from zimage_ui.history import HistoryEntry, history_from_env
 from zimage_ui.params import GenerationParams
 from zimage_ui.presets import Preset, export_preset, portable_inputs, preset_from_params
 from zimage_ui.providers.base import KeyRing, Progress
@@ -29,7 +31,17 @@ PRIVATE: dict[str, Any] = {"queue": False, "api_visibility": "private"}
 # Page-only events that may say something in a toast (gr.Info / gr.Warning): only a queued
 # event's messages reach the browser.
 PRIVATE_SAYING: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None}
-HISTORY_LIMIT = 100  # runs kept in a browser session's history
+HISTORY_LIMIT = 200  # images kept in a browser's history, the newest
+# A run's new history entries (`fresh`) join the browser's history in the browser itself: the
+# history is sent to the server only when the History tab shows it.
+# Each image once (the change can be heard twice); a js function's array is read as one value per
+# output, so the one output is wrapped.
+MERGE_HISTORY_JS = f"""(fresh, past) => {{
+    const seen = new Set();
+    const entries = [...(fresh || []), ...(past || [])]
+        .filter((entry) => entry && !seen.has(entry.path) && seen.add(entry.path));
+    return [entries.slice(0, {HISTORY_LIMIT})];
+}}"""
 STOPPED = "**Stopped.**"
 
 
@@ -69,6 +81,41 @@ def stop_handler(kind: str) -> Callable[[gr.Request], str]:
 
     stop.__name__ = f"stop_{kind}"
     return stop
+
+
+INPUT_CHIP = "Input image in use · Clear"
+
+
+def run_buttons(label: str, run_id: str, stop_id: str) -> tuple[gr.Button, gr.Button, gr.Button]:
+    """A tab's Run button; its Stop, which stays small and greyed until a run is in flight; and a
+    chip shown while an input image is set (the run starts from it), which clears it."""
+    run = gr.Button(label, variant="primary", scale=1, min_width=120, elem_id=run_id)
+    stop = gr.Button("Stop", variant="secondary", interactive=False, scale=0, min_width=80, elem_id=stop_id)
+    chip = gr.Button(
+        INPUT_CHIP, size="sm", visible=False, scale=0, min_width=160, elem_classes=["input-chip"]
+    )
+    return run, stop, chip
+
+
+def buttons_busy(run: gr.Button, stop: gr.Button, busy: bool) -> dict[Any, Any]:
+    """Run greyed and Stop live while a run is in flight; the other way round once it ends."""
+    return {
+        run: gr.update(interactive=not busy),
+        stop: gr.update(interactive=busy, variant="stop" if busy else "secondary"),
+    }
+
+
+def on_run(
+    run: gr.Button, stop: gr.Button, fn: Callable[..., Any], inputs: Any, outputs: Any, **kwargs: Any
+) -> Any:
+    """`run.click(fn, ...)` with the buttons telling the truth: Run can't be clicked twice (a
+    double click queued two runs) and Stop is live only while the run is. The buttons come back
+    however the run ends (`.then` follows a failure too). Returns the last step, to chain on."""
+    return (
+        run.click(lambda: buttons_busy(run, stop, True), None, [run, stop], **PRIVATE)
+        .then(fn, inputs, outputs, **kwargs)
+        .then(lambda: buttons_busy(run, stop, False), None, [run, stop], **PRIVATE)
+    )
 
 
 async def save_run_files(run: Run, outcome: Outcome, prefix: str = "") -> list[Path]:
@@ -121,13 +168,49 @@ async def follow_latest(
         await asyncio.sleep(every_s)
 
 
+def browser_secret() -> str:
+    """From ZIMAGE_BROWSER_SECRET, else one made once and kept in the user data folder, so
+    what the browser keeps (presets, history) survives a restart of the app."""
+    configured = env.get("ZIMAGE_BROWSER_SECRET").get_secret_value()
+    if configured:
+        return configured
+    from platformdirs import user_data_dir
+
+    path = Path(user_data_dir("zimage-ui", appauthor=False)) / "browser-secret"
+    try:
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = token_source.token_urlsafe(32)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value
+    except OSError:
+        return token_source.token_urlsafe(32)  # read-only disk: kept until a restart
+
+
+def browser_history() -> gr.BrowserState:
+    """This browser's history, kept in the browser under the page's storage key."""
+    key = f"{env.get('ZIMAGE_BROWSER_STORAGE_KEY')}:history"
+    return gr.BrowserState([], storage_key=key, secret=browser_secret())
+
+
 @dataclass
 class SessionState:
-    """What one browser session keeps between events; never part of the API."""
+    """What one browser session keeps between events, and what the browser keeps across reloads
+    (its history); never part of the API."""
 
     keys: gr.State = field(default_factory=lambda: gr.State({}))  # keys typed on the page
-    history: gr.State = field(default_factory=lambda: gr.State([]))  # this session's runs
     last_seed: gr.State = field(default_factory=lambda: gr.State(None))
+    # Every image this browser made (`HistoryEntry`s, newest first), kept in the browser: it
+    # survives a reload and a restart (whose run files may be gone by then: the History says so).
+    history: gr.BrowserState = field(default_factory=browser_history)
+    # A finished run's entries, on their way into `history` (hidden; merged in the browser).
+    fresh: gr.JSON = field(default_factory=lambda: gr.JSON(visible="hidden"))
+
+    def keep_fresh(self) -> None:
+        """Each run's new entries join the history in the browser (no round trip)."""
+        self.fresh.change(None, [self.fresh, self.history], [self.history], js=MERGE_HISTORY_JS, **PRIVATE)
 
 
 def outcome_status(outcome: Outcome) -> str:
@@ -169,19 +252,28 @@ def history_preset(params: GenerationParams, provider: str) -> Preset:
         return preset_from_params(params.model_copy(update={"inputs": None}), provider)
 
 
-def remember(
-    outcome: Outcome, paths: list[Path], keys: KeyRing, history: list[dict[str, str]] | None
-) -> list[dict[str, str]]:
-    """Add a finished run to the session's history (and the team run log, when configured)."""
+def remember(outcome: Outcome, paths: list[Path], keys: KeyRing, label: str = "") -> list[dict[str, str]]:
+    """A finished run's images as history entries, one per image with its own seed (`label`: a
+    sweep cell's place on the axes); the run goes into the team run log too, when there is one."""
     store = history_from_env()
     if store is not None:
         store.record_outcome(outcome, [str(p) for p in paths], secrets=keys.secrets())
     if not paths or outcome.prepared is None:
-        return history or []
-    preset = history_preset(outcome.prepared.params, outcome.provider)
-    entry = {
-        "path": str(paths[0]),
-        "caption": f"{outcome.provider} · seed {outcome.seed}",
-        "preset": export_preset(preset),
-    }
-    return [entry, *(history or [])][:HISTORY_LIMIT]
+        return []
+    params, result = outcome.prepared.params, outcome.result
+    run_preset = export_preset(history_preset(params, outcome.provider))
+    entries = []
+    for index, path in enumerate(paths):
+        seed = result.image_seed(index) if result else None
+        if seed is None:  # only the provider knows it: the entry makes the whole batch again
+            made, preset = f"image {index + 1} of the batch of seed {outcome.seed}", run_preset
+        elif len(paths) == 1:
+            made, preset = f"seed {seed}", run_preset
+        else:  # this image alone, again
+            made = f"seed {seed}"
+            preset = export_preset(
+                history_preset(params.model_copy(update={"seed": seed, "num_images": 1}), outcome.provider)
+            )
+        caption = " · ".join(part for part in (made, outcome.provider, label) if part)
+        entries.append(HistoryEntry(str(path), caption, params.prompt, preset).as_dict())
+    return entries

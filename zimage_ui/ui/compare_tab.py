@@ -23,9 +23,11 @@ from zimage_ui.ui.common import (
     PRIVATE_SAYING,
     SessionState,
     follow,
+    on_run,
     outcome_status,
     owned_run,
     remember,
+    run_buttons,
     save_run_files,
     stop_handler,
     user_error,
@@ -145,6 +147,7 @@ class CompareTab:
     sides: list[SideControls]
     run: gr.Button
     stop: gr.Button
+    input_chip: gr.Button
     summary: gr.Markdown
     results: list[SideResult]
     left: gr.Dropdown
@@ -165,9 +168,11 @@ class CompareTab:
             **PRIVATE,
         )
         result_outputs = [c for r in self.results for c in (r.title, r.image, r.status, r.sent)]
-        self.run.click(
+        on_run(
+            self.run,
+            self.stop,
             self.on_run,
-            {*form.inputs(), self.blind, state.keys, state.history},
+            {*form.inputs(), self.blind, state.keys},
             [
                 *result_outputs,
                 self.summary,
@@ -177,7 +182,7 @@ class CompareTab:
                 self.slider,
                 self.blind_state,
                 self.vote_row,
-                state.history,
+                state.fresh,
             ],
             api_visibility="private",
             concurrency_limit=None,
@@ -266,9 +271,9 @@ class CompareTab:
         except gr.Error as exc:  # the server is busy
             yield {self.summary: f"**{exc.title}.** {exc.message}"}
             return
-        yield self._show(finished, blind, data[self._state.history], keys)
+        yield self._show(finished, blind, keys)
 
-    def _show(self, done: Finished, blind: bool, history: Any, keys: KeyRing) -> Updates:
+    def _show(self, done: Finished, blind: bool, keys: KeyRing) -> Updates:
         n, outcomes = len(done.sides), done.outcomes
         failed = sum(not o.ok for o in outcomes)
         hidden = blind and not failed  # a failed side ends the blind round: no vote, names shown
@@ -286,9 +291,10 @@ class CompareTab:
             summary += " · **stopped**"
         if blind and failed:
             summary += " · blind round ended without a vote: a side failed"
+        fresh = []
         if not blind:  # a blind round stays out of the history: it would name the sides before the vote
-            for outcome, paths in zip(outcomes, done.saved, strict=True):
-                history = remember(outcome, paths, keys, history)
+            for k, (outcome, paths) in enumerate(zip(outcomes, done.saved, strict=True)):
+                fresh += remember(outcome, paths, keys, label=f"side {k + 1}")
         # The slider's pickers name each side as its column does (blind: A and B only).
         names = list(BLIND_NAMES) if hidden else [side_name(k, side) for k, side in enumerate(done.sides)]
         choices = [(name, str(k + 1)) for k, name in enumerate(names)]
@@ -311,7 +317,7 @@ class CompareTab:
             self.slider: pair,
             self.blind_state: blind_state,
             self.vote_row: gr.update(visible=hidden),
-            self._state.history: history,
+            self._state.fresh: fresh,
         }
 
     def on_slider_pick(self, data: Values) -> Updates:
@@ -393,9 +399,8 @@ def build_compare_tab(default_provider: str) -> CompareTab:
             strength = _override_box("Strength", f"side-{number}-strength")
             lora_scale = _override_box("LoRA scale", f"side-{number}-lora-scale")
         sides.append(SideControls(row, provider, steps, shift, size, strength, lora_scale))
-    with gr.Row():
-        run = gr.Button("Run comparison", variant="primary", elem_id="compare-run")
-        stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
+    with gr.Row(elem_classes=["run-row"]):
+        run, stop, input_chip = run_buttons("Run comparison", "compare-run", "compare-stop")
     summary = gr.Markdown(elem_id="compare-summary")
     results: list[SideResult] = []
     with gr.Row():
@@ -433,6 +438,7 @@ def build_compare_tab(default_provider: str) -> CompareTab:
         sides,
         run,
         stop,
+        input_chip,
         summary,
         results,
         left,

@@ -22,10 +22,12 @@ from zimage_ui.ui.common import (
     PRIVATE_SAYING,
     SessionState,
     follow_latest,
+    on_run,
     outcome_status,
     owned_run,
     progress_reporter,
     remember,
+    run_buttons,
     save_run_files,
     stop_handler,
     user_error,
@@ -113,6 +115,7 @@ class GenerateTab:
     tiny_notice: gr.Markdown
     run: gr.Button
     stop: gr.Button
+    input_chip: gr.Button
     status: gr.Markdown
     preview: gr.Image
     gallery: gr.Gallery
@@ -152,9 +155,11 @@ class GenerateTab:
 
         # The page's run: previews while it runs, then the images. Hosted calls are I/O and must
         # not queue behind one another (no concurrency limit); local runs wait in the device's line.
-        self.run.click(
+        on_run(
+            self.run,
+            self.stop,
             self.on_generate,
-            {self.provider, *form.read_inputs(), state.keys, state.history},
+            {self.provider, *form.read_inputs(), state.keys},
             [
                 self.preview,
                 self.gallery,
@@ -163,7 +168,7 @@ class GenerateTab:
                 self.sent,
                 state.last_seed,
                 self.last_prepared,
-                state.history,
+                state.fresh,
             ],
             api_visibility="private",
             concurrency_limit=None,
@@ -273,11 +278,11 @@ class GenerateTab:
             self.status: outcome_status(outcome),
             self.sent: outcome.prepared.display() if outcome.prepared else None,
             self.last_prepared: outcome.prepared,
-            state.history: remember(outcome, paths, keys, data[state.history]),
+            state.fresh: remember(outcome, paths, keys),
         }
         if outcome.ok:  # a failure keeps the last images and their seed: the status says what went wrong
             shown = {self.seed_used: str(outcome.seed), state.last_seed: outcome.seed}
-            updates |= {self.gallery: gallery_items(outcome, paths), **shown}
+            updates |= {self.gallery: gr.Gallery(gallery_items(outcome, paths), selected_index=0), **shown}
         yield updates
 
     def show_code(self, data: Values) -> Updates:
@@ -290,19 +295,19 @@ class GenerateTab:
 
 
 def build_generate_tab(default_provider: str) -> GenerateTab:
-    provider = gr.Dropdown(
-        label="Provider",
-        choices=provider_choices(KeyRing.for_visitor()),
-        value=default_provider,
-        info="Where the image is made. Entries say why they can't be used here.",
-        elem_id="provider",
-    )
-    tiny_notice = gr.Markdown(TINY_NOTICE, visible=default_provider == "diffusers-tiny")
-    with gr.Row():
-        run = gr.Button("Generate", variant="primary", elem_id="generate")
-        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+    with gr.Row(equal_height=True, elem_classes=["run-row"]):
+        provider = gr.Dropdown(
+            label="Provider",
+            choices=provider_choices(KeyRing.for_visitor()),
+            value=default_provider,
+            info="Where the image is made (each entry says why it can't be used, if not)",
+            scale=3,
+            min_width=220,
+            elem_id="provider",
+        )
+        run, stop, input_chip = run_buttons("Generate", "generate", "stop")
     # Progress (a bar with the step count and time, place in line, decoding) shows over the status.
-    status = gr.Markdown("Ready.", label="Status", elem_id="status", min_height=72, container=True)
+    status = gr.Markdown("Ready.", label="Status", elem_id="status", min_height=48, container=True)
     preview = gr.Image(
         label="Preview (while running)",
         type="pil",
@@ -312,15 +317,20 @@ def build_generate_tab(default_provider: str) -> GenerateTab:
         height=256,
         elem_id="preview",
     )
+    # Preview mode shows the picked image whole (at its aspect, inside the gallery's height) with
+    # its caption, and the run's other images as thumbnails; a small image keeps its natural size
+    # (`serve.CSS`).
     gallery = gr.Gallery(
         label="Images",
         format="png",
-        columns=2,
-        height=560,
+        columns=4,
+        height=540,
         object_fit="contain",
+        preview=True,
         elem_id="gallery",
         interactive=False,
     )
+    tiny_notice = gr.Markdown(TINY_NOTICE, visible=default_provider == "diffusers-tiny")
     with gr.Row(equal_height=True):
         seed_used = gr.Textbox(label="Seed used", interactive=False, elem_id="seed-used", scale=4)
         use_as_input = gr.Button("Use as input", size="sm", scale=1, elem_id="use-as-input")
@@ -337,6 +347,7 @@ def build_generate_tab(default_provider: str) -> GenerateTab:
         tiny_notice,
         run,
         stop,
+        input_chip,
         status,
         preview,
         gallery,

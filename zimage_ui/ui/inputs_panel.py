@@ -256,6 +256,25 @@ class InputsPanel:
         for row in self.loras:
             row.file.upload(row.on_upload, {row.file}, [row.ref], **PRIVATE)
 
+    def show_chips(self, chips: list[gr.Button]) -> None:
+        """The chips by the Run buttons show while an input image is set; one click clears it."""
+        self._chips = chips
+        gr.on(
+            [self.image.change, self.image_url.change],
+            self.on_chips,
+            {self.image, self.image_url},
+            chips,
+            **PRIVATE,
+        )
+        for chip in chips:
+            chip.click(
+                lambda: {self.image: None, self.image_url: ""}, None, [self.image, self.image_url], **PRIVATE
+            )
+
+    def on_chips(self, data: Any) -> dict[Any, Any]:
+        active = bool(data[self.image] or (data[self.image_url] or "").strip())
+        return {chip: gr.update(visible=active) for chip in self._chips}
+
     def on_image(self, data: Any) -> dict[Any, Any]:
         path = data[self.image]
         if not path:
@@ -321,13 +340,15 @@ class InputsPanel:
         return {**updates, self.accordion: gr.Accordion(open=True)}
 
     def for_provider(self, provider_id: str) -> dict[Any, Any]:
-        """Each control usable or greyed out for this provider, with refuse_inputs' reason."""
+        """Each control usable or greyed out for this provider. Each reason (refuse_inputs' own
+        words) is said once, in the panel's note; a greyed control says only "not on X"."""
         reasons = input_reasons(provider_id)
         caps = get_provider(provider_id).capabilities
+        refused = f"not on {provider_id} (see above)"
 
         def state(*names: str, ok_info: str | None = None) -> Any:
-            why = next((reasons[name] for name in names if name in reasons), None)
-            return gr.update(interactive=why is None, info=why or ok_info)
+            why = any(name in reasons for name in names)
+            return gr.update(interactive=not why, info=refused if why else ok_info)
 
         def image_state(name: str, label: str) -> Any:
             why = reasons.get(name)
@@ -355,13 +376,11 @@ class InputsPanel:
             ),
             self.control_scale: state("control_image", "control_url", ok_info="how strongly it steers"),
         }
-        for index, row in enumerate(self.loras):
-            first = index == 0  # a reason is said once, under LoRA 1 (and in the note)
+        for row in self.loras:
             updates |= {
                 row.ref: gr.update(
                     interactive=bool(lora_text) or "lora_file" not in reasons,
-                    info=lora_text_info
-                    or (reasons.get("lora_url", "") if first else f"not on {provider_id}"),
+                    info=lora_text_info or refused,
                 ),
                 row.file: gr.update(interactive="lora_file" not in reasons),
                 row.scale: gr.update(
@@ -369,7 +388,11 @@ class InputsPanel:
                     info=f"not on {provider_id}" if not caps.lora else "how strongly it applies, -4..4",
                 ),
             }
-        note = [f"- **{what}**: {reasons[key]}" for key, what in _NOTE_ITEMS if key in reasons]
+        grouped: dict[str, list[str]] = {}  # one line per reason, naming every control it covers
+        for key, what in _NOTE_ITEMS:
+            if key in reasons:
+                grouped.setdefault(reasons[key], []).append(what)
+        note = [f"- **{', '.join(whats)}**: {reason}" for reason, whats in grouped.items()]
         header = f"**Not taken by {provider_id}:**\n" if note else f"{provider_id} takes every input here."
         updates[self.note] = header + "\n".join(note)
         return updates

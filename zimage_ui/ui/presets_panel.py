@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets as token_source
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,29 +19,8 @@ from zimage_ui.preset_sharing import (
 from zimage_ui.presets import Preset, PresetError, export_preset, import_preset, read_preset_file
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.runs import scratch_folder
-from zimage_ui.ui.common import PRIVATE, problem_text
+from zimage_ui.ui.common import PRIVATE, browser_secret, problem_text
 from zimage_ui.ui.form import UNCHANGED, Form, Updates, Values
-
-
-def browser_secret() -> str:
-    """From ZIMAGE_BROWSER_SECRET, else one made once and kept in the user data folder, so
-    presets saved in the browser survive a restart of the app."""
-    configured = env.get("ZIMAGE_BROWSER_SECRET").get_secret_value()
-    if configured:
-        return configured
-    from platformdirs import user_data_dir
-
-    path = Path(user_data_dir("zimage-ui", appauthor=False)) / "browser-secret"
-    try:
-        if path.exists():
-            return path.read_text().strip()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        value = token_source.token_urlsafe(32)
-        path.write_text(value)
-        path.chmod(0o600)
-        return value
-    except OSError:
-        return token_source.token_urlsafe(32)  # read-only disk: presets last until a restart
 
 
 def team_folder() -> Path | None:

@@ -46,7 +46,26 @@ THEME = gr.themes.Default().set(
 )
 # The theme has no dark accent of its own: primary-700 on the dark background is 3.7:1, so the
 # dark theme keeps primary-500.
-CSS = ".dark { --color-accent: var(--primary-500); }"
+CSS = """
+.dark { --color-accent: var(--primary-500); }
+/* A tab's Run and Stop keep a button's height beside a taller provider box. */
+.run-row { align-items: flex-end; }
+.run-row > button { flex-grow: 0; min-height: 42px; }
+/* The chip that says a run starts from an input image (and clears it) looks like a chip. */
+.run-row > button.input-chip { border: 1px solid var(--color-accent); border-radius: 999px; }
+/* A result smaller than the preview keeps its natural size: a 256x256 image is not blown up 3x and
+   blurred (Gradio's preview would "contain" it). */
+#gallery .preview img { object-fit: scale-down; }
+/* On a phone a result is as wide as the screen: the gallery is no taller than it needs. */
+@media (max-width: 640px) {
+    #gallery { max-height: calc(100vw + 80px); }
+    /* ...and the title is smaller, so the prompt, Generate and the result share the first screen. */
+    #header h1 { font-size: 1.35rem !important; margin: 0 0 0.25rem !important; }
+    #header p { font-size: 0.85rem; }
+    /* Hints a phone does without: no keyboard shortcut; the entries say why one can't be used. */
+    #prompt .info-text, #provider .info-text { display: none; }
+}
+"""
 
 
 def _mount_first(app: FastAPI, path: str, asgi: Any) -> Mount:

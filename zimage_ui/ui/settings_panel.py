@@ -1,4 +1,4 @@
-"""The left column: prompt and shared settings, and the API keys box, with their own wiring."""
+"""The prompt, the shared settings beside the tabs, and the API keys box, with their own wiring."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from zimage_ui.providers import PROVIDERS, availability, choice_label
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.redaction import key_problem
 from zimage_ui.settings import TABLE, Setting
-from zimage_ui.sizes import CUSTOM_SIZE, SIZE_FAMILIES, family_choices, parse_size, size_choices
+from zimage_ui.sizes import CUSTOM_SIZE, SIZE_FAMILIES, family_choices, family_of, parse_size, size_choices
 from zimage_ui.ui.common import PRIVATE, PRIVATE_SAYING
 from zimage_ui.ui.form import UNCHANGED, Settings, Updates, Values
 
@@ -59,7 +59,7 @@ class SettingsPanel:
             [s.width.change, s.height.change],
             self.on_width_height,
             {s.width, s.height, self.size_family},
-            [self.size],
+            [self.size_family, self.size],
             **PRIVATE,
         )
         s.random_seed.change(self.on_random_toggle, {s.random_seed}, [s.seed], **PRIVATE)
@@ -88,10 +88,16 @@ class SettingsPanel:
         return {self.settings.width: width, self.settings.height: height}
 
     def on_width_height(self, data: Values) -> Updates:
-        """The matching size of the family, or "Custom": the Size box never shows a size not in use."""
-        value = f"{int(data[self.settings.width] or 0)}x{int(data[self.settings.height] or 0)}"
-        known = {size for _label, size in family_choices(data[self.size_family])}
-        return {self.size: gr.update(value=value if value in known else CUSTOM_SIZE)}
+        """The matching size (in the family shown, else in the family that lists it), or "Custom":
+        the Size box never shows a size not in use."""
+        value = f"{_whole_or_zero(data[self.settings.width])}x{_whole_or_zero(data[self.settings.height])}"
+        shown = data[self.size_family]
+        family = family_of(value, shown)
+        if family is None:
+            return {self.size: gr.update(value=CUSTOM_SIZE)}
+        if family == shown:
+            return {self.size: gr.update(value=value)}
+        return {self.size_family: family, self.size: gr.update(choices=size_choices(family), value=value)}
 
     def on_random_toggle(self, data: Values) -> Updates:
         if data[self.settings.random_seed]:
@@ -105,6 +111,15 @@ class SettingsPanel:
             return UNCHANGED
         s = self.settings
         return {s.seed: gr.update(value=str(last_seed), interactive=True), s.random_seed: False}
+
+
+def _whole_or_zero(value: object) -> int:
+    """A width or height box's value as a whole number; 0 for an empty or broken box (the params
+    name the field when the run is asked for)."""
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def control_options(setting: Setting) -> dict[str, Any]:
@@ -126,15 +141,22 @@ def box_options(setting: Setting) -> dict[str, Any]:
     return {k: v for k, v in control_options(setting).items() if k not in ("minimum", "maximum")}
 
 
-def build_settings_panel() -> SettingsPanel:
-    prompt = gr.Textbox(
+def build_prompt() -> gr.Textbox:
+    """The prompt, built apart from the other settings: it heads the page, above the tabs and
+    their Run buttons, while the settings sit beside them (below them on a phone)."""
+    return gr.Textbox(
         label="Prompt",
-        lines=3,
+        lines=2,
         max_lines=12,
         placeholder="a red fox in fresh snow, morning light",
         info="Ctrl+Enter (Cmd+Enter) runs the tab in view",
         elem_id="prompt",
     )
+
+
+def build_settings_panel(prompt: gr.Textbox | None = None) -> SettingsPanel:
+    """The shared settings; the prompt is built here too unless the page placed it already."""
+    prompt = prompt or build_prompt()
     negative_prompt = gr.Textbox(
         value="",  # a value makes it optional in the API
         label="Negative prompt",
@@ -144,11 +166,14 @@ def build_settings_panel() -> SettingsPanel:
         elem_id="negative-prompt",
     )
     with gr.Group():
-        with gr.Row():
-            size_family = gr.Radio(label="Size family", choices=list(SIZE_FAMILIES), value="1024", scale=1)
-            size = gr.Dropdown(
-                label="Size", choices=size_choices("1024"), value="1024x1024", scale=2, elem_id="size"
-            )
+        size_family = gr.Radio(
+            label="Size family",
+            choices=list(SIZE_FAMILIES),
+            value="1024",
+            info="512 and 768: quick drafts",
+            elem_id="size-family",
+        )
+        size = gr.Dropdown(label="Size", choices=size_choices("1024"), value="1024x1024", elem_id="size")
         with gr.Row():
             width = gr.Number(**box_options(TABLE["width"]), precision=0)
             height = gr.Number(**box_options(TABLE["height"]), precision=0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -28,7 +29,18 @@ from zimage_ui.sweep import (
     plan,
     run_sweep,
 )
-from zimage_ui.ui.common import PRIVATE, follow, owned_run, save_run_files, stop_handler, user_error
+from zimage_ui.ui.common import (
+    PRIVATE,
+    SessionState,
+    follow,
+    on_run,
+    owned_run,
+    remember,
+    run_buttons,
+    save_run_files,
+    stop_handler,
+    user_error,
+)
 from zimage_ui.ui.endpoints import ApiArg, settings_endpoint
 from zimage_ui.ui.form import Form, Updates, Values, api_params
 from zimage_ui.ui.settings_panel import provider_choices
@@ -47,13 +59,15 @@ class SweepTab:
     cells: gr.Markdown
     run: gr.Button
     stop: gr.Button
+    input_chip: gr.Button
     status: gr.Markdown
     grid: gr.Image
     gallery: gr.Gallery
     grid_file: gr.File
 
-    def wire(self, form: Form, keys: gr.State) -> None:
-        self._form, self._keys = form, keys
+    def wire(self, form: Form, state: SessionState) -> None:
+        self._form, self._keys, self._fresh = form, state.keys, state.fresh
+        keys = state.keys
         axes = {self.x_kind, self.x_values, self.y_kind, self.y_values, form.settings.prompt}
         gr.on(
             [
@@ -68,8 +82,10 @@ class SweepTab:
             [self.cells],
             **PRIVATE,
         )
-        outputs = [self.status, self.grid, self.gallery, self.grid_file]
-        self.run.click(
+        outputs = [self.status, self.grid, self.gallery, self.grid_file, state.fresh]
+        on_run(
+            self.run,
+            self.stop,
             self.on_run,
             {*form.read_inputs(), *axes, self.provider, keys},
             outputs,
@@ -104,7 +120,14 @@ class SweepTab:
             return
         done: asyncio.Queue[int] = asyncio.Queue()
         keys = KeyRing.for_visitor(data[self._keys])
-        task = asyncio.create_task(run_cells(spec, keys, request, lambda n, _total: done.put_nowait(n)))
+        fresh: list[dict[str, str]] = []  # every cell's image joins the history
+
+        def keep(outcome: Outcome, paths: list[Path], caption: str) -> None:
+            fresh.extend(remember(outcome, paths, keys, label=caption))
+
+        task = asyncio.create_task(
+            run_cells(spec, keys, request, lambda n, _total: done.put_nowait(n), on_cell=keep)
+        )
         yield {self.status: f"Running {spec.cell_count} cells…"}
         async for finished in follow(task, done):
             yield {self.status: f"{finished} of {spec.cell_count} cells done…"}
@@ -113,7 +136,13 @@ class SweepTab:
         except gr.Error as exc:  # the server is busy
             yield {self.status: f"**{exc.title}.** {exc.message}"}
             return
-        yield {self.status: status, self.grid: grid, self.gallery: cells, self.grid_file: grid}
+        yield {
+            self.status: status,
+            self.grid: grid,
+            self.gallery: cells,
+            self.grid_file: grid,
+            self._fresh: fresh,
+        }
 
 
 def build_sweep_tab(default_provider: str) -> SweepTab:
@@ -143,9 +172,8 @@ def build_sweep_tab(default_provider: str) -> SweepTab:
         )
         y_values = gr.Textbox(value="", label="Y values", scale=3, max_lines=1, elem_id="sweep-y-values")
     cells = gr.Markdown(cell_count_text("steps", "4, 8", NO_AXIS, "", ""), elem_id="sweep-cells")
-    with gr.Row():
-        run = gr.Button("Run sweep", variant="primary", elem_id="sweep-run")
-        stop = gr.Button("Stop", variant="stop", elem_id="sweep-stop")
+    with gr.Row(elem_classes=["run-row"]):
+        run, stop, input_chip = run_buttons("Run sweep", "sweep-run", "sweep-stop")
     status = gr.Markdown(label="Status", elem_id="sweep-status")
     grid = gr.Image(label="Grid", type="filepath", format="png", interactive=False, elem_id="sweep-grid")
     gallery = gr.Gallery(
@@ -158,7 +186,19 @@ def build_sweep_tab(default_provider: str) -> SweepTab:
     )
     grid_file = gr.File(label="Grid PNG (records the axes)", interactive=False)
     return SweepTab(
-        provider, x_kind, x_values, y_kind, y_values, cells, run, stop, status, grid, gallery, grid_file
+        provider,
+        x_kind,
+        x_values,
+        y_kind,
+        y_values,
+        cells,
+        run,
+        stop,
+        input_chip,
+        status,
+        grid,
+        gallery,
+        grid_file,
     )
 
 
@@ -199,16 +239,24 @@ def sweep_spec(
     return spec
 
 
+CellSaved = Callable[[Outcome, list[Path], str], None]  # a cell's outcome, its files, its caption
+
+
 async def run_cells(
-    spec: SweepSpec, keys: KeyRing, request: gr.Request | None, progress: Any = None
+    spec: SweepSpec,
+    keys: KeyRing,
+    request: gr.Request | None,
+    progress: Any = None,
+    on_cell: CellSaved | None = None,
 ) -> tuple[str, str, list[tuple[str, str]]]:
-    """Run every cell, save them and the grid; the status line, the grid's path and the cells."""
+    """Run every cell, save them and the grid; the status line, the grid's path and the cells.
+    `on_cell` hears of each cell saved."""
     with owned_run("sweep", request) as run:
         result = await run_sweep(
             spec, keys=keys, cancel=run.token, progress=progress, hosted_gate=run.hosted_gate
         )
         cells = [
-            await _cell(run, spec, outcome, x, y)
+            await _cell(run, spec, outcome, x, y, on_cell)
             for y, row in enumerate(result.outcomes)
             for x, outcome in enumerate(row)
         ]
@@ -269,10 +317,14 @@ def cell_caption(spec: SweepSpec, x: int, y: int) -> str:
     return f"{caption} · {spec.y.label(spec.y.values[y])}" if spec.y else caption
 
 
-async def _cell(run: Run, spec: SweepSpec, outcome: Outcome, x: int, y: int) -> tuple[str, str]:
+async def _cell(
+    run: Run, spec: SweepSpec, outcome: Outcome, x: int, y: int, on_cell: CellSaved | None
+) -> tuple[str, str]:
     """A cell for the gallery: its image, or its error drawn in place, with its caption."""
     caption, prefix = cell_caption(spec, x, y), f"row{y + 1}-col{x + 1}-"
     paths = await save_run_files(run, outcome, prefix)
+    if on_cell is not None:
+        on_cell(outcome, paths, caption)
     if paths:
         return str(paths[0]), caption
     error = outcome.error or "no image"
