@@ -194,6 +194,10 @@ def test_an_input_image_in_use_shows_by_every_run_button_and_clears_in_one_click
         expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
         page.click("#use-as-input")
         expect(chips.filter(visible=True)).to_have_count(1)  # by Generate
+        canvas = page.locator("#input-mask canvas").first.bounding_box()
+        panel = page.locator("#image-input").bounding_box()
+        assert canvas and panel and canvas["width"] >= 0.9 * panel["width"] - 40, (canvas, panel)  # paintable
+        assert canvas["height"] >= 400
         page.get_by_role("tab", name="Sweep").click()
         visible = chips.filter(visible=True)
         expect(visible).to_have_count(1)  # by Run sweep: a sweep would start from it too
@@ -202,5 +206,30 @@ def test_an_input_image_in_use_shows_by_every_run_button_and_clears_in_one_click
         page.get_by_role("tab", name="Generate").click()
         expect(chips.filter(visible=True)).to_have_count(0)
         expect(page.locator("#input-image img")).to_have_count(0)  # the image is gone from the panel
+    finally:
+        page.close()
+
+
+FOCUSED = """() => {
+    const e = document.activeElement, s = getComputedStyle(e);
+    const ring = (s.outlineStyle !== "none" && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== "none";
+    return {id: e.id || (e.closest("[id]") || {}).id || e.tagName, ring};
+}"""
+
+
+def test_the_keyboard_reaches_generate_early_and_always_shows_where_it_is(plain_app: str, browser: Browser):
+    page = opened(browser, plain_app, "laptop")
+    try:
+        page.wait_for_function("!document.querySelector('.pending')")
+        stops = []
+        for _ in range(36):  # the prompt, the tabs, the Generate row, then the settings
+            page.keyboard.press("Tab")
+            stops.append(page.evaluate(FOCUSED))
+        ids = [stop["id"] for stop in stops]
+        assert "generate" in ids[:12], ids
+        assert ids.index("prompt") < ids.index("generate")
+        unseen = [stop["id"] for stop in stops if not stop["ring"]]
+        assert unseen == [], unseen  # checkboxes, radios, sliders and dropdowns included
+        assert "negative-prompt" not in ids and "seed" not in ids  # greyed: guidance 0, random seed
     finally:
         page.close()

@@ -160,8 +160,10 @@ async def test_each_image_of_a_batch_has_its_previews_and_its_decoding_phase():
     assert [u.step for u in updates if u.preview is not None] == _expected_preview_steps(4, 2) == [2, 4, 6, 8]
     messages = [u.message for u in updates]
     first, second = messages.index("decoding image 1/2 (VAE)"), messages.index("decoding image 2/2 (VAE)")
-    assert messages[first - 1] == "step 4/8" and messages[first + 1] == "step 5/8"
-    assert messages[second - 1] == "step 8/8" and second == len(messages) - 1
+    # Each step names the image being made and its own seed (the batch's seeds are 11 and 12).
+    assert messages[first - 1] == "image 1/2, seed 11 · step 4/8"
+    assert messages[first + 1] == "image 2/2, seed 12 · step 5/8"
+    assert messages[second - 1] == "image 2/2, seed 12 · step 8/8" and second == len(messages) - 1
 
 
 async def test_previews_do_not_change_the_pixels(monkeypatch: pytest.MonkeyPatch):

@@ -361,3 +361,13 @@ def test_a_vote_reveals_the_names_and_retires_the_vote_prompt(page: Page, monkey
     statuses = [updates[result.status] for result in compare.results[:2]]
     assert statuses == ["Made by **diffusers-tiny**.", "Made by **runpod**."]
     assert "Vote to see" not in str(updates)
+
+
+def test_a_batch_is_headed_by_where_its_seeds_start_not_by_one_seed():
+    from zimage_ui.params import GenerationParams
+    from zimage_ui.ui.common import run_label
+
+    one = GenerationParams(prompt="a fox", seed=7)
+    assert run_label("runpod", one) == "runpod · seed 7"
+    batch = one.model_copy(update={"num_images": 4})
+    assert run_label("runpod", batch) == "runpod · 4 images from seed 7"

@@ -125,6 +125,14 @@ async def save_run_files(run: Run, outcome: Outcome, prefix: str = "") -> list[P
     )
 
 
+def run_label(provider_id: str, params: GenerationParams) -> str:
+    """What a run's progress is headed with: its seed, or for a batch where its seeds start (each
+    image's own seed is in its step messages where the provider says it)."""
+    if params.num_images == 1:
+        return f"{provider_id} · seed {params.seed}"
+    return f"{provider_id} · {params.num_images} images from seed {params.seed}"
+
+
 def progress_reporter(progress: gr.Progress, label: str) -> Callable[[Progress], None]:
     """Our provider progress as Gradio progress: a step count and the time left where steps are
     known, else the message (place in line, decoding). Gradio's progress reaches the page (a

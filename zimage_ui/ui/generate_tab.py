@@ -28,6 +28,7 @@ from zimage_ui.ui.common import (
     progress_reporter,
     remember,
     run_buttons,
+    run_label,
     save_run_files,
     stop_handler,
     user_error,
@@ -258,7 +259,7 @@ class GenerateTab:
         keys = KeyRing.for_visitor(data[state.keys])
         yield {self.status: ""}  # the progress bar says what is happening
         previews: asyncio.Queue[Image.Image] = asyncio.Queue()
-        report = progress_reporter(progress, f"{provider_id} · seed {params.seed}")
+        report = progress_reporter(progress, run_label(provider_id, params))
 
         def on_progress(update: Progress) -> None:
             report(update)
@@ -403,7 +404,7 @@ async def generate(
 ) -> tuple[list[tuple[str, str]], str, str, dict[str, Any] | None]:
     params = api_params(values).with_concrete_seed()
     provider = provider or default_provider_id()
-    label = f"{provider} · seed {params.seed}"
+    label = run_label(provider, params)
     outcome, paths = await make_images(
         provider, params, KeyRing.for_visitor(), progress_reporter(progress, label), request
     )

@@ -425,34 +425,35 @@ _NOTE_ITEMS = (
 def build_inputs_panel() -> InputsPanel:
     with gr.Accordion("Image input", open=False, elem_id="image-input") as accordion:
         note = gr.Markdown(elem_id="inputs-note")
-        with gr.Row():
-            image = gr.Image(
-                label="Input image",
+        image = gr.Image(
+            label="Input image",
+            type="filepath",
+            sources=["upload", "clipboard"],
+            height=220,
+            elem_id="input-image",
+        )
+        # The mask editor takes the panel's whole width, under the image: side by side with it, it
+        # was 135 px wide, zoomed to 26%, its toolbar over the picture.
+        with gr.Column() as mask_box:
+            mask = mask_editor(
+                label="Mask",
                 type="filepath",
-                sources=["upload", "clipboard"],
-                height=220,
-                elem_id="input-image",
+                image_mode="RGBA",
+                sources=[],
+                transforms=[],
+                layers=gr.LayerOptions(allow_additional_layers=False, layers=["Mask"]),
+                brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed"),
+                eraser=gr.Eraser(),
+                format="png",
+                height=420,
+                placeholder="Upload an input image, then paint here: white = redraw",
+                elem_id="input-mask",
             )
-            with gr.Column(min_width=160) as mask_box:
-                mask = mask_editor(
-                    label="Mask",
-                    type="filepath",
-                    image_mode="RGBA",
-                    sources=[],
-                    transforms=[],
-                    layers=gr.LayerOptions(allow_additional_layers=False, layers=["Mask"]),
-                    brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed"),
-                    eraser=gr.Eraser(),
-                    format="png",
-                    height=220,
-                    placeholder="Upload an input image, then paint here: white = redraw",
-                    elem_id="input-mask",
-                )
-                gr.Markdown(
-                    "Paint white where the image should be redrawn; the rest is kept. Nothing "
-                    "painted: all of it is redrawn, at the strength below."
-                )
-            mask_off = gr.Markdown(visible=False, elem_id="input-mask-off")
+            gr.Markdown(
+                "Paint white where the image should be redrawn; the rest is kept. Nothing "
+                "painted: all of it is redrawn, at the strength below."
+            )
+        mask_off = gr.Markdown(visible=False, elem_id="input-mask-off")
         image_url = gr.Textbox(
             label="Input image URL", placeholder="https://…", max_lines=1, elem_id="input-image-url"
         )

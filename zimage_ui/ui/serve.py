@@ -56,6 +56,17 @@ CSS = """
 /* A result smaller than the preview keeps its natural size: a 256x256 image is not blown up 3x and
    blurred (Gradio's preview would "contain" it). */
 #gallery .preview img { object-fit: scale-down; }
+/* Every control shows where the keyboard is: Gradio draws no focus ring on checkboxes, radios,
+   sliders and dropdowns. */
+input[type=checkbox]:focus-visible, input[type=radio]:focus-visible, input[type=range]:focus-visible,
+input[role=combobox]:focus-visible { outline: 2px solid var(--color-accent); outline-offset: 2px; }
+/* A setting that can't be used now (the negative prompt at guidance 0, the seed while Random seed
+   is ticked, what a provider doesn't take) looks it: greyed, and the pointer says so. */
+:is(#settings, #image-input) :is(textarea, input):disabled {
+    background: var(--background-fill-secondary); color: var(--body-text-color-subdued);
+    cursor: not-allowed;
+}
+:is(#settings, #image-input) input[type=range]:disabled { opacity: 0.5; cursor: not-allowed; }
 /* On a phone a result is as wide as the screen: the gallery is no taller than it needs. */
 @media (max-width: 640px) {
     #gallery { max-height: calc(100vw + 80px); }

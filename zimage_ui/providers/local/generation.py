@@ -165,6 +165,13 @@ class _StepPreviews:
         return latent_to_rgb(estimate)
 
 
+def _step_message(done: int, total: int, index: int, seeds: list[int]) -> str:
+    """A step's message; in a batch it names the image being made and its own seed."""
+    if len(seeds) == 1:
+        return f"step {done}/{total}"
+    return f"image {index + 1}/{len(seeds)}, seed {seeds[index]} · step {done}/{total}"
+
+
 def _decoding_message(index: int, count: int) -> str:
     return f"decoding image {index + 1}/{count} (VAE)" if count > 1 else "decoding the image (VAE)"
 
@@ -259,7 +266,8 @@ def run_pipeline(
                 preview = (
                     None if cancel.cancelled else previews.after_step(pipe, step, tensors.get("latents"))
                 )
-                report(Progress(done / total, f"step {done}/{total}", done, total, preview=preview))
+                message = _step_message(done, total, index, seeds)
+                report(Progress(done / total, message, done, total, preview=preview))
                 if step + 1 == steps and not cancel.cancelled:  # the VAE decode comes next: say so
                     report(Progress(done / total, _decoding_message(index, len(seeds))))
                 return tensors
