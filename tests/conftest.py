@@ -64,7 +64,6 @@ def plain_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "GRADIO_MCP_SERVER": "true",
         "ZIMAGE_SERVER_KEYS": "none",
         "ZIMAGE_OUTPUT_DIR": str(root / "outputs"),
-        "ZIMAGE_VOTES_PATH": str(root / "votes.jsonl"),
     }
     with running_app(env) as url:
         yield url

@@ -4,6 +4,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -116,13 +117,15 @@ def test_blind_mode_hides_names_until_the_vote(page: Page):
     expect(titles.first).to_contain_text("Vote to see")
     shown = " ".join(titles.all_inner_texts())
     assert "steps" not in shown and not re.search(r"\d s\b", shown)  # no setting, no time
-    expect(page.locator("#vote-left")).to_have_text("Side A is better")
+    expect(page.locator("#vote-a")).to_have_text("A is better")
     expect(page.locator("#slider-left input")).to_have_value("A")  # one name per side everywhere
     expect(page.locator("#slider-right input")).to_have_value("B")
-    page.click("#vote-left")
+    for image in page.locator("#side-1-image img, #side-2-image img").all():  # the PNG's text names it
+        data = httpx.get(image.get_attribute("src") or "", timeout=10).content
+        assert data.startswith(b"\x89PNG") and b"tEXt" not in data and b"diffusers" not in data
+    page.click("#vote-a")
     expect(page.locator("#compare-summary")).to_contain_text("Side A was diffusers-tiny")
-    page.get_by_text("Blind vote leaderboard").click()
-    expect(page.locator("#leaderboard")).to_contain_text("diffusers-tiny")
+    expect(page.locator("#blind-note")).to_contain_text("not counted")  # the voter chose the sides
 
 
 def test_every_provider_can_be_picked_and_the_settings_follow_it(page: Page):

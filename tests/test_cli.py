@@ -344,7 +344,18 @@ def test_every_flag_of_every_command_has_help():
         for action in parser._actions:
             if not isinstance(action, argparse._SubParsersAction):
                 assert action.help, f"{parser.prog} {action.option_strings or action.dest} has no help"
-    assert seen == {"", "generate", "compare", "sweep", "info", "preset", "preset show", "providers", "env"}
+    commands = {
+        "generate",
+        "compare",
+        "sweep",
+        "info",
+        "preset",
+        "preset show",
+        "providers",
+        "env",
+        "leaderboard",
+    }
+    assert seen == {"", *commands}
 
 
 def test_preset_show_of_a_missing_file_exits_2_with_one_line(tmp_path: Path):

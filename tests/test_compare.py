@@ -1,4 +1,4 @@
-"""Comparisons, sweeps, sheets and blind votes on the tiny model."""
+"""Comparisons, sweeps and sheets on the tiny model."""
 
 import io
 
@@ -14,7 +14,6 @@ from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import Progress
 from zimage_ui.sheets import render_grid
 from zimage_ui.sweep import SweepSpec, check_size, parse_axis, plan, read_grid_spec, run_sweep
-from zimage_ui.votes import Vote, leaderboard, read_votes, record_vote
 
 TINY = "diffusers-tiny"
 BASE = GenerationParams(prompt="a red fox", width=256, height=256, seed=5, num_inference_steps=4)
@@ -137,16 +136,3 @@ def test_grid_draws_failed_cells_in_place():
     sheet = render_grid([[ok, None]], ["a", "b"], errors=[[None, "runpod: rate limited"]])
     assert sheet.size[0] == 128
     assert sheet.getpixel((64 + 60, sheet.height - 2)) != (0, 0, 255)
-
-
-def test_votes_append_and_leaderboard(tmp_path):
-    path = tmp_path / "votes.jsonl"
-    for verdict in ("left", "left", "right", "tie", "both_bad"):
-        record_vote(Vote("runpod", "aimlapi", verdict, "fox", 1), path)
-    path.open("a").write("not json\n")
-    votes = read_votes(path)
-    assert len(votes) == 5
-    rows = {row[0]: row for row in leaderboard(votes)}
-    assert rows["runpod"][1:5] == [2, 1, 1, 1]
-    assert rows["aimlapi"][1:5] == [1, 1, 2, 1]
-    assert leaderboard(votes)[0][0] == "runpod"

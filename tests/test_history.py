@@ -186,4 +186,4 @@ def test_history_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_schema_is_versioned(store: HistoryStore):
     with sqlite3.connect(store.path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)

@@ -13,6 +13,7 @@ from zimage_ui.metadata import PARAMETERS_KEY, png_with_chunks
 from zimage_ui.params import GenerationParams
 from zimage_ui.presets import Preset, PresetSide
 from zimage_ui.sweep import GRID_KEY, SweepSpec, parse_axis
+from zimage_ui.ui.common import SessionState
 from zimage_ui.ui.compare_tab import CompareTab, build_compare_tab
 from zimage_ui.ui.form import SETTING_NAMES, Form
 from zimage_ui.ui.generate_tab import GenerateTab, build_generate_tab
@@ -31,6 +32,7 @@ class Page:
     sweep: SweepTab
     presets: PresetsPanel
     info: InfoTab
+    state: SessionState
 
 
 @pytest.fixture
@@ -48,10 +50,11 @@ def page() -> Iterator[Page]:
             with gr.Tab("PNG info", id="png-info"):
                 info = build_info_tab()
         form = Form(panel.settings, generate.provider, compare.count, compare.sides, tabs)
-        keys = gr.State({})
-        presets.wire(demo, form, keys)
+        state = SessionState()
+        presets.wire(demo, form, state.keys)
         info.wire(form, presets, sweep)
-        yield Page(form, panel, generate, compare, sweep, presets, info)
+        compare.wire(form, state)
+        yield Page(form, panel, generate, compare, sweep, presets, info, state)
 
 
 def test_a_key_typed_on_the_page_relabels_every_provider_dropdown(monkeypatch):
@@ -353,14 +356,28 @@ async def test_a_new_comparison_titles_its_own_sides_from_the_start(wired_compar
     assert pickers == ["1. diffusers-tiny (steps 1)", "2. diffusers-tiny (steps 2)"], pickers
 
 
-def test_a_vote_reveals_the_names_and_retires_the_vote_prompt(page: Page, monkeypatch, tmp_path: Path):
-    monkeypatch.setenv("ZIMAGE_VOTES_PATH", str(tmp_path / "votes.jsonl"))
+def test_a_vote_reveals_the_names_and_retires_the_vote_prompt(page: Page, monkeypatch):
+    monkeypatch.delenv("ZIMAGE_HISTORY_DB", raising=False)  # votes stay in the browser
     compare = page.compare
-    round_ = {"providers": ["diffusers-tiny", "runpod"], "prompt": "a fox", "seed": 3}
-    updates = compare.vote_handler("left")({compare.blind_state: round_})
+    round_ = {
+        "providers": ["diffusers-tiny", "runpod"],
+        "prompt": "a fox",
+        "seed": 3,
+        "size": (256, 256),
+        "latencies": [0.5, 1.5],
+    }
+    updates = compare.vote_handler("model_a")({compare.blind_state: round_}, request=None)
     statuses = [updates[result.status] for result in compare.results[:2]]
     assert statuses == ["Made by **diffusers-tiny**.", "Made by **runpod**."]
     assert "Vote to see" not in str(updates)
+    [vote] = updates[page.state.fresh]["votes"]  # kept in the browser, and not counted: chosen sides
+    assert (vote["model_a"], vote["model_b"], vote["winner"], vote["drawn"]) == (
+        "diffusers-tiny",
+        "runpod",
+        "model_a",
+        False,
+    )
+    assert "a fox" not in str(vote) and vote["prompt_hash"]
 
 
 def test_a_batch_is_headed_by_where_its_seeds_start_not_by_one_seed():

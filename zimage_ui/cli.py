@@ -30,6 +30,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from zimage_ui import rating
 from zimage_ui.cli_commands import (
     COMMANDS,
     EXIT_FAILED,
@@ -191,6 +192,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("file", type=Path, metavar="FILE", help="the preset file (.json, .yaml)")
 
+    board = command(
+        "leaderboard",
+        "rate providers from exported arena votes (Bradley-Terry, 95%% bootstrap intervals)",
+        "leaderboard --votes zimage-votes.csv --json",
+    )
+    board.add_argument(
+        "--votes",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="votes as CSV in LMArena's battle format (model_a, model_b, winner, ...): the arena's export",
+    )
+    board.add_argument(
+        "--rounds", type=int, default=rating.BOOTSTRAP_ROUNDS, metavar="N", help="bootstrap rounds"
+    )
+    board.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per provider per line: rating, lower, upper, votes",
+    )
     providers = command("providers", "list providers and whether they are usable here", "providers --json")
     providers.add_argument("--json", action="store_true", help="one JSON object per provider per line")
     variables = command(

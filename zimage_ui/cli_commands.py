@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from zimage_ui import env
+from zimage_ui import env, rating
 from zimage_ui.cli_output import (
     PARAM_FLAGS,
     ProgressLines,
@@ -48,6 +48,7 @@ from zimage_ui.sweep import (
     read_grid_spec,
     run_sweep,
 )
+from zimage_ui.votes import counted, from_csv
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_IMAGE_BYTES = 50 * 2**20  # `info` reads no image over this (the PNG info tab's cap)
@@ -363,8 +364,45 @@ def run_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+MAX_VOTES_BYTES = 50 * 2**20  # a CSV of 50,000 votes is a few MB
+
+
+def run_leaderboard(args: argparse.Namespace) -> int:
+    """Ratings from an exported votes CSV (LMArena's battle format): the page's leaderboard."""
+    try:
+        if args.votes.stat().st_size > MAX_VOTES_BYTES:
+            return usage_error(InvalidParams({"votes": f"{_shown(args.votes)} is over 50 MB"}))
+        text = args.votes.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        return usage_error(InvalidParams({"votes": f"can't read {_shown(args.votes)}: {exc}"}))
+    votes, problems = from_csv(text)
+    for problem in problems[:5]:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if len(problems) > 5:
+        print(f"skipped: {len(problems) - 5} more", file=sys.stderr)
+    battles = counted(votes)
+    if not battles:
+        print("error: votes: no counted votes in the file", file=sys.stderr)
+        return EXIT_FAILED
+    board = rating.leaderboard(battles, rounds=args.rounds)
+    if args.json:
+        for row in rating.as_json(board):
+            print(json.dumps(row))
+        return EXIT_OK
+    print(f"{'rank':>4}  {'provider':24} {'rating':>6}  {'95% interval':>13}  {'votes':>5}")
+    for rank, name, score, interval, count, note in rating.table_rows(board):
+        print(f"{rank:>4}  {name:24} {score:>6}  {interval:>13}  {count:>5}  {note}".rstrip())
+    print(
+        f"{board.battles} votes counted (ties as half a win; intervals from {args.rounds} bootstrap rounds)"
+    )
+    if board.left_win_rate is not None:
+        print(f"the left side won {board.left_win_rate:.0%} of votes with a winner (50%: no position bias)")
+    return EXIT_OK
+
+
 PRESET_COMMANDS = {"show": run_preset_show}
 COMMANDS = {
+    "leaderboard": run_leaderboard,
     "generate": run_generate,
     "compare": run_compare,
     "sweep": run_sweep_command,

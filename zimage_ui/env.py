@@ -75,7 +75,7 @@ class Environment(BaseSettings):
     ZIMAGE_POLL_INTERVAL_S: float = _var(1.0, SERVER, "longest pause between status polls, s", gt=0)
     ZIMAGE_ALLOW_PRIVATE_URLS: str = _var("", SERVER, "1 lets visitor URLs reach private addresses")
     ZIMAGE_SWEEP_MAX_CELLS: int = _var(36, SERVER, "most cells one sweep may have", gt=0)
-    ZIMAGE_VOTES_PATH: str = _var("", SERVER, "where blind votes are appended (JSON lines)")
+    ZIMAGE_ARENA: str = _var("", SERVER, "the arena's sides: provider[:steps=N], comma-separated")
     ZIMAGE_HISTORY_DB: str = _var("", SERVER, "SQLite run log for a team instance")
     ZIMAGE_PRESETS_DIR: str = _var("", SERVER, "a shared team folder of presets")
     ZIMAGE_BROWSER_SECRET: SecretStr = _var(SecretStr(""), SERVER, "scrambles the browser storage")

@@ -99,3 +99,22 @@ class MalformedResponse(ProviderError):
 
 class Cancelled(ProviderError):
     """Stopped by the user."""
+
+
+# How a failed run is counted in the providers' view: by the kind of error, in plain words.
+FAILURE_KINDS: tuple[tuple[type[Exception], str], ...] = (
+    (ProviderUnavailable, "not usable"),
+    (AuthError, "key refused"),
+    (NoCredit, "no credit"),
+    (RateLimited, "rate limited"),
+    (ProviderTimeout, "timed out"),
+    (MalformedResponse, "odd answer"),
+    (JobFailed, "job failed"),
+    (InvalidParams, "settings refused"),
+    (ProviderError, "other provider error"),
+)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The kind of failure `exc` is, as the providers' view counts it."""
+    return next((kind for cls, kind in FAILURE_KINDS if isinstance(exc, cls)), "unexpected error")

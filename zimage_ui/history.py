@@ -23,11 +23,12 @@ from typing import Any, ClassVar
 from zimage_ui import env
 from zimage_ui.keyguard import Secrets, known_secrets, scrub
 from zimage_ui.params import GenerationParams
+from zimage_ui.provider_stats import RunRecord
 from zimage_ui.redaction import url_secrets
 from zimage_ui.runner import Outcome
 
 HISTORY_ENV = "ZIMAGE_HISTORY_DB"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: each run's kind of failure (`failure`), for the providers' view
 MAX_LIMIT = 1000
 
 _SCHEMA = """
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS runs (
     run_s REAL,
     cost TEXT,
     image_paths TEXT NOT NULL,
-    error TEXT
+    error TEXT,
+    failure TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created_at ON runs (created_at);
 """
@@ -141,6 +143,9 @@ class HistoryStore:
             # WAL: a write killed halfway leaves the log readable, and readers never wait on it.
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if "failure" not in columns:  # a log from before version 2
+                db.execute("ALTER TABLE runs ADD COLUMN failure TEXT")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
@@ -160,6 +165,7 @@ class HistoryStore:
         cost: str | None = None,
         image_paths: Iterable[str | Path] = (),
         error: str | None = None,
+        failure: str | None = None,
         created_at: datetime | None = None,
         secrets: Iterable[str] = (),
     ) -> int:
@@ -187,10 +193,12 @@ class HistoryStore:
             _scrubbed(cost, known),
             json.dumps([scrub(str(path), known) for path in image_paths], ensure_ascii=False),
             _scrubbed(error, known),
+            failure,
         )
         with self._write_lock, self._connect() as db:
             cursor = db.execute(
-                f"INSERT INTO runs ({_COLUMNS.partition(', ')[2]}) VALUES ({', '.join('?' * 11)})", row
+                f"INSERT INTO runs ({_COLUMNS.partition(', ')[2]}, failure) VALUES ({', '.join('?' * 12)})",
+                row,
             )
             return int(cursor.lastrowid or 0)
 
@@ -211,6 +219,7 @@ class HistoryStore:
             cost=str(result.cost) if result and result.cost else None,
             image_paths=image_paths,
             error=outcome.error,
+            failure="stopped" if outcome.stopped else outcome.failure,
             secrets=secrets,
         )
 
@@ -229,6 +238,28 @@ class HistoryStore:
                     )
                     changed += 1
         return changed
+
+    def run_records(self, limit: int = 5000) -> list[RunRecord]:
+        """The newest runs as the providers' view counts them."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT provider, created_at, error, failure, elapsed_s, image_paths, cost FROM runs "
+                "ORDER BY created_at DESC, id DESC LIMIT ?",
+                (max(1, int(limit)),),
+            ).fetchall()
+        return [
+            RunRecord(
+                provider=provider,
+                tstamp=created,
+                ok=error is None,
+                stopped=failure == "stopped",
+                failure=None if error is None else (failure or "unexpected error"),
+                elapsed_s=float(elapsed),
+                images=len(json.loads(paths)),
+                cost_usd=_usd(cost),
+            )
+            for provider, created, error, failure, elapsed, paths, cost in rows
+        ]
 
     def search(self, text: str = "", limit: int = 50) -> list[HistoryRow]:
         """Runs whose prompt contains `text` (case-insensitive for ASCII), newest first."""
@@ -259,6 +290,16 @@ class HistoryStore:
             )  # fmt: skip
             writer.writerow([_cell(value) for value in values])
         return buffer.getvalue()
+
+
+def _usd(cost: str | None) -> float | None:
+    """A cost as recorded ("$0.0050"), in dollars; None for other units or none."""
+    if not cost or not cost.startswith("$"):
+        return None
+    try:
+        return float(cost[1:])
+    except ValueError:
+        return None
 
 
 def _scrubbed(text: str | None, known: Secrets) -> str | None:

@@ -327,3 +327,15 @@ def read_provenance(data: bytes) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def without_metadata(png: bytes) -> bytes:
+    """The image's pixels alone, as a PNG without a text chunk: what a blind vote shows, since the
+    record and the `parameters` text name the provider and the settings."""
+    with Image.open(io.BytesIO(png)) as image:
+        image.load()
+        pixels = image.copy()
+    pixels.info = {}
+    buffer = io.BytesIO()
+    pixels.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()

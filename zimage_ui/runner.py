@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from zimage_ui.cancel import CancelToken
-from zimage_ui.errors import Cancelled, ZImageError
+from zimage_ui.errors import Cancelled, ProviderUnavailable, ZImageError, failure_kind
 from zimage_ui.keyguard import known_secrets, scrub
 from zimage_ui.metadata import png_bytes, spliceable_png
 from zimage_ui.params import GenerationParams
@@ -48,6 +48,7 @@ class Outcome:
     error: str | None = None
     elapsed_s: float = 0.0
     stopped: bool = False  # the user's Stop ended it: not a failure
+    failure: str | None = None  # the kind of failure (`errors.failure_kind`), for the providers' view
 
     @property
     def ok(self) -> bool:
@@ -76,6 +77,7 @@ async def generate_one(
         status = provider.availability(keys)
         if not status.usable:
             outcome.error = f"{provider_id}: not usable here: {status.reason}"
+            outcome.failure = failure_kind(ProviderUnavailable(provider_id, status.reason))
             return outcome
         outcome.prepared = provider.prepare(params)
         gate = None if provider.capabilities.local_gpu else hosted_gate
@@ -100,7 +102,7 @@ async def generate_one(
     except Cancelled as exc:
         outcome.error, outcome.stopped = str(exc), True
     except ZImageError as exc:
-        outcome.error = str(exc)
+        outcome.error, outcome.failure = str(exc), failure_kind(exc)
         log.warning("%s", scrub(outcome.error, known_secrets(keys.secrets())))
     except Exception as exc:  # a bug or an unmapped library error: still a message, not a crash
         known = known_secrets(keys.secrets())
@@ -109,6 +111,7 @@ async def generate_one(
             provider_id,
             scrub("".join(traceback.format_exception(exc)), known),
         )
+        outcome.failure = failure_kind(exc)
         outcome.error = scrub(
             f"{provider_id}: unexpected error ({type(exc).__name__}: {exc}); "
             "try again, and report it if it keeps happening",

@@ -15,6 +15,7 @@ import gradio as gr
 from zimage_ui.providers import default_provider_id
 from zimage_ui.runs import cache_schedule
 from zimage_ui.ui.api import API_PATH
+from zimage_ui.ui.arena_tab import build_arena_tab
 from zimage_ui.ui.common import SessionState
 from zimage_ui.ui.compare_tab import build_compare_tab
 from zimage_ui.ui.form import Form
@@ -23,6 +24,7 @@ from zimage_ui.ui.history_tab import build_history_tab
 from zimage_ui.ui.info_tab import build_info_tab
 from zimage_ui.ui.inputs_panel import build_inputs_panel
 from zimage_ui.ui.presets_panel import build_presets_panel
+from zimage_ui.ui.providers_tab import build_providers_tab
 from zimage_ui.ui.settings_panel import build_keys_panel, build_prompt, build_settings_panel
 from zimage_ui.ui.sweep_tab import build_sweep_tab
 
@@ -30,11 +32,11 @@ TITLE = "Z-Image-Turbo playground"
 API_LINK = f"{API_PATH.lstrip('/')}/"  # relative: right behind a proxy or on a Space
 # Ctrl+Enter (Cmd+Enter on a Mac) in the prompt runs the tab in view: Generate, Compare or Sweep.
 PAGE_JS = """() => {
-    const LIVE = "#status, #compare-summary, #sweep-status, #preset-status";
+    const LIVE = "#status, #compare-summary, #sweep-status, #arena-status, #preset-status";
     document.addEventListener("keydown", (event) => {
         if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) { return; }
         if (!event.target.closest || !event.target.closest("#prompt")) { return; }
-        const run = [...document.querySelectorAll("#generate, #compare-run, #sweep-run")]
+        const run = [...document.querySelectorAll("#generate, #compare-run, #sweep-run, #arena-run")]
             .find((button) => button.offsetParent !== null);
         if (run) { event.preventDefault(); run.click(); }
     });
@@ -90,6 +92,10 @@ def build_demo() -> gr.Blocks:
                         compare = build_compare_tab(default_provider)
                     with gr.Tab("Sweep", id="sweep"):
                         sweep = build_sweep_tab(default_provider)
+                    with gr.Tab("Arena", id="arena") as arena_tab:
+                        arena = build_arena_tab()
+                    with gr.Tab("Providers", id="providers") as providers_tab:
+                        report = build_providers_tab()
                     with gr.Tab("PNG info", id="png-info"):
                         info = build_info_tab()
                     with gr.Tab("History", id="history") as history_tab:
@@ -104,11 +110,13 @@ def build_demo() -> gr.Blocks:
         form = Form(panel.settings, generate.provider, compare.count, compare.sides, tabs, image_inputs)
         panel.wire(state.last_seed)
         image_inputs.wire()
-        image_inputs.show_chips([generate.input_chip, compare.input_chip, sweep.input_chip])
+        image_inputs.show_chips([generate.input_chip, compare.input_chip, sweep.input_chip, arena.input_chip])
         keys.wire(state.keys, [generate.provider, sweep.provider, *(side.provider for side in compare.sides)])
         generate.wire(demo, form, panel, state)
         compare.wire(form, state)
         sweep.wire(form, state)
+        arena.wire(arena_tab, form, state)
+        report.wire(providers_tab, state)
         presets.wire(demo, form, state.keys)
         info.wire(form, presets, sweep)
         past.wire(demo, history_tab, form, presets, state)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import secrets as token_source
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,15 +34,24 @@ PRIVATE: dict[str, Any] = {"queue": False, "api_visibility": "private"}
 # event's messages reach the browser.
 PRIVATE_SAYING: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None}
 HISTORY_LIMIT = 200  # images kept in a browser's history, the newest
-# A run's new history entries (`fresh`) join the browser's history in the browser itself: the
-# history is sent to the server only when the History tab shows it.
-# Each image once (the change can be heard twice); a js function's array is read as one value per
-# output, so the one output is wrapped.
-MERGE_HISTORY_JS = f"""(fresh, past) => {{
-    const seen = new Set();
-    const entries = [...(fresh || []), ...(past || [])]
-        .filter((entry) => entry && !seen.has(entry.path) && seen.add(entry.path));
-    return [entries.slice(0, {HISTORY_LIMIT})];
+RUNS_LIMIT = 1000  # runs a browser keeps for the providers' view
+VOTES_LIMIT = 5000  # votes a browser keeps (a public Space: each browser its own leaderboard)
+# What a run or a vote adds (`Fresh`) joins what the browser keeps in the browser itself: the
+# lists reach the server only when a tab shows them. Each item once (the change can be heard
+# twice), the newest first.
+MERGE_FRESH_JS = f"""(fresh, images, runs, votes) => {{
+    const merged = (added, kept, key, limit) => {{
+        const seen = new Set();
+        return [...(added || []), ...(kept || [])]
+            .filter((item) => item && !seen.has(item[key]) && seen.add(item[key]))
+            .slice(0, limit);
+    }};
+    fresh = fresh || {{}};
+    return [
+        merged(fresh.images, images, "path", {HISTORY_LIMIT}),
+        merged(fresh.runs, runs, "id", {RUNS_LIMIT}),
+        merged(fresh.votes, votes, "id", {VOTES_LIMIT}),
+    ];
 }}"""
 STOPPED = "**Stopped.**"
 
@@ -197,9 +208,9 @@ def browser_secret() -> str:
         return token_source.token_urlsafe(32)  # read-only disk: kept until a restart
 
 
-def browser_history() -> gr.BrowserState:
-    """This browser's history, kept in the browser under the page's storage key."""
-    key = f"{env.get('ZIMAGE_BROWSER_STORAGE_KEY')}:history"
+def kept_in_browser(name: str) -> gr.BrowserState:
+    """A list this browser keeps under the page's storage key (`name`: history, runs, votes)."""
+    key = f"{env.get('ZIMAGE_BROWSER_STORAGE_KEY')}:{name}"
     return gr.BrowserState([], storage_key=key, secret=browser_secret())
 
 
@@ -212,13 +223,52 @@ class SessionState:
     last_seed: gr.State = field(default_factory=lambda: gr.State(None))
     # Every image this browser made (`HistoryEntry`s, newest first), kept in the browser: it
     # survives a reload and a restart (whose run files may be gone by then: the History says so).
-    history: gr.BrowserState = field(default_factory=browser_history)
-    # A finished run's entries, on their way into `history` (hidden; merged in the browser).
+    history: gr.BrowserState = field(default_factory=lambda: kept_in_browser("history"))
+    # Every run this browser made (`run_record`s), for the providers' view where there is no team log.
+    runs: gr.BrowserState = field(default_factory=lambda: kept_in_browser("runs"))
+    # This browser's votes (`votes.VoteRecord`s) where there is no team database.
+    votes: gr.BrowserState = field(default_factory=lambda: kept_in_browser("votes"))
+    # What a run or a vote just added (`Fresh.value`), on its way into the lists (hidden).
     fresh: gr.JSON = field(default_factory=lambda: gr.JSON(visible="hidden"))
 
     def keep_fresh(self) -> None:
-        """Each run's new entries join the history in the browser (no round trip)."""
-        self.fresh.change(None, [self.fresh, self.history], [self.history], js=MERGE_HISTORY_JS, **PRIVATE)
+        """What each run or vote adds joins the browser's lists in the browser (no round trip)."""
+        kept = [self.history, self.runs, self.votes]
+        self.fresh.change(None, [self.fresh, *kept], kept, js=MERGE_FRESH_JS, **PRIVATE)
+
+
+@dataclass
+class Fresh:
+    """What a run (or a vote) adds to what the browser keeps: images, runs and votes."""
+
+    images: list[dict[str, str]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    votes: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, outcome: Outcome, paths: list[Path], keys: KeyRing, label: str = "") -> None:
+        """A finished run: its images and its record (and the run in the team log, if any)."""
+        self.images += remember(outcome, paths, keys, label)
+        self.runs.append(run_record(outcome, len(paths)))
+
+    def value(self) -> dict[str, list[Any]]:
+        return {"images": self.images, "runs": self.runs, "votes": self.votes}
+
+
+def run_record(outcome: Outcome, images: int) -> dict[str, Any]:
+    """One run as the providers' view counts it: who, when, how long, how it ended, what it cost.
+    Nothing in it names the prompt or a key."""
+    cost = outcome.result.cost if outcome.result else None
+    return {
+        "id": uuid.uuid4().hex,
+        "tstamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "provider": outcome.provider,
+        "ok": outcome.ok,
+        "stopped": outcome.stopped,
+        "failure": None if outcome.ok or outcome.stopped else (outcome.failure or "unexpected error"),
+        "elapsed_s": round(outcome.elapsed_s, 3),
+        "images": images,
+        "cost_usd": cost.amount if cost and cost.unit == "USD" else None,
+    }
 
 
 def outcome_status(outcome: Outcome) -> str:

@@ -14,6 +14,7 @@ import gradio as gr
 
 from zimage_ui.compare import MAX_SIDES, MIN_SIDES, Side, params_for_sides, run_comparison
 from zimage_ui.errors import InvalidParams
+from zimage_ui.metadata import without_metadata
 from zimage_ui.params import GenerationParams
 from zimage_ui.providers.base import KeyRing, Progress
 from zimage_ui.runner import Outcome
@@ -21,14 +22,16 @@ from zimage_ui.runs import Run
 from zimage_ui.ui.common import (
     PRIVATE,
     PRIVATE_SAYING,
+    Fresh,
     SessionState,
+    browser_secret,
     follow,
     on_run,
     outcome_status,
     owned_run,
-    remember,
     run_buttons,
     save_run_files,
+    session_of,
     stop_handler,
     user_error,
 )
@@ -43,7 +46,7 @@ from zimage_ui.ui.form import (
 )
 from zimage_ui.ui.generate_tab import use_as_input_updates
 from zimage_ui.ui.settings_panel import provider_choices
-from zimage_ui.votes import LEADERBOARD_COLUMNS, VERDICT_LABELS, Vote, leaderboard, read_votes, record_vote
+from zimage_ui.votes import VERDICT_IDS, VERDICT_LABELS, VoteRecord, prompt_hash, voter_id, votes_from_env
 
 # One name per side everywhere in a blind round: the titles, the slider and the vote buttons.
 BLIND_NAMES = ("A", "B")
@@ -78,11 +81,6 @@ class Finished:
     stopped: bool
 
 
-def leaderboard_rows() -> Any:
-    rows = leaderboard(read_votes())
-    return {"headers": LEADERBOARD_COLUMNS, "data": rows or [["no votes yet", 0, 0, 0, 0, "-"]]}
-
-
 def side_name(index: int, side: Side) -> str:
     """A side as its column's title and the A/B slider's pickers name it: "2. runpod (steps 4)"."""
     return f"{index + 1}. {side.title()}"
@@ -101,13 +99,15 @@ def _blind_status() -> str:
 
 
 async def _shown_image(run: Run, outcome: Outcome, paths: list[Path], blind_name: str | None) -> str | None:
-    """The side's first PNG; in blind mode a copy under a neutral name that reveals nothing."""
+    """The side's first PNG; in blind mode a copy under a neutral name and without the PNG's text
+    (which names the provider): nothing in it reveals the side."""
     if not paths:
         return None
     if blind_name is None:
         return str(paths[0])
     name = f"{uuid.uuid4().hex}-side-{blind_name.lower()}.png"
-    return str(await asyncio.to_thread(run.write, name, outcome.pngs[0]))
+    neutral = await asyncio.to_thread(without_metadata, outcome.pngs[0])  # its text names the provider
+    return str(await asyncio.to_thread(run.write, name, neutral))
 
 
 async def compare_sides(
@@ -155,7 +155,6 @@ class CompareTab:
     slider: gr.ImageSlider
     vote_row: gr.Row
     vote_buttons: dict[str, gr.Button]
-    leaderboard: gr.Dataframe
     images: gr.State = field(default_factory=lambda: gr.State([]))
     blind_state: gr.State = field(default_factory=lambda: gr.State(None))
 
@@ -213,7 +212,7 @@ class CompareTab:
                     self.summary,
                     self.blind_state,
                     self.vote_row,
-                    self.leaderboard,
+                    state.fresh,
                 ],
                 **PRIVATE_SAYING,
             )
@@ -291,10 +290,10 @@ class CompareTab:
             summary += " · **stopped**"
         if blind and failed:
             summary += " · blind round ended without a vote: a side failed"
-        fresh = []
+        fresh = Fresh()
         if not blind:  # a blind round stays out of the history: it would name the sides before the vote
             for k, (outcome, paths) in enumerate(zip(outcomes, done.saved, strict=True)):
-                fresh += remember(outcome, paths, keys, label=f"side {k + 1}")
+                fresh.add(outcome, paths, keys, label=f"side {k + 1}")
         # The slider's pickers name each side as its column does (blind: A and B only).
         names = list(BLIND_NAMES) if hidden else [side_name(k, side) for k, side in enumerate(done.sides)]
         choices = [(name, str(k + 1)) for k, name in enumerate(names)]
@@ -304,6 +303,8 @@ class CompareTab:
                 "providers": [s.provider for s in done.sides],
                 "prompt": done.params.prompt,
                 "seed": done.params.seed,
+                "size": (done.params.width, done.params.height),
+                "latencies": [round(o.elapsed_s, 3) for o in outcomes],
             }
             if hidden
             else None
@@ -317,7 +318,7 @@ class CompareTab:
             self.slider: pair,
             self.blind_state: blind_state,
             self.vote_row: gr.update(visible=hidden),
-            self._state.fresh: fresh,
+            self._state.fresh: fresh.value(),
         }
 
     def on_slider_pick(self, data: Values) -> Updates:
@@ -343,14 +344,32 @@ class CompareTab:
         return use_as_input
 
     def vote_handler(self, verdict: str) -> Any:
-        def vote(data: Values) -> Updates:
+        def vote(data: Values, request: gr.Request) -> Updates:
             blind_state = data[self.blind_state]
             if not blind_state:
                 gr.Info("Run a blind comparison of 2 sides first.")
                 return UNCHANGED
             left, right = blind_state["providers"]
-            record_vote(Vote(left, right, verdict, blind_state["prompt"], blind_state["seed"]))  # type: ignore[arg-type]
-            reveal = f"Voted **{VERDICT_LABELS[verdict]}**. Side A was **{left}**, Side B was **{right}**."
+            width, height = blind_state["size"]
+            record = VoteRecord(
+                left,
+                right,
+                verdict,
+                prompt_hash=blind_state["prompt"] and prompt_hash(blind_state["prompt"]),
+                seed=blind_state["seed"],
+                width=width,
+                height=height,
+                latency_a=blind_state["latencies"][0],
+                latency_b=blind_state["latencies"][1],
+                judge=voter_id(session_of(request), browser_secret()),
+                drawn=False,  # the voter chose the sides: kept, not counted
+            )
+            store, fresh = votes_from_env(), Fresh()
+            if store is not None:
+                store.add([record])
+            else:
+                fresh.votes.append(record.as_dict())
+            reveal = f"Your vote: {VERDICT_LABELS[verdict]}. Side A was **{left}**, Side B was **{right}**."
             return {
                 self.results[0].title: f"**Side A: {left}**",
                 self.results[1].title: f"**Side B: {right}**",
@@ -359,16 +378,16 @@ class CompareTab:
                 self.summary: reveal,
                 self.blind_state: None,
                 self.vote_row: gr.update(visible=False),
-                self.leaderboard: leaderboard_rows(),
+                self._state.fresh: fresh.value(),
             }
 
-        vote.__name__ = f"vote_{verdict}"
+        vote.__name__ = f"vote_{VERDICT_IDS[verdict].replace('-', '_')}"
         return vote
 
 
 def build_compare_tab(default_provider: str) -> CompareTab:
     gr.Markdown(
-        "Every side runs at once on the prompt, seed and settings on the left; a blank override "
+        "Every side runs at once on the prompt, seed and shared settings; a blank override "
         "keeps the shared value. The whole comparison takes about as long as its slowest side. "
         "Strength changes the input image's strength and LoRA scale sets every LoRA's scale (all "
         "of them), both from the Image input panel."
@@ -428,10 +447,14 @@ def build_compare_tab(default_provider: str) -> CompareTab:
         slider = gr.ImageSlider(label="Drag to compare", type="filepath", format="png", elem_id="ab-slider")
     with gr.Row(visible=False) as vote_row:
         vote_buttons = {
-            verdict: gr.Button(label, elem_id=f"vote-{verdict}") for verdict, label in VERDICT_LABELS.items()
+            verdict: gr.Button(label, elem_id=f"vote-{VERDICT_IDS[verdict]}")
+            for verdict, label in VERDICT_LABELS.items()
         }
-    with gr.Accordion("Blind vote leaderboard", open=False):
-        board = gr.Dataframe(value=leaderboard_rows(), interactive=False, elem_id="leaderboard")
+    gr.Markdown(
+        "A blind vote here is kept but not counted in the leaderboard: you chose the two sides. "
+        "The **Arena** tab draws the pairs, and its votes make the ratings.",
+        elem_id="blind-note",
+    )
     return CompareTab(
         count,
         blind,
@@ -446,7 +469,6 @@ def build_compare_tab(default_provider: str) -> CompareTab:
         slider,
         vote_row,
         vote_buttons,
-        board,
     )
 
 

@@ -20,13 +20,13 @@ from zimage_ui.settings import TABLE
 from zimage_ui.ui.common import (
     PRIVATE,
     PRIVATE_SAYING,
+    Fresh,
     SessionState,
     follow_latest,
     on_run,
     outcome_status,
     owned_run,
     progress_reporter,
-    remember,
     run_buttons,
     run_label,
     save_run_files,
@@ -279,7 +279,7 @@ class GenerateTab:
             self.status: outcome_status(outcome),
             self.sent: outcome.prepared.display() if outcome.prepared else None,
             self.last_prepared: outcome.prepared,
-            state.fresh: remember(outcome, paths, keys),
+            state.fresh: fresh_from(outcome, paths, keys),
         }
         if outcome.ok:  # a failure keeps the last images and their seed: the status says what went wrong
             shown = {self.seed_used: str(outcome.seed), state.last_seed: outcome.seed}
@@ -358,6 +358,13 @@ def build_generate_tab(default_provider: str) -> GenerateTab:
         curl,
         python,
     )
+
+
+def fresh_from(outcome: Outcome, paths: list[Path], keys: KeyRing) -> dict[str, Any]:
+    """What one Generate run adds to the browser's lists."""
+    fresh = Fresh()
+    fresh.add(outcome, paths, keys)
+    return fresh.value()
 
 
 def use_as_input_updates(form: Form, path: str) -> Updates:

@@ -365,9 +365,7 @@ class InputsPanel:
             self.image_url: state("image_url", ok_info="an https URL, instead of an upload"),
             self.strength: state("image", "image_url", ok_info="how much of the input image is redrawn"),
             self.mask_box: gr.update(visible="mask" not in reasons),
-            self.mask_off: gr.update(
-                visible="mask" in reasons, value=f"**Mask (not on {provider_id})**: {reasons.get('mask', '')}"
-            ),
+            self.mask_off: gr.update(visible="mask" in reasons, value=f"**Mask**: {refused}"),
             self.control_image: image_state("control_image", "Control image"),
             self.control_url: state("control_url", ok_info="an https URL, instead of an upload"),
             self.control_kind: gr.update(

@@ -28,6 +28,10 @@ PAGE_SESSION_CAPACITY = 1000
 # The page has no API of its own (Gradio's "Use via API" would show an empty one): its header
 # links to the API's page instead (`ui.API_LINK`).
 FOOTER = ["gradio", "settings"]
+# Gradio 6.31 records every call's inputs and outputs in the browser by default (`/gradio_api/runs`):
+# a key typed on the page, or an arena battle's hidden sides, would be kept there. Off, which also
+# deletes what an earlier version recorded.
+RUN_HISTORY = False
 # Gradio's default theme is under WCAG's 4.5:1 in places (axe-core: color-contrast): hints, info
 # lines and the footer in neutral-400 (#BBBBC2 on white, 1.9:1), now neutral-500 (#71717A, 4.8:1);
 # white on the orange Generate (primary-500, 2.8:1) and the red Stop (#EF4444, 3.8:1), now
@@ -102,6 +106,7 @@ def beside_the_page(api: gr.Blocks, mcp: McpEndpoint | None) -> Lifespan:
             max_file_size=MAX_UPLOAD,
             footer_links=["api"],
             mcp_server=False,
+            run_history=False,  # as on the page (`RUN_HISTORY`)
             theme=THEME,
             css=CSS,
         )
@@ -137,6 +142,7 @@ def serve(page: gr.Blocks, *, host: str, port: int, mcp: bool) -> None:
         mcp_server=False,  # ours (`ui.mcp_tools`), not Gradio's, serves MCP_PATH
         state_session_capacity=PAGE_SESSION_CAPACITY,
         footer_links=FOOTER,  # type: ignore[arg-type]
+        run_history=RUN_HISTORY,
         theme=THEME,
         css=CSS,
         app_kwargs={"lifespan": beside_the_page(api, McpEndpoint() if mcp else None)},

@@ -31,11 +31,11 @@ from zimage_ui.sweep import (
 )
 from zimage_ui.ui.common import (
     PRIVATE,
+    Fresh,
     SessionState,
     follow,
     on_run,
     owned_run,
-    remember,
     run_buttons,
     save_run_files,
     stop_handler,
@@ -120,10 +120,10 @@ class SweepTab:
             return
         done: asyncio.Queue[int] = asyncio.Queue()
         keys = KeyRing.for_visitor(data[self._keys])
-        fresh: list[dict[str, str]] = []  # every cell's image joins the history
+        fresh = Fresh()  # every cell's image joins the history
 
         def keep(outcome: Outcome, paths: list[Path], caption: str) -> None:
-            fresh.extend(remember(outcome, paths, keys, label=caption))
+            fresh.add(outcome, paths, keys, label=caption)
 
         task = asyncio.create_task(
             run_cells(spec, keys, request, lambda n, _total: done.put_nowait(n), on_cell=keep)
@@ -141,7 +141,7 @@ class SweepTab:
             self.grid: grid,
             self.gallery: cells,
             self.grid_file: grid,
-            self._fresh: fresh,
+            self._fresh: fresh.value(),
         }
 
 
