@@ -49,6 +49,11 @@ PAGE_JS = """() => {
         document.querySelectorAll(LIVE).forEach((line) => line.setAttribute("aria-live", "polite"));
         document.querySelectorAll("div.empty[aria-label]:not([role])")
             .forEach((empty) => empty.setAttribute("role", "img"));
+        // An output image is wrapped in a button (for select events) with no name of its own.
+        document.querySelectorAll("div.image-container > button:not([aria-label])").forEach((button) => {
+            const label = button.closest(".block")?.querySelector("[data-testid=block-label]")?.textContent;
+            button.setAttribute("aria-label", `${label?.trim() || "Result"}: image`);
+        });
         document.querySelectorAll("button.thumbnail-item[aria-label]").forEach((thumbnail) => {
             const caption = thumbnail.querySelector(".caption-label")?.textContent?.trim();
             const name = thumbnail.getAttribute("aria-label");

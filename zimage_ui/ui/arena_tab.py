@@ -362,7 +362,6 @@ def build_arena_tab() -> ArenaTab:
                 images.append(
                     gr.Image(
                         label=f"Side {name}",
-                        show_label=False,
                         type="filepath",
                         format="png",
                         interactive=False,
