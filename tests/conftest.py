@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.chat_server import ChatServer, chat_server
 from tests.emulators import EMULATORS, Emulator, running
 from tests.hostile import HostileServer
 
@@ -162,3 +163,10 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("photo") / "photo.png"
     Image.fromarray(ramp_rgb()).save(path)
     return path
+
+
+@pytest.fixture
+def chat() -> Iterator[ChatServer]:
+    """A chat-completions server for the prompt enhancer (`tests.chat_server`)."""
+    with chat_server() as server:
+        yield server

@@ -354,6 +354,7 @@ def test_every_flag_of_every_command_has_help():
         "providers",
         "env",
         "leaderboard",
+        "enhance",
     }
     assert seen == {"", *commands}
 

@@ -17,7 +17,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("providers", ("providers.base", "providers.hosted", "providers.local")),
     ("registry", ("providers",)),
     ("run", ("runner", "runs", "metadata", "infotext", "codegen", "keyguard", "rating", "votes", "sheets")),
-    ("features", ("compare", "sweep", "presets", "history", "preset_sharing", "arena", "provider_stats")),
+    (
+        "features",
+        ("compare", "sweep", "presets", "history", "preset_sharing", "arena", "provider_stats", "enhancer"),
+    ),
     ("cli", ("cli_output", "cli_commands", "cli")),
     ("ui", ("ui",)),
     ("entry", ("__main__",)),

@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_param_flags(generate, "one JSON object per provider per line on stdout")
     add_input_flags(generate)
+    generate.add_argument(
+        "--enhance",
+        action="store_true",
+        help="rewrite the prompt with the prompt enhancer first (see `enhance`); the PNG keeps your own"
+        " prompt too; nothing is drawn if the enhancer fails",
+    )
 
     compare = command(
         "compare",
@@ -192,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("file", type=Path, metavar="FILE", help="the preset file (.json, .yaml)")
 
+    rewrite = command(
+        "enhance",
+        "rewrite a prompt the way Z-Image-Turbo likes it, with the configured prompt enhancer",
+        'enhance "a cat on a windowsill" --json',
+    )
+    rewrite.add_argument("prompt", metavar="PROMPT", help="your prompt")
+    rewrite.add_argument(
+        "--json", action="store_true", help="one JSON object: the rewrite, your prompt and the model"
+    )
     board = command(
         "leaderboard",
         "rate providers from exported arena votes (Bradley-Terry, 95%% bootstrap intervals)",

@@ -28,6 +28,7 @@ from zimage_ui.cli_output import (
     settings_report,
 )
 from zimage_ui.compare import Side, params_for_sides, run_comparison
+from zimage_ui.enhancer import EnhancerFailed, enhance, enhanced_params
 from zimage_ui.errors import InvalidParams, PresetError
 from zimage_ui.image_inputs import load_inputs
 from zimage_ui.infotext import read_png_settings
@@ -161,6 +162,15 @@ def run_generate(args: argparse.Namespace) -> int:
         prepare_out(args.out)
     except (InvalidParams, PresetError) as exc:
         return usage_error(exc)
+    if args.enhance:
+        try:
+            params = enhanced_params(params, asyncio.run(enhance(params.prompt)))
+        except (EnhancerFailed, InvalidParams) as exc:
+            print(
+                f"error: {exc}; nothing was drawn (leave out --enhance to draw your own prompt)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
     lines = ProgressLines(quiet=args.quiet)
     outcomes = asyncio.run(generate_many(args.provider, params, keys=KeyRing(), progress=lines.update))
     lines.clear()
@@ -364,6 +374,20 @@ def run_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_enhance(args: argparse.Namespace) -> int:
+    """The prompt as the configured enhancer rewrites it, for Z-Image-Turbo."""
+    try:
+        enhanced = asyncio.run(enhance(args.prompt))
+    except EnhancerFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"prompt": enhanced.prompt, "original": enhanced.original, "model": enhanced.model}))
+    else:
+        print(enhanced.prompt)
+    return EXIT_OK
+
+
 MAX_VOTES_BYTES = 50 * 2**20  # a CSV of 50,000 votes is a few MB
 
 
@@ -403,6 +427,7 @@ def run_leaderboard(args: argparse.Namespace) -> int:
 PRESET_COMMANDS = {"show": run_preset_show}
 COMMANDS = {
     "leaderboard": run_leaderboard,
+    "enhance": run_enhance,
     "generate": run_generate,
     "compare": run_compare,
     "sweep": run_sweep_command,

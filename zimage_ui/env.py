@@ -98,6 +98,11 @@ class Environment(BaseSettings):
     ZIMAGE_HF_MODEL: str = _var("Tongyi-MAI/Z-Image-Turbo", HOSTED, "the hub model `huggingface` asks for")
     ZIMAGE_OPENAI_BASE_URL: str = _var("", HOSTED, "an OpenAI-style images endpoint (SGLang, vLLM-Omni)")
     ZIMAGE_OPENAI_MODEL: str = _var("", HOSTED, "the `model` field sent to it")
+    ZIMAGE_ENHANCER_BASE_URL: str = _var(
+        "", HOSTED, "the prompt enhancer: an OpenAI-compatible chat API root"
+    )
+    ZIMAGE_ENHANCER_MODEL: str = _var("", HOSTED, "the chat model that rewrites prompts")
+    ZIMAGE_ENHANCER_TIMEOUT_S: float = _var(60.0, HOSTED, "deadline of one prompt rewrite, seconds", gt=0)
     ZIMAGE_COMFYUI_URL: str = _var("", HOSTED, "a ComfyUI server's root")
     ZIMAGE_COMFYUI_WORKFLOW: str = _var("", HOSTED, "a workflow file saved with ComfyUI's Export (API)")
 
@@ -112,6 +117,7 @@ class Environment(BaseSettings):
         SecretStr(""), PROVIDER_KEYS, "Hugging Face token (Inference Providers, LoRAs)"
     )
     ZIMAGE_OPENAI_API_KEY: SecretStr = _var(SecretStr(""), PROVIDER_KEYS, "the OpenAI-style endpoint's key")
+    ZIMAGE_ENHANCER_API_KEY: SecretStr = _var(SecretStr(""), PROVIDER_KEYS, "the prompt enhancer's key")
     ZIMAGE_COMFYUI_API_KEY: SecretStr = _var(SecretStr(""), PROVIDER_KEYS, "Bearer key for a ComfyUI proxy")
 
 

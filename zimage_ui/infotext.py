@@ -329,6 +329,9 @@ def _from_zimage(raw: str) -> ReadBack | str:
         + _seed_note(params.seed)
         + "".join(f" {note}" for note in notes)
     )
+    if params.enhanced is not None:
+        own = params.enhanced.original
+        message += f" The prompt is {params.enhanced.model}'s rewrite of: “{own[:300]}”."
     return ReadBack(values, provider, "zimage", ignored, message, turbo=True)
 
 

@@ -52,6 +52,16 @@ class ProviderOptions(BaseModel):
     safety_checker: bool = Field(True, description="Provider-side safety checker, where offered.")
 
 
+class Enhancement(BaseModel):
+    """Where the prompt came from when an enhancer rewrote it: the person's own prompt and the
+    model that rewrote it. The params' `prompt` is the rewrite: what was drawn."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    original: str = Field(max_length=MAX_PROMPT_CHARS, description="The person's own prompt.")
+    model: str = Field(max_length=200, description="The chat model that rewrote it.")
+
+
 DEFAULT_STRENGTH = 0.6
 DEFAULT_CONTROL_SCALE = 0.75  # diffusers' ZImageControlNetPipeline default
 MAX_CONTROL_SCALE = 2.0
@@ -295,10 +305,11 @@ class ParamsCore(BaseModel):
 
     @model_serializer(mode="wrap")
     def _omit_no_inputs(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        """Without image inputs the params serialise exactly as before they existed."""
+        """Without image inputs or an enhanced prompt the params serialise exactly as before."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("inputs", 0) is None:
-            del data["inputs"]
+        for optional in ("inputs", "enhanced"):  # serialised as before they existed, when unused
+            if isinstance(data, dict) and data.get(optional, 0) is None:
+                del data[optional]
         return data
 
     @field_validator("inputs", check_fields=False)
@@ -435,6 +446,10 @@ def params_model(table: Table = TABLE) -> type[ParamsCore]:
     }
     fields["output_format"] = (Literal["png", "jpeg", "webp"], Field("png", description="Requested format."))
     fields["options"] = (ProviderOptions, Field(default_factory=ProviderOptions))
+    fields["enhanced"] = (
+        Enhancement | None,
+        Field(None, description="The person's own prompt and the enhancer, when the prompt is a rewrite."),
+    )
     fields["inputs"] = (
         ImageInputs | None,
         Field(
@@ -469,6 +484,7 @@ if TYPE_CHECKING:
         num_images: int = 1
         output_format: Literal["png", "jpeg", "webp"] = "png"
         options: ProviderOptions = ProviderOptions()
+        enhanced: Enhancement | None = None
         inputs: ImageInputs | None = None
 
 else:

@@ -34,7 +34,9 @@ from zimage_ui.providers import PROVIDERS
 PRESET_SCHEMA = 1
 MAX_PRESET_BYTES = 64 * 1024
 MAX_NAME_CHARS = 100
-PARAM_FIELDS = tuple(GenerationParams.model_fields)
+# The settings a preset holds: all of the params but where an enhanced prompt came from (a preset
+# is what to draw; the PNG keeps the person's own prompt).
+PARAM_FIELDS = tuple(name for name in GenerationParams.model_fields if name != "enhanced")
 
 _WANTED = {
     "int": "a whole number", "float": "a number", "string": "text", "bool": "true or false",

@@ -18,6 +18,7 @@ from zimage_ui.ui.api import API_PATH
 from zimage_ui.ui.arena_tab import build_arena_tab
 from zimage_ui.ui.common import SessionState
 from zimage_ui.ui.compare_tab import build_compare_tab
+from zimage_ui.ui.enhance_row import build_enhance_row
 from zimage_ui.ui.form import Form
 from zimage_ui.ui.generate_tab import build_generate_tab
 from zimage_ui.ui.history_tab import build_history_tab
@@ -30,6 +31,18 @@ from zimage_ui.ui.sweep_tab import build_sweep_tab
 
 TITLE = "Z-Image-Turbo playground"
 API_LINK = f"{API_PATH.lstrip('/')}/"  # relative: right behind a proxy or on a Space
+# What the model can do, for a newcomer: long, concrete prompts, in English and Chinese, and text
+# drawn in the image (Z-Image-Turbo writes both scripts).
+EXAMPLES = [
+    ["A red fox standing in fresh snow at dawn, its breath visible in the cold air, low golden "
+     "sunlight through birch trees, shallow depth of field, wildlife photograph"],
+    ['A neon sign that reads "OPEN 24 HOURS" above a small noodle bar on a rainy street at night, '
+     "red and blue reflections on the wet asphalt, a cyclist passing in the background"],
+    ["一只橘猫趴在江南老宅的木窗台上晒太阳，窗外是白墙黛瓦和小河，午后柔和的阳光，胶片质感"],
+    ["一张复古电影海报，标题用金色毛笔字写着“长安夜宴”，画面是灯火通明的唐代城楼和夜空中的烟花"],
+    ["A ceramic teapot and two small cups on a walnut table, steam rising, studio product photo "
+     "with soft window light from the left and a plain beige background"],
+]  # fmt: skip
 # Ctrl+Enter (Cmd+Enter on a Mac) in the prompt runs the tab in view: Generate, Compare or Sweep.
 PAGE_JS = """() => {
     const LIVE = "#status, #compare-summary, #sweep-status, #arena-status, #preset-status";
@@ -90,9 +103,11 @@ def build_demo() -> gr.Blocks:
         with gr.Row(elem_id="page"):
             with gr.Column(scale=7, min_width=320, elem_id="work"):
                 prompt = build_prompt()
+                enhance_row = build_enhance_row()
                 with gr.Tabs(overflow_behavior="wrap", elem_id="tabs") as tabs:  # no tab behind a menu
                     with gr.Tab("Generate", id="generate"):
                         generate = build_generate_tab(default_provider)
+                        gr.Examples(EXAMPLES, [prompt], label="Examples: one click puts it in the prompt")
                     with gr.Tab("Compare", id="compare"):
                         compare = build_compare_tab(default_provider)
                     with gr.Tab("Sweep", id="sweep"):
@@ -112,7 +127,17 @@ def build_demo() -> gr.Blocks:
                 presets = build_presets_panel()
                 keys = build_keys_panel()
 
-        form = Form(panel.settings, generate.provider, compare.count, compare.sides, tabs, image_inputs)
+        form = Form(
+            panel.settings,
+            generate.provider,
+            compare.count,
+            compare.sides,
+            tabs,
+            image_inputs,
+            enhance_row.rewrite,
+            enhance_row.each_run,
+        )
+        enhance_row.wire(prompt)
         panel.wire(state.last_seed)
         image_inputs.wire()
         image_inputs.show_chips([generate.input_chip, compare.input_chip, sweep.input_chip, arena.input_chip])

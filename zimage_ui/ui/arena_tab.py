@@ -166,7 +166,7 @@ class ArenaTab:
     async def on_battle(self, data: Values, request: gr.Request) -> AsyncIterator[Updates]:
         keys = KeyRing.for_visitor(data[self._state.keys])
         try:
-            params = self._form.read(data).with_concrete_seed()
+            params = (await self._form.read_for_run(data)).with_concrete_seed()
             sides = contenders(keys)
             votes = self._votes(data, self.seen)
             left, right = draw_pair(sides, pair_counts(votes))

@@ -291,6 +291,10 @@ def outcome_status(outcome: Outcome) -> str:
     if result.cost is not None:
         facts.append(f"cost {result.cost}")
     notes = "".join(f"\n- {note}" for note in outcome.prepared.notes)
+    enhanced = outcome.prepared.params.enhanced
+    if enhanced is not None:  # what was drawn is not what the person typed: say so, with the rewrite
+        drawn = outcome.prepared.params.prompt
+        notes += f"\n- drew {enhanced.model}'s rewrite of your prompt: “{drawn[:400]}”"
     return " · ".join(facts) + notes
 
 

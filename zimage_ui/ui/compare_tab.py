@@ -229,7 +229,7 @@ class CompareTab:
             blind = bool(data[self.blind])
             if blind and len(sides) != 2:
                 raise user_error("Blind mode compares exactly 2 sides: set Sides to 2.")
-            params = self._form.read(data).with_concrete_seed()
+            params = (await self._form.read_for_run(data)).with_concrete_seed()
             params_for_sides(sides, params)
         except InvalidParams as exc:
             yield {self.summary: f"**Check the sides.** {exc}"}

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from zimage_ui.compare import Side, read_side_fields
+from zimage_ui.enhancer import Enhanced, EnhancerFailed, enhance, enhanced_params
 from zimage_ui.errors import InvalidParams, PresetError
 from zimage_ui.params import GenerationParams, ImageInputs, parse_params
 from zimage_ui.presets import Preset, preset_from_params
@@ -205,9 +206,12 @@ class Form:
     sides: Sequence[SideControls]
     tabs: gr.Tabs
     image_inputs: InputsPanel | None = None
+    rewrite: gr.State | None = None  # the enhancer's rewrite in the prompt box (`EnhanceRow.rewrite`)
+    each_run: gr.Checkbox | None = None  # "Enhance each run" (`EnhanceRow.each_run`)
 
     def _input_components(self) -> list[Component]:
-        return self.image_inputs.components() if self.image_inputs else []
+        extra = [c for c in (self.rewrite, self.each_run) if c is not None]
+        return [*(self.image_inputs.components() if self.image_inputs else []), *extra]
 
     def inputs(self) -> set[Component]:
         """What `read`, `read_sides` and `preset` need from Gradio's input dict."""
@@ -235,10 +239,30 @@ class Form:
         ]
 
     def read(self, data: Values) -> GenerationParams:
-        """The shared settings and the image inputs as validated params; raises gr.Error."""
+        """The shared settings and the image inputs as validated params; raises gr.Error. A prompt
+        that is still the enhancer's rewrite carries the person's own prompt and the model."""
         params = read_params(self.settings.named(data))
+        rewrite = data.get(self.rewrite) if self.rewrite is not None else None
+        if isinstance(rewrite, dict) and rewrite.get("prompt") == params.prompt:
+            params = enhanced_params(params, Enhanced(params.prompt, rewrite["original"], rewrite["model"]))
         panel = self.image_inputs
         return params if panel is None else with_visitor_inputs(params, lambda: panel.read(data))
+
+    async def read_for_run(self, data: Values) -> GenerationParams:
+        """`read`, and with "Enhance each run" ticked the enhancer's rewrite of the prompt (one for
+        every side and cell of the run). An enhancer that fails stops the run: gr.Error naming it."""
+        params = self.read(data)
+        if self.each_run is None or not data.get(self.each_run) or params.enhanced is not None:
+            return params
+        try:
+            return enhanced_params(params, await enhance(params.prompt))
+        except EnhancerFailed as exc:
+            raise user_error(
+                f"{exc}. Nothing was drawn: untick Enhance each run to draw your own prompt.",
+                title="Not enhanced",
+            ) from None
+        except InvalidParams as exc:
+            raise user_error(f"The rewrite can't be drawn: {exc}", title="Not enhanced") from None
 
     def read_sides(self, data: Values) -> list[Side]:
         """The shown sides; every bad override is named in one gr.Error."""

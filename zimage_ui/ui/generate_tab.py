@@ -251,7 +251,7 @@ class GenerateTab:
         """Generate from the page: the outcome (or the problem) is said in the status line, never
         as red error badges; a local model shows a preview while it runs."""
         try:
-            params = self._form.read(data).with_concrete_seed()
+            params = (await self._form.read_for_run(data)).with_concrete_seed()
         except gr.Error as exc:
             yield {self.status: f"**{exc.title}.** {exc.message}"}  # one "Check the form", not two
             return

@@ -55,6 +55,7 @@ CSS = """
 /* A tab's Run and Stop keep a button's height beside a taller provider box. */
 .run-row { align-items: flex-end; }
 .run-row > button { flex-grow: 0; min-height: 42px; }
+.enhance-row { align-items: center; }
 /* The chip that says a run starts from an input image (and clears it) looks like a chip. */
 .run-row > button.input-chip { border: 1px solid var(--color-accent); border-radius: 999px; }
 /* A result smaller than the preview keeps its natural size: a 256x256 image is not blown up 3x and

@@ -106,7 +106,7 @@ class SweepTab:
 
     async def on_run(self, data: Values, request: gr.Request) -> AsyncIterator[Updates]:
         try:
-            params = self._form.read(data)
+            params = await self._form.read_for_run(data)
             spec = sweep_spec(
                 params,
                 data[self.provider],

@@ -1,0 +1,129 @@
+"""The prompt enhancer against a chat-completions server written here: what it sends, what it
+keeps, and how it fails (naming itself, never showing the key, drawing nothing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chat_server import KEY, REWRITE, ChatServer
+from zimage_ui.enhancer import SYSTEM_PROMPT, EnhancerConfig, EnhancerFailed, enhance, rewrite_of
+from zimage_ui.infotext import read_png_settings
+from zimage_ui.metadata import read_text_chunks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(chat: ChatServer, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(cwd),
+        "PYTHONPATH": str(ROOT),
+        "ZIMAGE_ENHANCER_BASE_URL": chat.url,
+        "ZIMAGE_ENHANCER_MODEL": "qwen-plus",
+        "ZIMAGE_ENHANCER_API_KEY": KEY,
+        "ZIMAGE_DEVICE": "cpu",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "zimage_ui", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_enhance_sends_the_model_our_system_prompt_and_the_prompt_with_the_key(chat: ChatServer):
+    ran = cli(chat, "enhance", "a cat on a windowsill", "--json")
+    assert ran.returncode == 0, ran.stderr
+    printed = json.loads(ran.stdout)
+    assert printed == {"prompt": REWRITE, "original": "a cat on a windowsill", "model": "qwen-plus"}
+    [request] = chat.requests
+    assert request["path"] == "/v1/chat/completions" and request["authorization"] == f"Bearer {KEY}"
+    body = request["body"]
+    assert body["model"] == "qwen-plus" and body["stream"] is False
+    assert body["messages"] == [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "a cat on a windowsill"},
+    ]
+    assert KEY not in ran.stdout + ran.stderr
+    assert cli(chat, "enhance", "a cat").stdout.strip() == REWRITE  # the plain form: the rewrite alone
+
+
+def test_generate_enhance_draws_the_rewrite_and_keeps_the_persons_prompt(chat: ChatServer, tmp_path: Path):
+    out = tmp_path / "out"
+    ran = cli(
+        chat,
+        "generate",
+        "--provider", "diffusers-tiny",
+        "--prompt", "a cat on a windowsill",
+        "--seed", "7", "--width", "256", "--height", "256", "--steps", "2",
+        "--out", str(out), "--enhance",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    [png] = out.glob("*.png")
+    data = png.read_bytes()
+    chunks = read_text_chunks(data)
+    assert chunks["parameters"].startswith(REWRITE)  # what was drawn
+    record = json.loads(chunks["zimage"])
+    assert record["params"]["prompt"] == REWRITE
+    assert record["params"]["enhanced"] == {"original": "a cat on a windowsill", "model": "qwen-plus"}
+    back = read_png_settings(data)  # PNG info: the drawn prompt, and the person's own beside it
+    assert back.params["prompt"] == REWRITE
+    assert back.params["enhanced"]["original"] == "a cat on a windowsill"
+    assert "qwen-plus's rewrite of" in back.message and "a cat on a windowsill" in back.message
+    assert KEY not in ran.stdout + ran.stderr and KEY.encode() not in data
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "said"),
+    [
+        (503, None, "the service failed (HTTP 503)"),
+        (200, {"choices": []}, "answered without a message"),
+        (200, {"choices": [{"message": {"content": "   "}}]}, "an empty prompt"),
+    ],
+)
+def test_an_enhancer_that_fails_is_named_and_nothing_is_drawn(
+    chat: ChatServer, tmp_path: Path, status: int, answer: Any, said: str
+):
+    chat.status, chat.answer = status, answer
+    out = tmp_path / "out"
+    ran = cli(
+        chat,
+        "generate",
+        "--provider", "diffusers-tiny",
+        "--prompt", "a cat",
+        "--width", "256", "--height", "256", "--steps", "2",
+        "--out", str(out), "--enhance",
+    )  # fmt: skip
+    assert ran.returncode == 1
+    assert "prompt enhancer (qwen-plus at 127.0.0.1)" in ran.stderr and said in ran.stderr, ran.stderr
+    assert "nothing was drawn" in ran.stderr and "Traceback" not in ran.stderr
+    assert KEY not in ran.stdout + ran.stderr
+    assert not list(out.glob("*.png"))
+
+
+def test_the_rewrite_is_read_without_reasoning_or_quotes():
+    config = EnhancerConfig("http://x/v1", "qwen3", "", "ZIMAGE_ENHANCER_API_KEY")
+
+    def answer(text: str) -> dict[str, Any]:
+        return {"choices": [{"message": {"content": text}}]}
+
+    assert rewrite_of(answer("<think>the user wants a cat</think>\n\nA cat."), config) == "A cat."
+    assert rewrite_of(answer('"A cat on a mat."'), config) == "A cat on a mat."
+    assert rewrite_of(answer('A sign reading "OPEN".'), config) == 'A sign reading "OPEN".'
+    with pytest.raises(EnhancerFailed, match="too long"):
+        rewrite_of(answer("x" * 5000), config)
+
+
+async def test_without_an_enhancer_the_message_says_how_to_set_one(monkeypatch: pytest.MonkeyPatch):
+    for name in ("ZIMAGE_ENHANCER_BASE_URL", "ZIMAGE_ENHANCER_MODEL", "ZIMAGE_OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(EnhancerFailed, match="set ZIMAGE_ENHANCER_BASE_URL"):
+        await enhance("a cat")

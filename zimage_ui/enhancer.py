@@ -1,0 +1,166 @@
+"""The prompt enhancer: any OpenAI-compatible chat endpoint rewrites a short prompt into the long,
+concrete kind Z-Image-Turbo rewards (its authors' Space does the same before drawing).
+
+Configured by `ZIMAGE_ENHANCER_BASE_URL` (the API root, e.g. `https://dashscope-intl.aliyuncs.com/
+compatible-mode/v1`, a vLLM or SGLang server's `/v1`, Ollama's `http://host:11434/v1`, LM Studio's),
+`ZIMAGE_ENHANCER_MODEL` and, where the server wants one, `ZIMAGE_ENHANCER_API_KEY` (a server key:
+never shown, never sent anywhere else). Without a base URL of its own, a configured
+`ZIMAGE_OPENAI_BASE_URL` engine serves, with its key, when `ZIMAGE_ENHANCER_MODEL` names a chat
+model it runs. One `POST {base}/chat/completions`: the model, our system prompt, the person's
+prompt; the answer's first choice is the rewrite.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from zimage_ui import env
+from zimage_ui.cancel import CancelToken
+from zimage_ui.errors import ProviderError, ZImageError
+from zimage_ui.net.http import HttpEngine
+from zimage_ui.params import GenerationParams, parse_params
+
+NAME = "prompt enhancer"
+MAX_REWRITE_CHARS = 4000  # Z-Image's text encoder reads about 512 tokens: longer is not a prompt
+SYSTEM_PROMPT = """You rewrite prompts for Z-Image-Turbo, a text-to-image model that draws best from \
+long, concrete descriptions.
+
+Rules:
+- Keep everything the person asked for: the subject, every count, every named person, place, \
+brand and thing, and every colour.
+- Text to be drawn in the image (a sign, a label, a title) stays word for word, inside double \
+quotes, and say where it appears.
+- Describe concretely what is seen: the subject's look and pose, the setting, the light, the \
+composition and camera or medium. Add no new subject.
+- No quality tags: no "8K", "4K", "masterpiece", "best quality", "ultra-detailed", "trending".
+- Write in the language of the person's prompt (a Chinese prompt stays Chinese).
+- One paragraph, at most about 150 words.
+- Answer with the rewritten prompt only: no preface, no notes, no quotes around it."""
+_THINKING = re.compile(r"<think>.*?</think>", re.DOTALL)  # Qwen3-style reasoning before the answer
+
+
+class EnhancerFailed(ZImageError):
+    """The enhancer could not rewrite the prompt; the message names it and says what to do."""
+
+
+@dataclass(frozen=True)
+class EnhancerConfig:
+    base_url: str
+    model: str
+    api_key: str
+    key_name: str  # the variable the key came from, for messages
+
+    @property
+    def label(self) -> str:
+        """How messages name it: the model and the host, never the key."""
+        host = urlsplit(self.base_url).hostname or self.base_url
+        return f"{NAME} ({self.model} at {host})"
+
+
+def enhancer_config() -> EnhancerConfig | None:
+    """The configured enhancer, or None (the page and the CLI say how to set one)."""
+    model = env.raw("ZIMAGE_ENHANCER_MODEL").strip()
+    base = env.raw("ZIMAGE_ENHANCER_BASE_URL").strip()
+    if base and model:
+        return EnhancerConfig(
+            base.rstrip("/"), model, env.raw("ZIMAGE_ENHANCER_API_KEY"), "ZIMAGE_ENHANCER_API_KEY"
+        )
+    engine = env.raw("ZIMAGE_OPENAI_BASE_URL").strip()
+    if not base and engine and model:
+        return EnhancerConfig(
+            engine.rstrip("/"), model, env.raw("ZIMAGE_OPENAI_API_KEY"), "ZIMAGE_OPENAI_API_KEY"
+        )
+    return None
+
+
+NOT_CONFIGURED = (
+    "no prompt enhancer is set up: set ZIMAGE_ENHANCER_BASE_URL (any OpenAI-compatible chat "
+    "endpoint) and ZIMAGE_ENHANCER_MODEL, and ZIMAGE_ENHANCER_API_KEY if it needs one"
+)
+
+
+@dataclass(frozen=True)
+class Enhanced:
+    prompt: str  # the rewrite: what is drawn
+    original: str  # the person's own prompt
+    model: str
+
+
+def request_body(config: EnhancerConfig, prompt: str) -> dict[str, Any]:
+    return {
+        "model": config.model,
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": prompt},
+        ],
+        "temperature": 0.7,
+        "max_tokens": 1024,
+        "stream": False,
+    }
+
+
+def rewrite_of(answer: Any, config: EnhancerConfig) -> str:
+    """The rewrite in a chat-completions answer; EnhancerFailed when it holds none."""
+    try:
+        content = answer["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise EnhancerFailed(
+            f"{config.label} answered without a message: check ZIMAGE_ENHANCER_MODEL"
+        ) from None
+    if not isinstance(content, str):
+        raise EnhancerFailed(f"{config.label} answered without text")
+    text = _THINKING.sub("", content).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'“”":  # quoted whole, despite the rule
+        text = text[1:-1].strip()
+    if not text:
+        raise EnhancerFailed(f"{config.label} answered with an empty prompt: try again")
+    if len(text) > MAX_REWRITE_CHARS:
+        raise EnhancerFailed(f"{config.label} answered with {len(text)} characters, too long for a prompt")
+    return text
+
+
+async def enhance(
+    prompt: str,
+    config: EnhancerConfig | None = None,
+    *,
+    engine: HttpEngine | None = None,
+    cancel: CancelToken | None = None,
+) -> Enhanced:
+    """The person's prompt rewritten by the configured enhancer; EnhancerFailed naming it when it
+    is not set up, down, slow or answers oddly (the key never in a message)."""
+    config = config or enhancer_config()
+    if config is None:
+        raise EnhancerFailed(NOT_CONFIGURED)
+    if not prompt.strip():
+        raise EnhancerFailed("the prompt is empty: write a few words first")
+    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    secrets = [config.api_key] if config.api_key else []
+    session = (engine or HttpEngine()).session(
+        config.label,
+        headers=headers,
+        secrets=secrets,
+        key_hint=config.key_name,
+        cancel=cancel,
+        limit_s=float(env.get("ZIMAGE_ENHANCER_TIMEOUT_S")),
+    )
+    try:
+        async with session:
+            answer = await session.submit(f"{config.base_url}/chat/completions", request_body(config, prompt))
+    except ProviderError as exc:  # down, refused, slow: said as the enhancer's failure
+        raise EnhancerFailed(str(exc)) from None
+    return Enhanced(rewrite_of(answer, config), prompt, config.model)
+
+
+def enhanced_params(params: GenerationParams, enhanced: Enhanced) -> GenerationParams:
+    """The params drawing the rewrite, with the person's own prompt and the model kept beside it
+    (the PNG's `zimage` record holds both; its `parameters` text starts with the rewrite)."""
+    return parse_params(
+        **{
+            **params.model_dump(),
+            "prompt": enhanced.prompt,
+            "enhanced": {"original": enhanced.original, "model": enhanced.model},
+        }
+    )
