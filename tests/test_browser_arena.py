@@ -121,21 +121,9 @@ def test_a_teams_browsers_share_one_leaderboard_and_a_spaces_each_keep_their_own
     team_app: str, plain_app: str, browser: Browser
 ):
     for url, shared in ((team_app, True), (plain_app, False)):
-        first = browser.new_context()
-        second = browser.new_context()
+        # Each page is a browser of its own (Browser.new_page opens a fresh context: its own storage).
+        pages = [arena_page(browser, url, prompt) for prompt in ("a red kite", "a blue boat")]
         try:
-            pages = []
-            for context, prompt in ((first, "a red kite"), (second, "a blue boat")):
-                page = context.new_page()
-                page.set_viewport_size({"width": 1400, "height": 1000})
-                pages.append(page)
-                page.goto(url)
-                page.wait_for_selector("#prompt textarea")
-                page.fill("#prompt textarea", prompt)
-                page.fill("#width input", "256")
-                page.fill("#height input", "256")
-                page.locator("#height input").press("Tab")
-                page.get_by_role("tab", name="Arena").click()
             for page in pages:  # both battles at once
                 page.click("#arena-run")
             for page in pages:
@@ -154,8 +142,8 @@ def test_a_teams_browsers_share_one_leaderboard_and_a_spaces_each_keep_their_own
             else:
                 assert "1 vote counted (this browser's votes" in note, note
         finally:
-            first.close()
-            second.close()
+            for page in pages:
+                page.close()
 
 
 def test_gradio_keeps_no_run_history_in_the_browser(plain_app: str):

@@ -156,3 +156,17 @@ def test_blind_mode_is_only_offered_for_two_sides(page: Page):
     page.locator("#sides input[type=number]").press("Enter")
     expect(blind).to_be_enabled()
     page.get_by_role("tab", name="Generate").click()
+
+
+def test_a_sweep_value_out_of_range_is_said_before_running_naming_the_field(page: Page):
+    page.get_by_role("tab", name="Sweep").click()
+    page.fill("#prompt textarea", "a red fox")
+    page.fill("#sweep-x-values textarea, #sweep-x-values input", "0, 4")
+    expect(page.locator("#sweep-cells")).to_contain_text("0 steps is outside 1..50")  # as typed
+    page.click("#sweep-run")
+    expect(page.locator("#sweep-status")).to_contain_text("0 steps is outside 1..50", timeout=15_000)
+    expect(page.locator("#sweep-status")).not_to_contain_text("Running")
+    expect(page.get_by_text("Error", exact=True)).to_have_count(0)  # no bare badge
+    page.fill("#sweep-x-values textarea, #sweep-x-values input", "4, 8")
+    expect(page.locator("#sweep-cells")).to_contain_text("2 cells")
+    page.get_by_role("tab", name="Generate").click()

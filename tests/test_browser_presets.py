@@ -165,3 +165,25 @@ def test_named_preset_saved_in_the_browser_survives_a_reload(site):
     page.get_by_role("option", name="Teapot").click()
     page.click("#load-preset")
     expect(page.locator("#prompt textarea")).to_have_value("a teapot", timeout=10_000)
+
+
+def test_a_team_preset_saved_in_one_browser_is_listed_in_another_without_a_restart(site):
+    page, url, root = site
+    fill_form(page, "a team lighthouse", "256", "256", "41")
+    open_presets(page)
+    page.fill("#preset-name textarea, #preset-name input", "Team lighthouse")
+    page.click("#team-save")
+    expect(page.locator("#preset-status")).to_contain_text("Team lighthouse", timeout=10_000)
+    assert list((root / "team").glob("*.json"))
+    expect(page.locator("#presets")).not_to_contain_text(str(root / "team"))  # no server path shown
+    other = page.context.browser.new_page(viewport={"width": 1400, "height": 1100})  # another browser
+    try:
+        other.goto(url)
+        other.wait_for_selector("#prompt textarea")
+        open_presets(other)
+        other.click("#team-presets input")
+        other.get_by_role("option", name="Team lighthouse").click()
+        other.click("#team-load")
+        expect(other.locator("#prompt textarea")).to_have_value("a team lighthouse", timeout=10_000)
+    finally:
+        other.close()
