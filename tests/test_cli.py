@@ -321,7 +321,7 @@ def test_help_shows_every_setting_with_its_real_default():
         assert "(default: None)" not in text
     sweep = " ".join(cli("sweep", "--help").stdout.split())
     assert (
-        "--x-kind {seed,steps,shift,strength,lora_scale,provider,prompt_sr} "
+        "--x-kind {seed,steps,shift,variety,strength,lora_scale,provider,prompt_sr} "
         "what varies across the columns (default: steps)" in (sweep)
     )
 

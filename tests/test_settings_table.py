@@ -76,7 +76,7 @@ def test_a_new_setting_is_an_api_argument_with_its_type_default_and_doc():
     params = inspect.signature(endpoint).parameters
     assert params["sharpness"].default == 0.5 and params["sharpness"].annotation is float
     names = [name for name, *_ in gradio_utils.get_function_params(endpoint)]  # what the API page reads
-    assert names.index("sharpness") == names.index("num_images") + 1
+    assert names.index("sharpness") == names.index("variety") + 1  # after the last setting
     assert "    sharpness: How crisp the edges are, 0..1." in (endpoint.__doc__ or "")
     assert setting_docs(TABLE_PLUS)["sharpness"] == SHARPNESS.help
 

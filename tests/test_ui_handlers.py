@@ -74,11 +74,11 @@ def test_a_key_typed_on_the_page_relabels_every_provider_dropdown(monkeypatch):
 
 
 def test_the_shared_settings_are_named_once_in_form_order(page: Page):
-    assert SETTING_NAMES[:2] == ("prompt", "negative_prompt") and len(SETTING_NAMES) == 10
+    assert SETTING_NAMES[:2] == ("prompt", "negative_prompt") and len(SETTING_NAMES) == 11
     components = page.form.settings.components()
-    assert len(set(map(id, components))) == 10
+    assert len(set(map(id, components))) == 11
     named = page.form.settings.named({c: index for index, c in enumerate(components)})
-    assert list(named.values()) == list(range(10))
+    assert list(named.values()) == list(range(11))
 
 
 def test_a_fill_changes_only_what_the_preset_sets(page: Page):
@@ -109,7 +109,7 @@ def test_a_comparison_preset_fills_exactly_its_sides(page: Page):
 
 def test_reading_the_form_names_each_wrong_field(page: Page):
     s = page.form.settings
-    form_values = ["a fox", "", 500, 512, "", True, 8, 0.0, 3.0, 1]
+    form_values = ["a fox", "", 500, 512, "", True, 8, 0.0, 3.0, 1, 0.0]
     values = dict(zip(s.components(), form_values, strict=True))
     with pytest.raises(gr.Error, match=r"width.*multiple of 16"):
         page.form.read(values)
@@ -121,14 +121,16 @@ def test_a_width_out_of_range_reaches_the_app_which_names_the_field(page: Page):
     and an "Error" badge on whatever was listening; the app's check names the field."""
     s = page.form.settings
     assert (s.width.preprocess(13), s.height.preprocess(5000)) == (13, 5000)
-    values = dict(zip(s.components(), ["a fox", "", 13, 512, "", True, 8, 0.0, 3.0, 1], strict=True))
+    values = dict(zip(s.components(), ["a fox", "", 13, 512, "", True, 8, 0.0, 3.0, 1, 0.0], strict=True))
     with pytest.raises(gr.Error, match=r"width: 13 is outside 256\.\.2048"):
         page.form.read(values)
 
 
 def test_an_export_of_a_bad_form_says_why_and_makes_no_file(page: Page):
     s, presets = page.form.settings, page.presets
-    data = {c: v for c, v in zip(s.components(), ["x", "", 500, 512, "", True, 8, 0.0, 3.0, 1], strict=True)}
+    data = {
+        c: v for c, v in zip(s.components(), ["x", "", 500, 512, "", True, 8, 0.0, 3.0, 1, 0.0], strict=True)
+    }
     data |= {page.form.provider: "diffusers-tiny", page.form.side_count: 2, presets.include_sides: False}
     data |= {presets.name: ""} | {c: "" for side in page.compare.sides for c in side.inputs()}
     updates = presets.on_export(data)
@@ -194,7 +196,7 @@ def test_a_key_typed_on_the_page_is_refused_by_export_link_and_team_save(
     monkeypatch.setenv("ZIMAGE_PRESETS_DIR", str(tmp_path))
     typed = "typed-visitor-key-0123456789"
     s, presets = page.form.settings, page.presets
-    values = [f"a fox {typed}", "", 512, 512, "", True, 8, 0.0, 3.0, 1]
+    values = [f"a fox {typed}", "", 512, 512, "", True, 8, 0.0, 3.0, 1, 0.0]
     data = dict(zip(s.components(), values, strict=True))
     data |= {page.form.provider: "diffusers-tiny", page.form.side_count: 2, presets.include_sides: False}
     data |= {presets.name: "mine", presets._keys: {"RUNPOD_API_KEY": typed}}
@@ -250,7 +252,7 @@ class WiredGenerate:
     state: object
 
     def data(self, prompt: str, provider: str = "diffusers-tiny") -> dict:
-        values = [prompt, "", 256, 256, "", True, 2, 0.0, 3.0, 1]
+        values = [prompt, "", 256, 256, "", True, 2, 0.0, 3.0, 1, 0.0]
         data = dict(zip(self.panel.settings.components(), values, strict=True))
         state = self.state
         return data | {self.generate.provider: provider, state.keys: {}, state.history: []}  # type: ignore[attr-defined]
@@ -337,7 +339,7 @@ def wired_compare():
         state = SessionState()
         form = Form(panel.settings, generate.provider, compare.count, compare.sides, None)  # type: ignore[arg-type]
         compare.wire(form, state)
-    values = ["a fox", "", 256, 256, "1", False, 2, 0.0, 3.0, 1]
+    values = ["a fox", "", 256, 256, "1", False, 2, 0.0, 3.0, 1, 0.0]
     data = dict(zip(panel.settings.components(), values, strict=True))
     data |= {generate.provider: "diffusers-tiny", compare.count: 2, compare.blind: False}
     data |= {state.keys: {}, state.history: []}

@@ -482,6 +482,7 @@ if TYPE_CHECKING:
         guidance_scale: float = 0.0
         shift: float = TURBO_SHIFT
         num_images: int = 1
+        variety: float = 0.0
         output_format: Literal["png", "jpeg", "webp"] = "png"
         options: ProviderOptions = ProviderOptions()
         enhanced: Enhancement | None = None

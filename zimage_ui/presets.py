@@ -118,6 +118,7 @@ class Preset(BaseModel):
     seed: int | None = _like("seed")
     shift: float = _like("shift")
     num_images: int = _like("num_images")
+    variety: float = _like("variety")
     output_format: str = _like("output_format")
     provider: str = Field(description="Registered provider id (see `python -m zimage_ui providers`).")
     options: ProviderOptions = Field(

@@ -204,6 +204,24 @@ SETTINGS: tuple[Setting, ...] = (
         "{value} images is outside {low}..{high}",
         control="slider",
     ),
+    Setting(
+        "variety",
+        "variety",
+        float,
+        0.0,
+        "Seed variety, 0..1 (the local model): noise drawn from the seed added to the prompt's "
+        "embeddings, so different seeds differ more; 0 is the usual image.",
+        "Variety",
+        0.0,
+        1.0,
+        "variety {value} is outside {low}..{high}",
+        control="slider",
+        step=0.05,
+        metavar="X",
+        sweep=True,
+        infotext="Variety",
+        example="0.5",
+    ),
 )
 
 

@@ -32,7 +32,7 @@ from zimage_ui.runs import session_hosted_limit
 from zimage_ui.settings import TABLE
 from zimage_ui.sheets import render_grid
 
-AxisKind = Literal["seed", "steps", "shift", "strength", "lora_scale", "provider", "prompt_sr"]
+AxisKind = Literal["seed", "steps", "shift", "variety", "strength", "lora_scale", "provider", "prompt_sr"]
 AXIS_LABELS: dict[str, str] = {
     **{setting.short: setting.label for setting in TABLE if setting.sweep},
     "strength": "Strength",

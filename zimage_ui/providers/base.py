@@ -41,6 +41,7 @@ class Capabilities:
     lora_sources: tuple[str, ...] = ("file",)
     control_input: bool = False  # takes a ControlNet control image
     control_kinds: tuple[str, ...] = ()  # which kinds of control image (params.CONTROL_KINDS)
+    variety: bool = False  # adds seeded noise to the prompt embeddings (`params.variety`)
 
 
 # The model's steps range (the Steps setting's): what a provider that takes any steps allows.
@@ -111,6 +112,15 @@ def refuse_inputs(params: GenerationParams, capabilities: Capabilities, label: s
         problems["control_image"] = f"{label} needs an https URL for the control image, not a file"
     if problems:
         raise InvalidParams(problems)
+
+
+def variety_taken(variety: float, capabilities: Capabilities, label: str) -> None:
+    """Refuse seed variety where it can't be applied: the image would not be the one its PNG says
+    (a hosted API takes no prompt embeddings)."""
+    if variety and not capabilities.variety:
+        raise InvalidParams(
+            {"variety": f"{label} takes no seed variety (the local model's): set Variety to 0 for {label}"}
+        )
 
 
 def seed_within(seed: int, capabilities: Capabilities, label: str) -> None:
@@ -347,6 +357,7 @@ class Provider(abc.ABC):
         params = params.with_concrete_seed()
         assert params.seed is not None
         seed_within(params.seed, self.capabilities, self.id)
+        variety_taken(params.variety, self.capabilities, self.id)
         return self.prepare_seeded(params)
 
     @abc.abstractmethod

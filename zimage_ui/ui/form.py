@@ -36,7 +36,7 @@ UNCHANGED: Updates = gr.skip()
 
 @dataclass
 class Settings:
-    """The ten shared settings every tab uses, in the order the form is read."""
+    """The shared settings every tab uses, in the order the form is read."""
 
     prompt: gr.Textbox
     negative_prompt: gr.Textbox
@@ -48,6 +48,7 @@ class Settings:
     guidance: gr.Slider
     shift: gr.Slider
     num_images: gr.Slider
+    variety: gr.Slider
 
     def components(self) -> list[Component]:
         return [getattr(self, name) for name in SETTING_NAMES]
@@ -77,6 +78,7 @@ def read_params(values: Mapping[str, Any]) -> GenerationParams:
             guidance_scale=float(values["guidance"] or 0),
             shift=float(values["shift"] or 0),
             num_images=_whole(values["num_images"], "num_images"),
+            variety=float(values["variety"] or 0),
         )
     except InvalidParams as exc:
         raise user_error(f"Check the form: {exc}", title="Invalid settings") from None

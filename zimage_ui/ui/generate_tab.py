@@ -144,6 +144,7 @@ class GenerateTab:
             s.guidance,
             s.negative_prompt,
             s.num_images,
+            s.variety,
             panel.capabilities,
         ]
         if form.image_inputs is not None:
@@ -216,6 +217,12 @@ class GenerateTab:
             ),
             s.negative_prompt: negative_prompt_update(provider_id, data[s.guidance]),
             s.num_images: images_update(caps.max_images, int(data[s.num_images]), provider_id),
+            s.variety: gr.update(
+                interactive=caps.variety,
+                info="different seeds differ more (0: the usual image)"
+                if caps.variety
+                else f"the local model's: {provider_id} takes none",
+            ),
             self._panel.capabilities: summary,
         }
 

@@ -196,6 +196,7 @@ def build_settings_panel(prompt: gr.Textbox | None = None) -> SettingsPanel:
     with gr.Row():
         guidance = gr.Slider(**control_options(TABLE["guidance"]), info="Turbo: 0")
         num_images = gr.Slider(**control_options(TABLE["num_images"]))
+    variety = gr.Slider(**control_options(TABLE["variety"]), info="local model: different seeds differ more")
     capabilities = gr.Markdown(elem_id="capabilities")
     settings = Settings(
         prompt=prompt,
@@ -208,6 +209,7 @@ def build_settings_panel(prompt: gr.Textbox | None = None) -> SettingsPanel:
         guidance=guidance,
         shift=shift,
         num_images=num_images,
+        variety=variety,
     )
     return SettingsPanel(settings, size_family, size, reuse_seed, capabilities)
 

@@ -93,6 +93,7 @@ LOCAL_CAPABILITIES = replace(
     mask_input=True,
     lora=True,
     lora_sources=("file", "url", "id"),  # URLs and hub ids downloaded first (lora_downloads)
+    variety=True,  # seeded noise on the prompt embeddings (`generation.with_variety`)
 )
 TINY_DEVICE = DeviceChoice("cpu", "float32")  # the tiny model is built there and stays there
 # With a ControlNet: ZImageControlNetPipeline, from the loaded pipeline and the ControlNet model.

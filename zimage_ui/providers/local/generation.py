@@ -190,6 +190,29 @@ def encode_prompts(pipeline: Any, params: GenerationParams) -> tuple[list[Any], 
     return PROMPTS.encode(pipeline, params.prompt, negative, guided)
 
 
+VARIETY_SEED_OFFSET = 0x5EED  # the variety noise's generator is the image's seed plus this, so it is
+# not the same random stream as the initial latents
+
+
+def with_variety(prompt_embeds: list[Any], variety: float, seed: int) -> list[Any]:
+    """Seed variety (after InvokeAI's): Gaussian noise drawn from the seed, scaled by `variety` and
+    by each embedding's own spread, added to the prompt embeddings. Turbo makes nearly one image
+    whatever the seed; this lets seeds differ more while one seed still makes one image. At 0 the
+    embeddings are returned untouched, so the image is the usual one exactly."""
+    if not variety:
+        return prompt_embeds
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed((seed + VARIETY_SEED_OFFSET) % 2**63)
+    varied = []
+    for embedding in prompt_embeds:
+        noise = torch.randn(embedding.shape, generator=generator, dtype=torch.float32)
+        spread = embedding.float().std()
+        varied_embedding = embedding.float() + variety * spread * noise.to(embedding.device)
+        varied.append(varied_embedding.to(embedding.dtype))
+    return varied
+
+
 def call_pipeline(
     provider_id: str,
     pipeline: Any,  # a ZImagePipeline: its components are registered at run time, unseen by type checkers
@@ -277,7 +300,7 @@ def run_pipeline(
                     report(Progress(0.0, switched))
                 output = call(
                     **kwargs,
-                    prompt_embeds=prompt_embeds,
+                    prompt_embeds=with_variety(prompt_embeds, params.variety, seed),
                     negative_prompt_embeds=negative_embeds,
                     generator=torch.Generator("cpu").manual_seed(seed),
                     callback_on_step_end=on_step_end,
