@@ -34,7 +34,9 @@ def site() -> Iterator[tuple[Page, ChatServer]]:
             yield page, chat
 
 
-def test_enhance_fills_the_prompt_undo_restores_it_and_a_run_keeps_both(site: tuple[Page, ChatServer]):
+def test_enhance_fills_the_prompt_undo_restores_it_and_a_run_keeps_both(
+    site: tuple[Page, ChatServer], tmp_path_factory: pytest.TempPathFactory
+):
     page, chat = site
     box = page.locator("#prompt textarea")
     box.fill(OWN)
@@ -61,6 +63,19 @@ def test_enhance_fills_the_prompt_undo_restores_it_and_a_run_keeps_both(site: tu
     assert chunks["parameters"].startswith(REWRITE)
     assert json.loads(chunks["zimage"])["params"]["enhanced"] == {"original": OWN, "model": "qwen-plus"}
     assert KEY not in page.content()
+
+    # PNG info offers either prompt: the drawn rewrite, or yours.
+    png = tmp_path_factory.mktemp("png") / "enhanced.png"
+    png.write_bytes(httpx.get(src, timeout=10).content)
+    page.get_by_role("tab", name="PNG info").click()
+    page.locator("#png-info-file input[type=file]").set_input_files(str(png))
+    expect(page.locator("#png-info-message")).to_contain_text("qwen-plus's rewrite of", timeout=15_000)
+    box.fill("something else")
+    page.click("#png-info-use")
+    expect(box).to_have_value(REWRITE)
+    page.check("#png-info-own input")
+    page.click("#png-info-use")
+    expect(box).to_have_value(OWN)
 
 
 def test_an_enhancer_that_is_down_is_named_and_the_prompt_kept(site: tuple[Page, ChatServer]):

@@ -57,14 +57,18 @@ def read_image(path: str | None) -> tuple[str, dict[str, Any] | None, dict[str, 
     return result.message, (state if read else None), result.ignored or None
 
 
-def readback_values(state: dict[str, Any], theirs: bool) -> tuple[dict[str, Any], str]:
+def readback_values(state: dict[str, Any], theirs: bool, own: bool = False) -> tuple[dict[str, Any], str]:
     """The form's named settings from what was read, and the message saying what was kept.
 
     An image made with another model keeps Turbo's steps and guidance unless `theirs`: its
-    28 steps and CFG 7 suit that model, not a Turbo model.
+    28 steps and CFG 7 suit that model, not a Turbo model. `own`: an enhanced image's prompt as
+    the person wrote it, instead of the rewrite that was drawn.
     """
     read = state["params"]
     values = {FORM_NAMES[name]: value for name, value in read.items() if name in FORM_NAMES}
+    enhanced = read.get("enhanced")
+    if own and isinstance(enhanced, dict) and enhanced.get("original"):
+        values["prompt"] = enhanced["original"]
     kept = []
     if not state.get("turbo") and not theirs:
         for name, (label, form_name, turbo) in TURBO_TUNED.items():
@@ -91,17 +95,18 @@ class InfoTab:
     read: gr.JSON
     ignored: gr.JSON
     theirs: gr.Checkbox
+    own: gr.Checkbox  # shown for an enhanced image: your own prompt instead of the drawn rewrite
     use: gr.Button
     again: gr.Button
     readback: gr.State
 
     def wire(self, form: Form, presets: PresetsPanel, sweep: SweepTab) -> None:
         self._form, self._presets, self._sweep = form, presets, sweep
-        shown = [self.message, self.read, self.ignored, self.use, self.again, self.readback]
+        shown = [self.message, self.read, self.ignored, self.own, self.use, self.again, self.readback]
         self.file.change(self.on_png, {self.file}, shown, **PRIVATE)
         # The outcome shows where the person is (the PNG info tab) as well as in the presets status.
         fill = [presets.status, *form.outputs(), self.message]
-        self.use.click(self.on_use, {self.readback, self.theirs}, fill, **PRIVATE)
+        self.use.click(self.on_use, {self.readback, self.theirs, self.own}, fill, **PRIVATE)
         sweep_fields = [sweep.provider, sweep.x_kind, sweep.x_values, sweep.y_kind, sweep.y_values]
         self.again.click(self.on_sweep_again, {self.readback}, [*fill, *sweep_fields], **PRIVATE)
 
@@ -112,6 +117,7 @@ class InfoTab:
             self.message: message,
             self.read: None if grid or not state else state["params"],
             self.ignored: ignored,
+            self.own: gr.update(visible=bool(state and state.get("params", {}).get("enhanced")), value=False),
             self.use: gr.update(interactive=bool(state) and not grid),
             self.again: gr.update(visible=grid),
             self.readback: state,
@@ -123,8 +129,14 @@ class InfoTab:
         if not state or "params" not in state:
             nothing = "Nothing to use: drop an image first."
             return {self._presets.status: nothing, self.message: nothing}
-        values, message = readback_values(state, bool(data[self.theirs]))
+        own = bool(data[self.own])
+        values, message = readback_values(state, bool(data[self.theirs]), own)
         filled = self._form.fill_values(values, state["params"].get("provider"))
+        enhanced = state["params"].get("enhanced")
+        if self._form.rewrite is not None:  # the drawn rewrite keeps saying whose it is on a re-run
+            drawn = state["params"].get("prompt")
+            keep = isinstance(enhanced, dict) and not own
+            filled[self._form.rewrite] = {"prompt": drawn, **enhanced} if keep else None
         return {**filled, self._presets.status: message, self.message: message}
 
     def on_sweep_again(self, data: Values) -> Updates:
@@ -163,6 +175,12 @@ def build_info_tab() -> InfoTab:
         info="Off: an image made with another model keeps Turbo's 8 steps and guidance 0",
         elem_id="png-info-theirs",
     )
+    own = gr.Checkbox(
+        label="Use my own prompt",
+        info="this image drew a prompt enhancer's rewrite; tick to take the prompt as you wrote it",
+        visible=False,
+        elem_id="png-info-own",
+    )
     use = gr.Button("Use these settings", variant="primary", interactive=False, elem_id="png-info-use")
     again = gr.Button("Set up this sweep again", visible=False, elem_id="png-info-sweep")
-    return InfoTab(file, message, read, ignored, theirs, use, again, gr.State(None))
+    return InfoTab(file, message, read, ignored, theirs, own, use, again, gr.State(None))
