@@ -150,14 +150,14 @@ def test_an_image_from_another_model_keeps_turbos_steps_and_guidance(page: Page,
     path.write_bytes(png)
     info, s = page.info, page.form.settings
     state = info.on_png({info.file: str(path)})[info.readback]
-    kept = info.on_use({info.readback: state, info.theirs: False})
+    kept = info.on_use({info.readback: state, info.theirs: False, info.own: False})
     assert kept[s.prompt] == "a castle" and kept[s.seed] == "1234" and kept[s.random_seed] is False
     assert (kept[s.steps], kept[s.guidance]) == (8, 0.0)  # Turbo's
     message = kept[info.message]
     assert "Kept Turbo's 8 steps and guidance 0 instead of its Steps 28 and CFG scale 7" in message
     assert kept[page.presets.status] == message  # shown in the presets status too
     assert s.shift not in kept  # the image did not say: the form keeps its value
-    theirs = info.on_use({info.readback: state, info.theirs: True})
+    theirs = info.on_use({info.readback: state, info.theirs: True, info.own: False})
     assert (theirs[s.steps], theirs[s.guidance]) == (28, 6.0) and "Kept" not in theirs[
         info.message
     ]  # CFG 7 - 1
@@ -390,3 +390,14 @@ def test_a_batch_is_headed_by_where_its_seeds_start_not_by_one_seed():
     assert run_label("runpod", one) == "runpod · seed 7"
     batch = one.model_copy(update={"num_images": 4})
     assert run_label("runpod", batch) == "runpod · 4 images from seed 7"
+
+
+def test_an_enhanced_images_own_prompt_can_be_taken_instead_of_the_rewrite():
+    from zimage_ui.ui.info_tab import readback_values
+
+    read = {"prompt": "the rewrite", "enhanced": {"original": "my own words", "model": "qwen-plus"}}
+    state = {"params": read, "turbo": True}
+    assert readback_values(state, theirs=False)[0]["prompt"] == "the rewrite"
+    assert readback_values(state, theirs=False, own=True)[0]["prompt"] == "my own words"
+    plain = {"params": {"prompt": "just mine"}, "turbo": True}
+    assert readback_values(plain, theirs=False, own=True)[0]["prompt"] == "just mine"
