@@ -112,7 +112,10 @@ def test_enhance_each_run_draws_one_rewrite_for_every_side_and_says_so(site: tup
     try:
         before = len(chat.requests)
         page.click("#generate")
-        expect(page.locator("#status")).to_contain_text("drew qwen-plus's rewrite", timeout=60_000)
+        # The status still holds the first test's run, which drew a rewrite too: wait for this run.
+        expect(page.locator("#generate")).to_be_disabled()
+        expect(page.locator("#generate")).to_be_enabled(timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("drew qwen-plus's rewrite")
         expect(page.locator("#status")).to_contain_text("NAP TIME")  # the drawn prompt, in the details
         expect(page.locator("#prompt textarea")).to_have_value("a red kite")  # the box keeps yours
         assert len(chat.requests) == before + 1
