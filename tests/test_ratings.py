@@ -165,3 +165,13 @@ def test_the_chart_draws_every_interval():
 def test_the_bootstrap_is_repeatable(rounds: int):
     battles = counted(drawn_votes(100, seed=6))
     assert leaderboard(battles, rounds=rounds) == leaderboard(battles, rounds=rounds)
+
+
+def test_a_crafted_file_of_thousands_of_sides_is_rated_in_bounded_work():
+    from zimage_ui.rating import MAX_RATED
+
+    battles = [Battle(f"side-{k}", f"side-{k + 1}", "model_a") for k in range(5000)]
+    battles += [Battle("runpod", "evolink", "model_a")] * 40
+    board = leaderboard(battles, rounds=20)
+    assert len(board.ratings) <= MAX_RATED and board.left_out > 4900
+    assert {"runpod", "evolink"} <= {row.name for row in board.ratings}

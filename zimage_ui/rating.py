@@ -27,6 +27,7 @@ SCALE = 400 / math.log(10)  # rating points per unit of log-strength
 CENTRE = 1000.0
 PRIOR_SD = 2.0  # log-strength units: keeps an unbeaten side finite
 BOOTSTRAP_ROUNDS = 300
+MAX_RATED = 64  # sides rated at once: the fit's curvature is a sides x sides matrix inverted
 PRELIMINARY_VOTES = 30  # fewer votes than this: the rating is marked preliminary
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")  # LMArena's battle format
 
@@ -59,6 +60,7 @@ class Leaderboard:
     ratings: list[Rating]  # best first
     battles: int
     left_win_rate: float | None  # of votes with a winner, how often model_a (the left side) won
+    left_out: int = 0  # votes of sides past the MAX_RATED with the most votes: not rated
 
 
 def _cells(battles: Sequence[Battle], names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,9 +103,15 @@ def _fit(winners: np.ndarray, losers: np.ndarray, weights: np.ndarray, size: int
 def leaderboard(battles: Iterable[Battle], rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> Leaderboard:
     """Ratings with 95% bootstrap intervals and vote counts, best first."""
     battles = list(battles)
+    # A crafted file or browser can name thousands of sides; the fit inverts a sides x sides matrix,
+    # so only the MAX_RATED sides with the most votes are rated, and the rest is counted as left out.
+    most = Counter(name for b in battles for name in (b.model_a, b.model_b)).most_common(MAX_RATED)
+    rated = {name for name, _count in most}
+    kept = [b for b in battles if b.model_a in rated and b.model_b in rated]
+    left_out, battles = len(battles) - len(kept), kept
     names = sorted({name for b in battles for name in (b.model_a, b.model_b)})
     if not battles:
-        return Leaderboard([], 0, None)
+        return Leaderboard([], 0, None, left_out)
     winners, losers, weights = _cells(battles, names)
     ratings = CENTRE + SCALE * _fit(winners, losers, weights, len(names))
     # Resampling the votes with replacement is a multinomial draw over the kinds of vote (pair and
@@ -132,7 +140,7 @@ def leaderboard(battles: Iterable[Battle], rounds: int = BOOTSTRAP_ROUNDS, seed:
     rows.sort(key=lambda row: (-row.rating, row.name))
     decided = [b for b in battles if b.winner in ("model_a", "model_b")]
     left = sum(b.winner == "model_a" for b in decided) / len(decided) if decided else None
-    return Leaderboard(rows, len(battles), left)
+    return Leaderboard(rows, len(battles), left, left_out)
 
 
 def _standard_errors(

@@ -150,6 +150,9 @@ class ArenaTab:
                 note += (
                     f" The left side won {board.left_win_rate:.0%} of decided votes (50%: no position bias)."
                 )
+            if board.left_out:
+                past = f"past the {rating.MAX_RATED} most voted"
+                note += f" {board.left_out} votes of sides {past} are not rated."
             chosen = len(votes) - len(battles)
             if chosen:
                 note += f" {chosen} blind-comparison votes are kept but not counted: their pairs were chosen."
