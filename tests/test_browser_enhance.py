@@ -127,3 +127,22 @@ def test_enhance_each_run_draws_one_rewrite_for_every_side_and_says_so(site: tup
             expect(page.locator(side)).to_contain_text("drew qwen-plus's rewrite")
     finally:
         page.uncheck("#enhance-each-run input")
+
+
+def test_with_no_endpoint_the_local_text_encoder_enhances_and_says_its_words_are_noise(
+    site: tuple[Page, ChatServer],
+):
+    browser = site[0].context.browser  # one Playwright per process: the module's
+    assert browser is not None
+    with running_app({"ZIMAGE_ENHANCER_LOCAL": "tiny"}) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        expect(page.locator("#enhance-note")).to_contain_text("its words are noise", timeout=30_000)
+        box = page.locator("#prompt textarea")
+        box.fill(OWN)
+        page.click("#enhance")
+        expect(page.locator("#enhance-undo")).to_be_enabled(timeout=60_000)
+        expect(page.locator("#enhance-note")).to_contain_text("Rewritten by diffusers-tiny's text encoder")
+        assert box.input_value() not in ("", OWN)  # the encoder's noise, in the box for editing
+        page.click("#enhance-undo")
+        expect(box).to_have_value(OWN)

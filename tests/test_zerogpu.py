@@ -277,3 +277,25 @@ def test_no_jit_compile_on_zerogpu(monkeypatch: pytest.MonkeyPatch):
     settings, notes = speed_settings("cuda", True, installed=hopper)
     assert not settings.compile
     assert any(note.startswith("torch.compile is off on ZeroGPU") for note in notes)
+
+
+async def test_a_local_prompt_rewrite_crosses_the_fork_with_plain_values(
+    zero_gpu, monkeypatch: pytest.MonkeyPatch, capfd
+):
+    """The local enhancer's `spaces.GPU` function: strings in, a tagged string out, its own duration."""
+    from zimage_ui.enhancer import EnhancerFailed, enhance
+    from zimage_ui.providers.local import prompt_writer
+
+    monkeypatch.setenv("ZIMAGE_ENHANCER_LOCAL", "auto")  # on ZeroGPU, auto means the local encoder
+    decorated = zerogpu.gpu_function(prompt_writer._gpu_rewrite, duration=prompt_writer._rewrite_duration)
+    monkeypatch.setattr(prompt_writer, "_ZERO_GPU_TASK", decorated)
+    enhanced = await enhance("a red fox in snow")
+    assert enhanced.prompt and enhanced.original == "a red fox in snow"
+    assert zero_gpu.calls[-1] == {"task": "_gpu_rewrite", "duration": prompt_writer.REWRITE_GPU_S}
+    assert "spaces stand-in: _gpu_rewrite" in capfd.readouterr().err
+    assert not multiprocessing.active_children()
+    # A failure in the worker comes back with its message, not as a bare class name.
+    monkeypatch.setenv("ZIMAGE_MODEL_ID", "/nonexistent/checkpoint")
+    with pytest.raises(EnhancerFailed, match="Set ZIMAGE_MODEL_ID") as raised:
+        await enhance("a cat")
+    assert "prompt enhancer (" in str(raised.value) and "Error:" not in str(raised.value)

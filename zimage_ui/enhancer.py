@@ -8,10 +8,16 @@ never shown, never sent anywhere else). Without a base URL of its own, a configu
 `ZIMAGE_OPENAI_BASE_URL` engine serves, with its key, when `ZIMAGE_ENHANCER_MODEL` names a chat
 model it runs. One `POST {base}/chat/completions`: the model, our system prompt, the person's
 prompt; the answer's first choice is the rewrite.
+
+With no endpoint, the local pipeline's own text encoder (Qwen3-4B, a chat model) writes it
+(`providers.local.prompt_writer`): `ZIMAGE_ENHANCER_LOCAL` is `auto` (when the `diffusers`
+provider runs on a GPU), `on` (wherever it runs), `tiny` (the tiny model's encoder, whose words are
+noise: for tests and demos of the plumbing) or `off`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +28,10 @@ from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import ProviderError, ZImageError
 from zimage_ui.net.http import HttpEngine
 from zimage_ui.params import GenerationParams, parse_params
+from zimage_ui.providers import get_provider
+from zimage_ui.providers.local import diffusers_local, prompt_writer
+
+log = logging.getLogger(__name__)
 
 NAME = "prompt enhancer"
 MAX_REWRITE_CHARS = 4000  # Z-Image's text encoder reads about 512 tokens: longer is not a prompt
@@ -40,6 +50,7 @@ composition and camera or medium. Add no new subject.
 - One paragraph, at most about 150 words.
 - Answer with the rewritten prompt only: no preface, no notes, no quotes around it."""
 _THINKING = re.compile(r"<think>.*?</think>", re.DOTALL)  # Qwen3-style reasoning before the answer
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")  # not text: a model's stray bytes
 
 
 class EnhancerFailed(ZImageError):
@@ -60,7 +71,23 @@ class EnhancerConfig:
         return f"{NAME} ({self.model} at {host})"
 
 
-def enhancer_config() -> EnhancerConfig | None:
+@dataclass(frozen=True)
+class LocalEnhancer:
+    """The local pipeline's text encoder as the enhancer (`prompt_writer`)."""
+
+    provider_id: str  # "diffusers", or "diffusers-tiny"
+    model: str  # how the PNG's record and the page name it
+
+    @property
+    def label(self) -> str:
+        return f"{NAME} ({self.model}, on this machine)"
+
+
+Enhancer = EnhancerConfig | LocalEnhancer
+TINY_WRITER = "diffusers-tiny's text encoder (random weights: its words are noise)"
+
+
+def enhancer_config() -> Enhancer | None:
     """The configured enhancer, or None (the page and the CLI say how to set one)."""
     model = env.raw("ZIMAGE_ENHANCER_MODEL").strip()
     base = env.raw("ZIMAGE_ENHANCER_BASE_URL").strip()
@@ -73,12 +100,25 @@ def enhancer_config() -> EnhancerConfig | None:
         return EnhancerConfig(
             engine.rstrip("/"), model, env.raw("ZIMAGE_OPENAI_API_KEY"), "ZIMAGE_OPENAI_API_KEY"
         )
-    return None
+    return None if base else local_enhancer()
+
+
+def local_enhancer() -> LocalEnhancer | None:
+    """The local text encoder, where `ZIMAGE_ENHANCER_LOCAL` offers it (see the module doc)."""
+    mode = env.raw("ZIMAGE_ENHANCER_LOCAL").strip().lower() or "auto"
+    if mode == "off":
+        return None
+    if mode == "tiny":
+        return LocalEnhancer("diffusers-tiny", TINY_WRITER)
+    if mode != "on" and not (diffusers_local.on_zero_gpu() or diffusers_local.device_choice().accelerated):
+        return None  # auto: the 4B encoder writes at a useful speed on a GPU only
+    return LocalEnhancer("diffusers", f"{diffusers_local.model_id()}'s text encoder")
 
 
 NOT_CONFIGURED = (
     "no prompt enhancer is set up: set ZIMAGE_ENHANCER_BASE_URL (any OpenAI-compatible chat "
-    "endpoint) and ZIMAGE_ENHANCER_MODEL, and ZIMAGE_ENHANCER_API_KEY if it needs one"
+    "endpoint) and ZIMAGE_ENHANCER_MODEL, and ZIMAGE_ENHANCER_API_KEY if it needs one; or, with the "
+    "local model on a GPU, ZIMAGE_ENHANCER_LOCAL=auto lets its text encoder write"
 )
 
 
@@ -112,19 +152,25 @@ def rewrite_of(answer: Any, config: EnhancerConfig) -> str:
         ) from None
     if not isinstance(content, str):
         raise EnhancerFailed(f"{config.label} answered without text")
-    text = _THINKING.sub("", content).strip()
+    return cleaned(content, config.label)
+
+
+def cleaned(content: str, label: str) -> str:
+    """The answer as a prompt: reasoning, control characters and quotes around it all dropped;
+    EnhancerFailed when nothing usable is left."""
+    text = _CONTROL.sub("", _THINKING.sub("", content)).strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'“”":  # quoted whole, despite the rule
         text = text[1:-1].strip()
     if not text:
-        raise EnhancerFailed(f"{config.label} answered with an empty prompt: try again")
+        raise EnhancerFailed(f"{label} answered with an empty prompt: try again")
     if len(text) > MAX_REWRITE_CHARS:
-        raise EnhancerFailed(f"{config.label} answered with {len(text)} characters, too long for a prompt")
+        raise EnhancerFailed(f"{label} answered with {len(text)} characters, too long for a prompt")
     return text
 
 
 async def enhance(
     prompt: str,
-    config: EnhancerConfig | None = None,
+    config: Enhancer | None = None,
     *,
     engine: HttpEngine | None = None,
     cancel: CancelToken | None = None,
@@ -136,6 +182,8 @@ async def enhance(
         raise EnhancerFailed(NOT_CONFIGURED)
     if not prompt.strip():
         raise EnhancerFailed("the prompt is empty: write a few words first")
+    if isinstance(config, LocalEnhancer):
+        return await _enhance_locally(prompt, config, cancel or CancelToken())
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     secrets = [config.api_key] if config.api_key else []
     session = (engine or HttpEngine()).session(
@@ -152,6 +200,27 @@ async def enhance(
     except ProviderError as exc:  # down, refused, slow: said as the enhancer's failure
         raise EnhancerFailed(str(exc)) from None
     return Enhanced(rewrite_of(answer, config), prompt, config.model)
+
+
+async def _enhance_locally(prompt: str, config: LocalEnhancer, cancel: CancelToken) -> Enhanced:
+    provider = get_provider(config.provider_id)
+    try:
+        answer = await prompt_writer.rewrite(
+            provider,
+            SYSTEM_PROMPT,
+            prompt,
+            limit_s=float(env.get("ZIMAGE_ENHANCER_TIMEOUT_S")),
+            cancel=cancel,
+        )
+    except ProviderError as exc:
+        raise EnhancerFailed(f"{config.label}: {exc.detail}") from None
+    except Exception as exc:  # loading the model: no weights, no memory
+        log.warning("the local prompt writer failed", exc_info=True)
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise EnhancerFailed(
+            f"{config.label} could not run ({reason}): set ZIMAGE_ENHANCER_BASE_URL"
+        ) from None
+    return Enhanced(cleaned(answer, config.label), prompt, config.model)
 
 
 def enhanced_params(params: GenerationParams, enhanced: Enhanced) -> GenerationParams:

@@ -62,6 +62,11 @@ class Environment(BaseSettings):
     ZIMAGE_DEVICE: str = _var("", LOCAL, "cuda, cuda:N, mps or cpu (default: the best present)")
     ZIMAGE_AOTI: str = _var("", LOCAL, "0 skips ZeroGPU's ahead-of-time compiled blocks")
     SPACES_ZERO_GPU: str = _var("", LOCAL, "set by Hugging Face on a ZeroGPU Space")
+    ZIMAGE_ENHANCER_LOCAL: str = _var(
+        "auto",
+        LOCAL,
+        "the text encoder rewrites prompts with no enhancer endpoint: auto (GPU), on, tiny, off",
+    )
     ZIMAGE_LORA_CACHE: str = _var("", LOCAL, "folder of downloaded LoRAs (default: the user cache)")
     ZIMAGE_LORA_CACHE_GB: float = _var(20.0, LOCAL, "the most that folder holds, in GB", ge=0)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from zimage_ui.enhancer import Enhanced, EnhancerFailed, enhance, enhancer_config
+from zimage_ui.enhancer import Enhanced, EnhancerFailed, LocalEnhancer, enhance, enhancer_config
 from zimage_ui.ui.common import PRIVATE
 from zimage_ui.ui.form import Updates, Values
 
@@ -32,7 +32,9 @@ class EnhanceRow:
             {prompt},
             [prompt, self.before, self.rewrite, self.undo, self.note],
             api_visibility="private",
-            concurrency_limit=None,
+            # A local rewrite holds the device: one at a time, so one visitor's clicks can't line
+            # up ahead of everyone's generations. An endpoint's take no local resource.
+            concurrency_limit=1 if isinstance(enhancer_config(), LocalEnhancer) else None,
             show_progress_on=[self.note],
         )
         self.undo.click(

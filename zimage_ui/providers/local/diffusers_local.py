@@ -170,7 +170,7 @@ def _load_checkpoint(notes: list[str] | None = None) -> ZImagePipeline:
     return loading.load_checkpoint(device_choice(), [] if notes is None else notes)
 
 
-class _AnyStop:
+class AnyStop:
     """Stopped when any of its tokens is (the user's Stop, or the awaiting task cancelled)."""
 
     def __init__(self, *tokens: CancelToken) -> None:
@@ -204,6 +204,11 @@ class _LocalPipelineProvider(Provider):
 
     def warm_up(self) -> None:
         self._slot.warm_up()
+
+    @property
+    def pipeline_slot(self) -> _PipelineSlot:
+        """Its pipeline and its line for the device, shared with the prompt writer."""
+        return self._slot
 
     def prepare_seeded(self, params: GenerationParams) -> PreparedRequest:
         assert params.seed is not None  # Provider.prepare made it concrete
@@ -273,7 +278,7 @@ class _LocalPipelineProvider(Provider):
             inputs = await asyncio.to_thread(load_inputs, prepared.params, fetched, lora_paths=lora_paths)
         await self._wait_for_gpu(progress, cancel)
         work = asyncio.ensure_future(
-            asyncio.to_thread(self._generate, prepared, report, _AnyStop(cancel, abandoned), inputs)
+            asyncio.to_thread(self._generate, prepared, report, AnyStop(cancel, abandoned), inputs)
         )
         work.add_done_callback(self._work_ended)
         try:
@@ -520,3 +525,8 @@ _ZERO_GPU_TASK = _decorate_for_zero_gpu()
 _TINY_SLOT = _PipelineSlot(_build_tiny)
 _CHECKPOINT_SLOT = _PipelineSlot(_load_checkpoint)
 _SLOTS = {"diffusers-tiny": _TINY_SLOT, "diffusers": _CHECKPOINT_SLOT}  # the worker finds its pipeline
+
+
+def pipeline_slot(provider_id: str) -> _PipelineSlot:
+    """The module's slot for a local provider: what a ZeroGPU worker finds its pipeline in."""
+    return _SLOTS[provider_id]

@@ -10,14 +10,17 @@ torch is imported inside the functions that need it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 ENCODE_HEADROOM = 2**30  # bytes of GPU memory a text-encoder visit needs beyond its weights
+# Each shuttled encoder's shuttle, for callers that run the encoder many times in a row.
+_SHUTTLES: weakref.WeakKeyDictionary[Any, TextEncoderShuttle] = weakref.WeakKeyDictionary()
 
 
 def _moved(value: Any, device: Any) -> Any:
@@ -51,10 +54,36 @@ class TextEncoderShuttle:
         self.weight_bytes = sum(p.numel() * p.element_size() for p in encoder.parameters())
         self._fits = fits or self._gpu_has_room
         self._visiting = False
+        self._held = False
         self.visits = 0
         self.cpu_runs = 0
         encoder.register_forward_pre_hook(self._before, with_kwargs=True)
         encoder.register_forward_hook(self._after, with_kwargs=True)
+        _SHUTTLES[encoder] = self
+
+    @contextlib.contextmanager
+    def held(self, encoder: Any) -> Iterator[Any]:
+        """One visit for many forwards (a prompt written token by token): the encoder moves to the
+        GPU once, stays for the block, and goes back after; where the GPU has no room, the block
+        runs on the CPU. Yields the device the inputs belong on."""
+        import torch
+
+        room = bool(self._fits())
+        device = self.device if room else torch.device("cpu")
+        if room:
+            encoder.to(self.device)
+            self.visits += 1
+        else:
+            self.cpu_runs += 1
+        self._held = True
+        try:
+            yield device
+        finally:
+            self._held = False
+            if room:
+                encoder.to("cpu")
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
 
     def _gpu_has_room(self) -> bool:
         import torch
@@ -66,6 +95,8 @@ class TextEncoderShuttle:
         return free + spare >= self.weight_bytes + ENCODE_HEADROOM
 
     def _before(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        if self._held:  # `held` placed it for the whole block
+            return None
         self._visiting = bool(self._fits())
         if self._visiting:
             module.to(self.device)
@@ -75,6 +106,8 @@ class TextEncoderShuttle:
         return _moved(args, "cpu"), _moved(kwargs, "cpu")
 
     def _after(self, module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+        if self._held:
+            return None
         if self._visiting:
             module.to("cpu")
             if self.device.type == "cuda":
@@ -83,6 +116,11 @@ class TextEncoderShuttle:
                 torch.cuda.empty_cache()
             return None
         return _moved(output, self.device)
+
+
+def shuttle_of(encoder: Any) -> TextEncoderShuttle | None:
+    """The shuttle moving this encoder (memory 16gb), or None."""
+    return _SHUTTLES.get(encoder)
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,9 @@ def build_tiny_pipeline() -> ZImagePipeline:
                 num_attention_heads=2,
                 num_key_value_heads=2,
                 vocab_size=len(tokenizer),
-                max_position_embeddings=1024,
+                max_position_embeddings=2048,  # the enhancer's system prompt is ~1000 byte tokens here
+                # As Z-Image's Qwen3-4B: its output head is its input embeddings (`prompt_writer`).
+                tie_word_embeddings=True,
             )
         )
     finally:
