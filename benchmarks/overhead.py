@@ -11,7 +11,9 @@ and 1024², 8 steps, the paths interleaved in each round, medians of `--repeats`
 The app runs in its own process (`python app.py`), with the same tiny model.
 
 Sessions: the app's RSS before and after `--sessions` new API sessions (a raw `/call` each,
-with a fresh session hash), against the same count of calls in one session.
+with a fresh session hash), against the same count of calls in one session. Then what one new
+page session costs (Gradio's `SessionState` of the whole page: time, median of 20, and memory
+kept), with the upload buttons' schema kept (`ui.common.upload_button`) and as Gradio rebuilds it.
 
 Then `benchmarks.hosted_app`'s tables (a second app, on the RunPod emulator): the event loop's
 latency through a 36-cell 1024² sweep, and a 4-side compare against one side.
@@ -30,6 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from gradio_client import Client
@@ -162,6 +165,45 @@ def sessions(url: str, count: int) -> None:
     )
 
 
+def page_session_cost(page: Any) -> tuple[float, float]:
+    """(ms, KiB) one new page session costs: a median of 20 builds, memory kept by 10."""
+    import gc
+    import tracemalloc
+
+    from gradio.state_holder import SessionState
+
+    SessionState(page)  # warm
+    times = []
+    for _ in range(20):
+        started = time.perf_counter()
+        SessionState(page)
+        times.append((time.perf_counter() - started) * 1000)
+    gc.collect()
+    tracemalloc.start()
+    kept = [SessionState(page) for _ in range(10)]
+    used = tracemalloc.get_traced_memory()[0] / len(kept) / 1024
+    tracemalloc.stop()
+    return statistics.median(times), used
+
+
+def page_sessions() -> None:
+    import gradio as gr
+
+    from zimage_ui.ui import build_demo
+
+    page = build_demo()
+    kept_ms, kept_kib = page_session_cost(page)
+    for block in page.blocks.values():  # Gradio's own UploadButton: the schema on every call
+        if isinstance(block, gr.UploadButton):
+            block.__dict__.pop("api_info", None)
+    rebuilt_ms, rebuilt_kib = page_session_cost(page)
+    print(f"\n| new page session ({len(page.blocks)} blocks) | ms (median of 20) | KiB kept |")
+    print("|---|---|---|")
+    print(f"| upload schema kept | {kept_ms:.1f} | {kept_kib:.0f} |")
+    print(f"| rebuilt by Gradio each time | {rebuilt_ms:.1f} | {rebuilt_kib:.0f} |")
+    print(f"| kept / rebuilt | {kept_ms / rebuilt_ms:.2f} | {kept_kib / rebuilt_kib:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -173,6 +215,7 @@ def main() -> None:
         print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
         round_trips(url, args.repeats)
         sessions(url, args.sessions)
+        page_sessions()
         print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
     for line in hosted_tables(args.delay, 1024, args.repeats):
         print(line)

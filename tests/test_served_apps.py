@@ -75,3 +75,27 @@ def test_each_address_serves_its_own_app(served) -> None:
     )
     data = json.loads(listed.text.split("data: ", 1)[1].splitlines()[0])
     assert {tool["name"] for tool in data["result"]["tools"]} == {"generate", "compare", "sweep", "providers"}
+
+
+def test_a_page_session_does_not_rebuild_the_upload_buttons_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gradio's UploadButton works its API schema out with pydantic on every call, and each new
+    session asks every block: the page's buttons keep theirs (`common.upload_button`)."""
+    from gradio.data_classes import FileData, ListFiles
+    from gradio.state_holder import SessionState
+
+    page = build_demo()
+    buttons = [block for block in page.blocks.values() if isinstance(block, gr.UploadButton)]
+    assert len(buttons) >= 3  # presets, LoRAs, votes
+    built: list[str] = []
+    for model in (FileData, ListFiles):
+        schema = model.model_json_schema
+
+        def counted(*args, _schema=schema, _name=model.__name__, **kwargs):
+            built.append(_name)
+            return _schema(*args, **kwargs)
+
+        monkeypatch.setattr(model, "model_json_schema", counted)
+    session = SessionState(page)
+    assert built == []
+    api_infos = [session.config_values[button._id].get("api_info") for button in buttons]
+    assert [info["title"] for info in api_infos] == ["FileData"] * len(buttons)  # still the schema

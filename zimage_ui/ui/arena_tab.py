@@ -39,6 +39,7 @@ from zimage_ui.ui.common import (
     save_run_files,
     session_of,
     stop_handler,
+    upload_button,
 )
 from zimage_ui.ui.form import UNCHANGED, Form, Updates, Values
 from zimage_ui.votes import (
@@ -384,7 +385,7 @@ def build_arena_tab() -> ArenaTab:
         chart = gr.HTML(elem_id="arena-chart")
         with gr.Row():
             export = gr.Button("Export votes (CSV)", size="sm", elem_id="arena-export")
-            upload = gr.UploadButton(
+            upload = upload_button(
                 "Import votes (CSV)", file_types=[".csv"], size="sm", elem_id="arena-import"
             )
         csv = gr.File(label="Votes (LMArena's battle format)", visible=False, interactive=False)

@@ -56,6 +56,16 @@ MERGE_FRESH_JS = f"""(fresh, images, runs, votes) => {{
 STOPPED = "**Stopped.**"
 
 
+def upload_button(label: str, **options: Any) -> gr.UploadButton:
+    """`gr.UploadButton` with its API schema worked out once. Gradio's other components cache
+    theirs; UploadButton (6.31) rebuilds it with pydantic on each call, and every new session asks
+    every block, three times: the page's few buttons were a third of a session's build time."""
+    button = gr.UploadButton(label, **options)
+    schema = button.api_info()
+    button.api_info = lambda: schema  # type: ignore[method-assign]  # as Component.api_info caches
+    return button
+
+
 def user_error(message: str, title: str = "Error") -> gr.Error:
     """An error the person can act on: shown on the page, one log line, never a traceback."""
     return gr.Error(message, title=title, print_exception=False)

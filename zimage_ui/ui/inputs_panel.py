@@ -33,7 +33,7 @@ from zimage_ui.params import (
 )
 from zimage_ui.providers import get_provider
 from zimage_ui.providers.base import refuse_inputs
-from zimage_ui.ui.common import PRIVATE
+from zimage_ui.ui.common import PRIVATE, upload_button
 from zimage_ui.ui.mask_editor import mask_editor, mask_from_editor
 from zimage_ui.visitor_files import is_upload
 
@@ -503,7 +503,7 @@ def build_inputs_panel() -> InputsPanel:
                             min_width=160,
                             elem_id=f"lora-{number}-ref",
                         )
-                        file = gr.UploadButton(
+                        file = upload_button(
                             "Upload",
                             file_types=[".safetensors"],
                             file_count="single",

@@ -19,7 +19,7 @@ from zimage_ui.preset_sharing import (
 from zimage_ui.presets import Preset, PresetError, export_preset, import_preset, read_preset_file
 from zimage_ui.providers.base import KeyRing
 from zimage_ui.runs import scratch_folder
-from zimage_ui.ui.common import PRIVATE, browser_secret, problem_text
+from zimage_ui.ui.common import PRIVATE, browser_secret, problem_text, upload_button
 from zimage_ui.ui.form import UNCHANGED, Form, Updates, Values
 
 
@@ -223,7 +223,7 @@ def build_presets_panel() -> PresetsPanel:
             include_sides = gr.Checkbox(label="Include comparison sides", scale=1)
         with gr.Row():
             export = gr.Button("Export preset", size="sm", elem_id="export-preset")
-            upload = gr.UploadButton(
+            upload = upload_button(
                 "Import preset", size="sm", file_types=[".json", ".yaml", ".yml"], elem_id="import-preset"
             )
         exported = gr.File(
