@@ -178,25 +178,33 @@ def without_server_paths(params: dict[str, Any]) -> dict[str, Any]:
     return {**params, "inputs": {**inputs, **cut, "loras": loras}}
 
 
-# zlib level 1, not Pillow's default 6: a photo-like 1024² image encodes in 0.14x the time
-# (100 ms against 706 ms on a 2-core EPYC; a GPU makes the image itself in about a second) for
-# a file 1.17x the size (`python -m benchmarks.png_level`, in benchmarks/RESULTS.md).
+# zlib level 1 with the run-length strategy (Z_RLE), not Pillow's default (level 6, Z_FILTERED):
+# after PNG's row filters an image is mostly runs and small differences, which RLE codes about as
+# well as deflate's string search, at level 1's speed. On a 2-core EPYC a photo-like 1024² image
+# encodes in 0.13x level 6's time into 0.94x its bytes (level 1 alone: 0.14x, 1.17x); noise takes
+# 0.72x; flat graphics come out 1.3-1.5x level 6's few KiB (`python -m benchmarks.png_level`,
+# in benchmarks/RESULTS.md).
 PNG_COMPRESS_LEVEL = 1
+PNG_STRATEGY = zlib.Z_RLE
 
 
 def png_with_chunks(
-    image: Image.Image, chunks: dict[str, str], compress_level: int = PNG_COMPRESS_LEVEL
+    image: Image.Image,
+    chunks: dict[str, str],
+    compress_level: int = PNG_COMPRESS_LEVEL,
+    strategy: int = PNG_STRATEGY,
 ) -> bytes:
     """Encode as PNG with text chunks: tEXt for Latin-1 text, iTXt (UTF-8) otherwise.
 
     That is Pillow's `PngInfo.add_text`, which AUTOMATIC1111 uses: readers that know only
     tEXt (exifr, many viewers) find the text of every Latin-1 prompt, and any prompt survives.
+    `strategy`: zlib's, passed as Pillow's `compress_type` (its PNG encoder's zlib strategy).
     """
     info = PngImagePlugin.PngInfo()
     for key, value in chunks.items():
         info.add_text(key, value)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info, compress_level=compress_level)
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=compress_level, compress_type=strategy)
     return buffer.getvalue()
 
 
@@ -337,5 +345,5 @@ def without_metadata(png: bytes) -> bytes:
         pixels = image.copy()
     pixels.info = {}
     buffer = io.BytesIO()
-    pixels.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    pixels.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL, compress_type=PNG_STRATEGY)
     return buffer.getvalue()

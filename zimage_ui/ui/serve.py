@@ -23,8 +23,8 @@ from zimage_ui.ui.mcp_tools import MCP_PATH, McpEndpoint
 
 MAX_UPLOAD = "50mb"  # PNG info reads images up to 50 MB; presets are far smaller
 # Page sessions kept at once (Gradio's default: 10,000). Each holds the state of every component
-# of the page (about 0.6 MB for 368 blocks; `benchmarks.overhead` measures it); the least recently used goes first, closed tabs after
-# an hour.
+# of the page (about 0.6 MB for 368 blocks; `benchmarks.overhead` measures it); the least
+# recently used goes first, closed tabs after an hour.
 PAGE_SESSION_CAPACITY = 1000
 # The page has no API of its own (Gradio's "Use via API" would show an empty one): its header
 # links to the API's page instead (`ui.API_LINK`).
