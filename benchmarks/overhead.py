@@ -1,7 +1,8 @@
 """What the app adds to an image: round trips against a direct pipeline call, and session memory.
 
 Round trips, on `diffusers-tiny` (the real Z-Image pipeline code, tiny weights) at 256², 512²
-and 1024², 8 steps, the paths interleaved in each round, medians of `--repeats`:
+and 1024², 8 steps, the paths interleaved in each round, medians of `--repeats` (15: on a 2-core
+machine the medians of 5 or 9 still moved by 10% from run to run):
 - direct: the tiny pipeline called in this process, the way the provider calls it (the
   FlowMatch scheduler with the shift, a seeded CPU generator), PNG not included;
 - runner: `runner.generate_one` in this process (validation, prepare, run, PNG with provenance);
@@ -18,7 +19,7 @@ kept), with the upload buttons' schema kept (`ui.common.upload_button`) and as G
 Then `benchmarks.hosted_app`'s tables (a second app, on the RunPod emulator): the event loop's
 latency through a 36-cell 1024² sweep, and a 4-side compare against one side.
 
-    python -m benchmarks.overhead [--repeats 5] [--sessions 300] [--delay 0.5]
+    python -m benchmarks.overhead [--repeats 15] [--sessions 300] [--delay 0.5]
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def page_sessions() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--sessions", type=int, default=300)
     parser.add_argument("--delay", type=float, default=0.5, help="seconds each emulated job takes")
     args = parser.parse_args()

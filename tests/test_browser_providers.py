@@ -31,10 +31,11 @@ def site(emulator_servers: dict[str, Emulator], tmp_path_factory: pytest.TempPat
 def generate(page: Page, provider: str) -> None:
     pick_provider(page, provider)
     page.click("#generate")
-    expect(page.locator("#status")).to_contain_text(
-        "Done" if provider != "evolink" else "Failed", timeout=60_000
-    )
-    expect(page.locator("#generate")).to_be_enabled()
+    # The status still shows the previous run until this one ends: wait for this run itself (an
+    # emulated job takes half a second at least, so the busy state is there to be seen).
+    expect(page.locator("#generate")).to_be_disabled()
+    expect(page.locator("#generate")).to_be_enabled(timeout=60_000)
+    expect(page.locator("#status")).to_contain_text("Done" if provider != "evolink" else "Failed")
 
 
 def test_the_providers_view_counts_successes_failures_and_times(
