@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from benchmarks._machine import machine, median_ms
 from zimage_ui import metadata
 
-PILLOWS_STRATEGY = -1  # Pillow's own choice for PNG (Z_FILTERED), as when none is given
+PILLOWS_STRATEGY = metadata.SHEET_STRATEGY  # Pillow's own choice for PNG (Z_FILTERED)
 WRITERS = (  # (label, level, zlib strategy)
     ("1 + RLE (the app's)", metadata.PNG_COMPRESS_LEVEL, metadata.PNG_STRATEGY),
     ("1", 1, PILLOWS_STRATEGY),

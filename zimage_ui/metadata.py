@@ -179,13 +179,16 @@ def without_server_paths(params: dict[str, Any]) -> dict[str, Any]:
 
 
 # zlib level 1 with the run-length strategy (Z_RLE), not Pillow's default (level 6, Z_FILTERED):
-# after PNG's row filters an image is mostly runs and small differences, which RLE codes about as
-# well as deflate's string search, at level 1's speed. On a 2-core EPYC a photo-like 1024² image
-# encodes in 0.13x level 6's time into 0.94x its bytes (level 1 alone: 0.14x, 1.17x); noise takes
-# 0.72x; flat graphics come out 1.3-1.5x level 6's few KiB (`python -m benchmarks.png_level`,
-# in benchmarks/RESULTS.md).
+# after PNG's row filters a picture is mostly runs and small differences, which RLE codes about
+# as well as deflate's string search, at level 1's speed. On a 2-core EPYC nine sample photos
+# (scikit-image's) came out the size level 6 makes in 0.26x its time (level 1 alone: 1.13x the
+# bytes); a photo-like 1024² image 0.94x level 6's bytes in 0.13x its time, noise in 0.72x
+# (`python -m benchmarks.png_level`, in benchmarks/RESULTS.md). A sheet of many images keeps
+# Pillow's strategy (SHEET_STRATEGY): only deflate's string search finds its repeated cells and
+# labels (36 like cells: 1.5 MB against RLE's 6 to 13 MB).
 PNG_COMPRESS_LEVEL = 1
 PNG_STRATEGY = zlib.Z_RLE
+SHEET_STRATEGY = -1  # Pillow's own choice for PNG (Z_FILTERED), as when none is given
 
 
 def png_with_chunks(

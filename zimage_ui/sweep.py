@@ -245,7 +245,7 @@ class SweepResult:
     outcomes: list[list[Outcome]]
 
     def grid_png(self) -> bytes:
-        from zimage_ui.metadata import png_with_chunks
+        from zimage_ui.metadata import SHEET_STRATEGY, png_with_chunks
 
         cells = [
             [_thumbnail(o.result.images[0]) if o.ok and o.result else None for o in row]
@@ -261,7 +261,7 @@ class SweepResult:
         first = next((o.pngs[0] for row in self.outcomes for o in row if o.ok and o.pngs), None)
         if first is not None and (parameters := read_text_chunks(first).get(PARAMETERS_KEY)):
             chunks = {PARAMETERS_KEY: parameters, **chunks}
-        return png_with_chunks(image, chunks)
+        return png_with_chunks(image, chunks, strategy=SHEET_STRATEGY)
 
 
 def _thumbnail(image: Image.Image) -> Image.Image:
