@@ -127,3 +127,49 @@ async def test_without_an_enhancer_the_message_says_how_to_set_one(monkeypatch: 
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(EnhancerFailed, match="set ZIMAGE_ENHANCER_BASE_URL"):
         await enhance("a cat")
+
+
+def _owner_endpoint(monkeypatch: pytest.MonkeyPatch, chat: ChatServer) -> None:
+    monkeypatch.setenv("ZIMAGE_ENHANCER_BASE_URL", chat.url)
+    monkeypatch.setenv("ZIMAGE_ENHANCER_MODEL", "qwen-plus")
+    monkeypatch.setenv("ZIMAGE_ENHANCER_API_KEY", KEY)
+    monkeypatch.setenv("SPACE_ID", "owner/playground")  # a public Space: keys not shared by default
+    monkeypatch.delenv("ZIMAGE_SERVER_KEYS", raising=False)
+
+
+async def test_a_visitor_on_a_public_space_does_not_spend_the_owners_enhancer(
+    chat: ChatServer, monkeypatch: pytest.MonkeyPatch
+):
+    from zimage_ui.enhancer import TINY_WRITER, enhance_for_visitor
+
+    _owner_endpoint(monkeypatch, chat)
+    with pytest.raises(EnhancerFailed) as raised:
+        await enhance_for_visitor("a cat")
+    said = str(raised.value)
+    assert "ZIMAGE_SERVER_KEYS=all" in said
+    assert "127.0.0.1" not in said and "qwen-plus" not in said  # where the owner's requests go is theirs
+    assert chat.requests == []
+    assert (await enhance("a cat")).prompt == REWRITE  # the owner's own command line still uses it
+    monkeypatch.setenv("ZIMAGE_SERVER_KEYS", "all")  # the owner shares it
+    assert (await enhance_for_visitor("a cat")).prompt == REWRITE
+    monkeypatch.setenv("ZIMAGE_SERVER_KEYS", "none")
+    monkeypatch.setenv("ZIMAGE_ENHANCER_LOCAL", "tiny")  # where the local encoder is offered: that one
+    assert (await enhance_for_visitor("a cat")).model == TINY_WRITER
+    assert len(chat.requests) == 2
+
+
+def test_the_page_greys_enhance_and_says_why_where_the_endpoint_is_the_owners(
+    chat: ChatServer, monkeypatch: pytest.MonkeyPatch
+):
+    import gradio as gr
+
+    from zimage_ui.ui import build_demo
+
+    _owner_endpoint(monkeypatch, chat)
+    page = build_demo()
+    found = {block.elem_id: block for block in page.blocks.values() if getattr(block, "elem_id", None)}
+    assert isinstance(found["enhance"], gr.Button) and found["enhance"].interactive is False
+    assert found["enhance-each-run"].interactive is False
+    note = found["enhance-note"].value
+    assert "ZIMAGE_SERVER_KEYS=all" in note and "127.0.0.1" not in note and "qwen-plus" not in note
+    assert found["enhance-box"].visible is True

@@ -44,9 +44,18 @@ def test_torch_is_pinned():
     assert requirement_pins()["torch"] == "2.13.0"
 
 
-def test_secrets_are_exactly_the_keys_providers_read():
-    names = {name for provider in PROVIDERS.values() for name in provider.key_names}
-    assert set(spaces()["secrets"]) == names
+def test_secrets_are_exactly_the_keys_the_app_reads():
+    """Every provider's key and the prompt enhancer's: each a Space secret, none a variable."""
+    from zimage_ui import env
+
+    providers = {name for provider in PROVIDERS.values() for name in provider.key_names}
+    keys = {
+        name
+        for name, field in env.Environment.model_fields.items()
+        if (field.json_schema_extra or {}).get("group") == env.PROVIDER_KEYS  # type: ignore[union-attr]
+    }
+    assert providers <= keys
+    assert set(spaces()["secrets"]) == keys
 
 
 def test_every_environment_variable_the_code_reads_is_documented():

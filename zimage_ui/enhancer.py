@@ -29,6 +29,7 @@ from zimage_ui.errors import ProviderError, ZImageError
 from zimage_ui.net.http import HttpEngine
 from zimage_ui.params import GenerationParams, parse_params
 from zimage_ui.providers import get_provider
+from zimage_ui.providers.base import server_keys_shared
 from zimage_ui.providers.local import diffusers_local, prompt_writer
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,37 @@ NOT_CONFIGURED = (
     "endpoint) and ZIMAGE_ENHANCER_MODEL, and ZIMAGE_ENHANCER_API_KEY if it needs one; or, with the "
     "local model on a GPU, ZIMAGE_ENHANCER_LOCAL=auto lets its text encoder write"
 )
+
+
+OWNER_ONLY = "visitors may use it where the owner sets ZIMAGE_SERVER_KEYS=all"
+# Said to visitors without the endpoint's model or host: where the owner's requests go is theirs.
+WITHHELD = f"the {NAME} set up here is the owner's: {OWNER_ONLY}"
+
+
+def visitor_enhancer() -> Enhancer | None:
+    """The enhancer a page visitor may use. An endpoint is the owner's (its key, its bill, its
+    hardware), so visitors use it only where `ZIMAGE_SERVER_KEYS` shares the server's keys, as
+    with the owner's OpenAI-style engine; elsewhere they get the local text encoder where it is
+    offered, which runs on the device the local model already lends them."""
+    config = enhancer_config()
+    if isinstance(config, EnhancerConfig) and not server_keys_shared():
+        return local_enhancer()
+    return config
+
+
+def withheld_endpoint() -> EnhancerConfig | None:
+    """The owner's endpoint where visitors may not use it (for the page to say so), else None."""
+    config = enhancer_config()
+    return config if isinstance(config, EnhancerConfig) and not server_keys_shared() else None
+
+
+async def enhance_for_visitor(prompt: str, *, cancel: CancelToken | None = None) -> Enhanced:
+    """`enhance` with the enhancer a page visitor may use; EnhancerFailed saying why there is none."""
+    config = visitor_enhancer()
+    if config is None:
+        withheld = withheld_endpoint()
+        raise EnhancerFailed(WITHHELD if withheld else NOT_CONFIGURED)
+    return await enhance(prompt, config, cancel=cancel)
 
 
 @dataclass(frozen=True)

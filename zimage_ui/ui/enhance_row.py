@@ -9,7 +9,15 @@ from typing import Any
 
 import gradio as gr
 
-from zimage_ui.enhancer import Enhanced, EnhancerFailed, LocalEnhancer, enhance, enhancer_config
+from zimage_ui.enhancer import (
+    WITHHELD,
+    Enhanced,
+    EnhancerFailed,
+    LocalEnhancer,
+    enhance_for_visitor,
+    visitor_enhancer,
+    withheld_endpoint,
+)
 from zimage_ui.ui.common import PRIVATE
 from zimage_ui.ui.form import Updates, Values
 
@@ -34,7 +42,7 @@ class EnhanceRow:
             api_visibility="private",
             # A local rewrite holds the device: one at a time, so one visitor's clicks can't line
             # up ahead of everyone's generations. An endpoint's take no local resource.
-            concurrency_limit=1 if isinstance(enhancer_config(), LocalEnhancer) else None,
+            concurrency_limit=1 if isinstance(visitor_enhancer(), LocalEnhancer) else None,
             show_progress_on=[self.note],
         )
         self.undo.click(
@@ -44,7 +52,7 @@ class EnhanceRow:
     async def on_enhance(self, data: Values) -> Updates:
         own = data[self._prompt] or ""
         try:
-            enhanced = await enhance(own)
+            enhanced = await enhance_for_visitor(own)
         except EnhancerFailed as exc:
             return {self.note: f"**Not enhanced:** {exc}. Your prompt is as you wrote it."}
         return {
@@ -74,21 +82,34 @@ def as_state(enhanced: Enhanced) -> dict[str, Any]:
 
 
 def build_enhance_row() -> EnhanceRow:
-    """Shown where an enhancer is set up (`enhancer.enhancer_config`)."""
-    configured = enhancer_config()
-    with gr.Column(visible=configured is not None, elem_id="enhance-box"):
+    """Shown where visitors have an enhancer (`enhancer.visitor_enhancer`), or greyed with the
+    reason where the owner's endpoint is theirs alone."""
+    configured, withheld = visitor_enhancer(), withheld_endpoint()
+    usable = configured is not None
+    with gr.Column(visible=usable or withheld is not None, elem_id="enhance-box"):
         with gr.Row(elem_classes=["enhance-row"]):
-            enhance_button = gr.Button("Enhance prompt", size="sm", scale=0, min_width=140, elem_id="enhance")
+            enhance_button = gr.Button(
+                "Enhance prompt", size="sm", scale=0, min_width=140, interactive=usable, elem_id="enhance"
+            )
             undo = gr.Button(
                 "Undo", size="sm", scale=0, min_width=70, interactive=False, elem_id="enhance-undo"
             )
             each_run = gr.Checkbox(
-                label="Enhance each run", value=False, scale=1, min_width=160, elem_id="enhance-each-run"
+                label="Enhance each run",
+                value=False,
+                interactive=usable,
+                scale=1,
+                min_width=160,
+                elem_id="enhance-each-run",
             )
-        note = gr.Markdown(
-            f"Rewrites your prompt with {configured.model} the way Z-Image-Turbo likes: long and concrete."
-            if configured
-            else "",
-            elem_id="enhance-note",
-        )
+        if configured is not None:
+            text = (
+                f"Rewrites your prompt with {configured.model} the way Z-Image-Turbo likes: "
+                "long and concrete."
+            )
+        elif withheld is not None:
+            text = f"Enhance: {WITHHELD}."
+        else:
+            text = ""
+        note = gr.Markdown(text, elem_id="enhance-note")
     return EnhanceRow(enhance_button, undo, each_run, note)

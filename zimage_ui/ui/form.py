@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from zimage_ui.compare import Side, read_side_fields
-from zimage_ui.enhancer import Enhanced, EnhancerFailed, enhance, enhanced_params
+from zimage_ui.enhancer import Enhanced, EnhancerFailed, enhance_for_visitor, enhanced_params
 from zimage_ui.errors import InvalidParams, PresetError
 from zimage_ui.params import GenerationParams, ImageInputs, parse_params
 from zimage_ui.presets import Preset, preset_from_params
@@ -257,7 +257,7 @@ class Form:
         if self.each_run is None or not data.get(self.each_run) or params.enhanced is not None:
             return params
         try:
-            return enhanced_params(params, await enhance(params.prompt))
+            return enhanced_params(params, await enhance_for_visitor(params.prompt))
         except EnhancerFailed as exc:
             raise user_error(
                 f"{exc}. Nothing was drawn: untick Enhance each run to draw your own prompt.",
