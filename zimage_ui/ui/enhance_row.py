@@ -4,6 +4,7 @@ cells), and its PNGs keep the person's own prompt and the enhancer's model besid
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ from zimage_ui.enhancer import (
 )
 from zimage_ui.ui.common import PRIVATE
 from zimage_ui.ui.form import Updates, Values
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,34 +85,25 @@ def as_state(enhanced: Enhanced) -> dict[str, Any]:
 
 
 def build_enhance_row() -> EnhanceRow:
-    """Shown where visitors have an enhancer (`enhancer.visitor_enhancer`), or greyed with the
-    reason where the owner's endpoint is theirs alone."""
-    configured, withheld = visitor_enhancer(), withheld_endpoint()
-    usable = configured is not None
-    with gr.Column(visible=usable or withheld is not None, elem_id="enhance-box"):
+    """Shown where visitors have an enhancer (`enhancer.visitor_enhancer`). Where the owner's
+    endpoint is theirs alone it stays hidden, as a control nobody may use would only push the
+    page down a phone screen; the log tells the owner why."""
+    configured = visitor_enhancer()
+    if configured is None and withheld_endpoint() is not None:
+        log.warning("Enhance is hidden from page visitors: %s", WITHHELD)
+    with gr.Column(visible=configured is not None, elem_id="enhance-box"):
         with gr.Row(elem_classes=["enhance-row"]):
-            enhance_button = gr.Button(
-                "Enhance prompt", size="sm", scale=0, min_width=140, interactive=usable, elem_id="enhance"
-            )
+            enhance_button = gr.Button("Enhance prompt", size="sm", scale=0, min_width=140, elem_id="enhance")
             undo = gr.Button(
                 "Undo", size="sm", scale=0, min_width=70, interactive=False, elem_id="enhance-undo"
             )
             each_run = gr.Checkbox(
-                label="Enhance each run",
-                value=False,
-                interactive=usable,
-                scale=1,
-                min_width=160,
-                elem_id="enhance-each-run",
+                label="Enhance each run", value=False, scale=1, min_width=160, elem_id="enhance-each-run"
             )
-        if configured is not None:
-            text = (
-                f"Rewrites your prompt with {configured.model} the way Z-Image-Turbo likes: "
-                "long and concrete."
-            )
-        elif withheld is not None:
-            text = f"Enhance: {WITHHELD}."
-        else:
-            text = ""
-        note = gr.Markdown(text, elem_id="enhance-note")
+        note = gr.Markdown(
+            f"Rewrites your prompt with {configured.model} the way Z-Image-Turbo likes: long and concrete."
+            if configured
+            else "",
+            elem_id="enhance-note",
+        )
     return EnhanceRow(enhance_button, undo, each_run, note)
