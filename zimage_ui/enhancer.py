@@ -128,29 +128,26 @@ OWNER_ONLY = "visitors may use it where the owner sets ZIMAGE_SERVER_KEYS=all"
 WITHHELD = f"the {NAME} set up here is the owner's: {OWNER_ONLY}"
 
 
-def visitor_enhancer() -> Enhancer | None:
-    """The enhancer a page visitor may use. An endpoint is the owner's (its key, its bill, its
-    hardware), so visitors use it only where `ZIMAGE_SERVER_KEYS` shares the server's keys, as
-    with the owner's OpenAI-style engine; elsewhere they get the local text encoder where it is
-    offered, which runs on the device the local model already lends them."""
-    config = enhancer_config()
-    if isinstance(config, EnhancerConfig) and not server_keys_shared():
-        return local_enhancer()
-    return config
-
-
 def withheld_endpoint() -> EnhancerConfig | None:
-    """The owner's endpoint where visitors may not use it (for the page to say so), else None."""
+    """The owner's endpoint where page visitors may not use it, else None. An endpoint is the
+    owner's (its key, its bill, its hardware), so visitors use it only where `ZIMAGE_SERVER_KEYS`
+    shares the server's keys, as with the owner's OpenAI-style engine."""
     config = enhancer_config()
     return config if isinstance(config, EnhancerConfig) and not server_keys_shared() else None
+
+
+def visitor_enhancer() -> Enhancer | None:
+    """The enhancer a page visitor may use: the configured one, or where the endpoint is withheld
+    the local text encoder where it is offered (it runs on the device the local model already
+    lends them)."""
+    return local_enhancer() if withheld_endpoint() is not None else enhancer_config()
 
 
 async def enhance_for_visitor(prompt: str, *, cancel: CancelToken | None = None) -> Enhanced:
     """`enhance` with the enhancer a page visitor may use; EnhancerFailed saying why there is none."""
     config = visitor_enhancer()
     if config is None:
-        withheld = withheld_endpoint()
-        raise EnhancerFailed(WITHHELD if withheld else NOT_CONFIGURED)
+        raise EnhancerFailed(WITHHELD if withheld_endpoint() else NOT_CONFIGURED)
     return await enhance(prompt, config, cancel=cancel)
 
 

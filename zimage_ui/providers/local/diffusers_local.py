@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from zimage_ui import env
 from zimage_ui.cancel import CancelToken
@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from diffusers import ZImagePipeline
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RAM_HEADROOM = 1.3  # loading and activations on top of the weights
 
@@ -145,6 +146,25 @@ class _PipelineSlot:
     @property
     def loaded(self) -> bool:
         return self._pipeline is not None
+
+    async def run_holding(self, work: Callable[[StopFlag], T], cancel: CancelToken) -> T:
+        """`work(stop)` in a worker thread, for a caller that holds the device (`queue.acquire`).
+        The device is handed on only when the work has really ended, not when its task did: a
+        cancelled task (Gradio's cancel, a closed CLI) sets `stop`, and the work ends at its next
+        step before the next in line gets the device."""
+        abandoned = CancelToken()
+        job = asyncio.ensure_future(asyncio.to_thread(work, AnyStop(cancel, abandoned)))
+        job.add_done_callback(self._work_ended)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            abandoned.cancel()
+            raise
+
+    def _work_ended(self, job: asyncio.Future[Any]) -> None:
+        if not job.cancelled():
+            job.exception()  # retrieved: an abandoned run's error is not "never retrieved"
+        self.queue.release()
 
     def warm_up(self, *, wait: bool = False) -> None:
         if wait:
@@ -263,7 +283,6 @@ class _LocalPipelineProvider(Provider):
         if prepared.params.control_image is not None and not self.capabilities.control_input:
             raise JobFailed(self.id, controlnet.NOT_SET_UP)  # before loading anything
         cancel = cancel or CancelToken()
-        abandoned = CancelToken()  # set when this task is cancelled (Gradio's cancel, a closed CLI)
         started = time.perf_counter()
         inputs = LoadedInputs()
         if prepared.params.inputs is not None:  # read before waiting in line: the device waits for no file
@@ -277,15 +296,9 @@ class _LocalPipelineProvider(Provider):
             )
             inputs = await asyncio.to_thread(load_inputs, prepared.params, fetched, lora_paths=lora_paths)
         await self._wait_for_gpu(progress, cancel)
-        work = asyncio.ensure_future(
-            asyncio.to_thread(self._generate, prepared, report, AnyStop(cancel, abandoned), inputs)
+        images = await self._slot.run_holding(
+            lambda stop: self._generate(prepared, report, stop, inputs), cancel
         )
-        work.add_done_callback(self._work_ended)
-        try:
-            images = await asyncio.shield(work)
-        except asyncio.CancelledError:
-            abandoned.cancel()  # the work stops at its next step; the device is free once it has
-            raise
         sent = prepared.sent
         if inputs.loras:  # their names and hashes are known now that the files were read
             sent = replace(sent, loras=tuple((lora.name, lora.scale, lora.hash) for lora in inputs.loras))
@@ -303,12 +316,6 @@ class _LocalPipelineProvider(Provider):
                 *(note for note in (*self._slot.notes, *inputs.notes) if note not in prepared.notes),
             ],
         )
-
-    def _work_ended(self, work: asyncio.Future[Any]) -> None:
-        """The device is handed on only when the work has really ended, not when its task did."""
-        if not work.cancelled():
-            work.exception()  # retrieved: an abandoned run's error is not "never retrieved"
-        self._slot.queue.release()
 
     async def _wait_for_gpu(self, progress: ProgressFn, cancel: CancelToken) -> None:
         """One generation at a time on the device, first come, first served; waiting costs no thread."""

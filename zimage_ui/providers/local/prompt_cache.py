@@ -68,22 +68,30 @@ class TextEncoderShuttle:
         runs on the CPU. Yields the device the inputs belong on."""
         import torch
 
-        room = bool(self._fits())
-        device = self.device if room else torch.device("cpu")
-        if room:
-            encoder.to(self.device)
-            self.visits += 1
-        else:
-            self.cpu_runs += 1
+        room = self._arrive(encoder)
         self._held = True
         try:
-            yield device
+            yield self.device if room else torch.device("cpu")
         finally:
             self._held = False
             if room:
-                encoder.to("cpu")
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+                self._leave(encoder)
+
+    def _arrive(self, encoder: Any) -> bool:
+        """A visit starts: the encoder onto the GPU where it has room (True), else it stays."""
+        if not self._fits():
+            self.cpu_runs += 1
+            return False
+        encoder.to(self.device)
+        self.visits += 1
+        return True
+
+    def _leave(self, encoder: Any) -> None:
+        encoder.to("cpu")
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
 
     def _gpu_has_room(self) -> bool:
         import torch
@@ -97,23 +105,14 @@ class TextEncoderShuttle:
     def _before(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         if self._held:  # `held` placed it for the whole block
             return None
-        self._visiting = bool(self._fits())
-        if self._visiting:
-            module.to(self.device)
-            self.visits += 1
-            return None
-        self.cpu_runs += 1
-        return _moved(args, "cpu"), _moved(kwargs, "cpu")
+        self._visiting = self._arrive(module)
+        return None if self._visiting else (_moved(args, "cpu"), _moved(kwargs, "cpu"))
 
     def _after(self, module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
         if self._held:
             return None
         if self._visiting:
-            module.to("cpu")
-            if self.device.type == "cuda":
-                import torch
-
-                torch.cuda.empty_cache()
+            self._leave(module)
             return None
         return _moved(output, self.device)
 

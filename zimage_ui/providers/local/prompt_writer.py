@@ -21,7 +21,6 @@ works and nothing more, and its name says so.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import random
@@ -31,7 +30,7 @@ from typing import Any
 from zimage_ui.cancel import CancelToken
 from zimage_ui.errors import Cancelled, JobFailed, ProviderError
 from zimage_ui.providers.local import zerogpu
-from zimage_ui.providers.local.diffusers_local import AnyStop, pipeline_slot
+from zimage_ui.providers.local.diffusers_local import pipeline_slot
 from zimage_ui.providers.local.generation import StopFlag
 from zimage_ui.providers.local.prompt_cache import shuttle_of
 
@@ -146,22 +145,14 @@ async def rewrite(
     slot = provider.pipeline_slot
     if not await slot.queue.acquire(cancel, lambda place: None):
         raise Cancelled("prompt writer", "stopped while waiting in line")
-    abandoned = CancelToken()
-    stop = AnyStop(cancel, abandoned)
     task = _ZERO_GPU_TASK if provider.on_gpu else None
 
-    def work() -> str:
+    def work(stop: StopFlag) -> str:
         if task is not None:
             return _from_worker(task(provider.id, system, prompt, limit_s, seed))
         return write(slot.get(), system, prompt, limit_s=limit_s, stop=stop, seed=seed)
 
-    job = asyncio.ensure_future(asyncio.to_thread(work))
-    job.add_done_callback(lambda done: (done.cancelled() or done.exception(), slot.queue.release()))
-    try:
-        return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        abandoned.cancel()  # ends at the next token; the device is free once it has
-        raise
+    return await slot.run_holding(work, cancel)
 
 
 # ---- ZeroGPU: the function its forked worker runs ------------------------------------------
