@@ -226,3 +226,20 @@ def test_generate_enhance_with_the_tiny_writer_keeps_both_prompts_and_names_the_
     assert drawn and drawn != "a cat on a windowsill"
     assert record["params"]["enhanced"] == {"original": "a cat on a windowsill", "model": TINY_WRITER}
     assert read_png_settings(data).params["enhanced"]["model"].endswith("its words are noise)")
+
+
+@pytest.mark.parametrize(("local", "limit"), [("tiny", 1), ("off", None)])
+def test_a_local_rewrite_on_the_page_is_one_at_a_time_across_visitors(
+    monkeypatch: pytest.MonkeyPatch, chat, local: str, limit: int | None
+):
+    """A local rewrite holds the device: one visitor's clicks can't line up ahead of everyone's
+    generations. An endpoint's rewrites hold nothing local, so they are not limited."""
+    from zimage_ui.ui import build_demo
+
+    monkeypatch.setenv("ZIMAGE_ENHANCER_LOCAL", local)
+    if local == "off":
+        monkeypatch.setenv("ZIMAGE_ENHANCER_BASE_URL", chat.url)
+        monkeypatch.setenv("ZIMAGE_ENHANCER_MODEL", "qwen-plus")
+    page = build_demo()
+    [event] = [fn for fn in page.fns.values() if getattr(fn.fn, "__name__", "") == "on_enhance"]
+    assert event.concurrency_limit == limit
